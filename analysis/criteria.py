@@ -1,0 +1,305 @@
+"""The criteria engine: squeezing, entanglement (E_Ent) and EPR steering (E_EPR) with honest errors.
+
+Conventions (see docs/criteria.md)
+----------------------------------
+* S^R_d = (N^R_1 - N^R_2)/2 for region R in {A, B}, measured along the shot's direction d.
+* Variances and covariances use ddof=1 over the shots of their direction; <S_x> is the mean over
+  the x shots; N (for xi_R^2) is the mean total atom number N1A+N2A+N1B+N2B over all shots.
+  The reported ``value`` is this plain estimate.
+* Errors: delete-a-group jackknife with ``n_groups`` groups (default 20; the k-th shot of each
+  direction belongs to group k mod n_groups). Chosen over a bootstrap because it needs no random
+  numbers, and over the delete-one jackknife because the same group sums serve the live monitor
+  with memory independent of the number of shots, so batch and streaming agree exactly.
+* Bias: optimising g on the same data biases the minimised criteria low (about one standard error
+  for E_Ent on a coherent state). For E_Ent and E_EPR the bias is ``value - E_split``, E_split the
+  split-sample value of :mod:`analysis.crossfit` (gains fitted on one half of the groups, evaluated
+  on the other), reported with its own jackknife error ``test_error``; for other quantities it is
+  the jackknife bias (n_groups - 1)(mean of leave-group-out values - value). Reported as ``bias``
+  and ``bias_corrected = value - bias``; the significance of a violation uses the corrected value:
+  ``sigma = -ln(bias_corrected) / (error/bias_corrected)`` and a one-sided normal ``p_value``
+  for "true value >= 1" (on ln E, which is nearly normal; see Estimate.sigma_below_one).
+  A criterion is ``certified`` when p_value < 1 - confidence (default confidence 0.95).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr
+
+from analysis.crossfit import split_sample_criteria
+from analysis.formulas import all_criteria
+from analysis.moments import (DEFAULT_GROUPS, DIRECTION_INDEX, DIRECTIONS, F_N, GroupedSums,
+                              Moments, spin_components)
+
+#: Criteria whose violation (< 1) certifies something; they get significance fields.
+CERTIFYING = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
+#: Quantities reported with errors, in output order.
+QUANTITIES = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "xi_R2_dB", "N")
+GAINS = {"E_Ent": ("E_Ent.g_z", "E_Ent.g_y"), "E_EPR_AB": ("E_EPR_AB.g_z", "E_EPR_AB.g_y"),
+         "E_EPR_BA": ("E_EPR_BA.g_z", "E_EPR_BA.g_y")}
+MIN_SHOTS = 3
+BIAS_JACKKNIFE = "jackknife"
+BIAS_SPLIT = "split-sample"
+
+
+class CriteriaError(ValueError):
+    """The shots cannot give the criteria (too few shots in a direction, no x shots, bad values)."""
+
+
+@dataclass(frozen=True)
+class DetectionNoise:
+    """Detection-noise (co)variance of the regions' spin components, in hbar^2."""
+
+    var_a: float
+    var_b: float
+    cov_ab: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("var_a", "var_b", "cov_ab"):
+            v = getattr(self, name)
+            if not math.isfinite(v):
+                raise ValueError(f"detection noise {name} must be finite, got {v}")
+        if self.var_a < 0 or self.var_b < 0:
+            raise ValueError(f"detection-noise variances must be >= 0, got {self.var_a}, {self.var_b}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A quantity per geometry: plain value, jackknife error and bias (arrays of shape (G,))."""
+
+    value: NDArray[np.float64]
+    error: NDArray[np.float64]
+    bias: NDArray[np.float64]
+    bias_method: str = "jackknife"
+    #: for optimised criteria: the jackknife error of the split-sample value ``value - bias``,
+    #: used for the significance test (None: the plain jackknife error is used)
+    test_error: NDArray[np.float64] | None = None
+
+    @property
+    def bias_corrected(self) -> NDArray[np.float64]:
+        return self.value - self.bias
+
+    def sigma_below_one(self) -> NDArray[np.float64]:
+        """How many standard errors the bias-corrected value lies below 1 (negative: above).
+
+        Computed on ln E: the criteria are products of variance estimates, whose distributions
+        are skewed; ln E is nearly normal with error err/E (NaN where E <= 0).
+        """
+        err = self.error if self.test_error is None else self.test_error
+        e = self.bias_corrected
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(e > 0, -np.log(e) * e / err, np.nan)
+
+    def p_value(self) -> NDArray[np.float64]:
+        """One-sided normal p-value of the hypothesis "true value >= 1"; NaN counts as 1."""
+        p = ndtr(-self.sigma_below_one())
+        return np.where(np.isnan(p), 1.0, p)
+
+
+@dataclass
+class CriteriaResult:
+    """All criteria for G geometries (and optionally detection-noise-corrected ones)."""
+
+    estimates: dict[str, Estimate]
+    gains: dict[str, Estimate]
+    n_shots: dict[str, int]
+    n_groups: int
+    confidence: float = 0.95
+    corrected: "CriteriaResult | None" = None
+    detection_noise: DetectionNoise | None = None
+    extra: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Estimate:
+        return self.estimates[name]
+
+    @property
+    def n_geometries(self) -> int:
+        return int(self.estimates["E_Ent"].value.shape[0])
+
+    def certified(self, name: str) -> NDArray[np.bool_]:
+        """True where criterion ``name`` is below 1 at the configured confidence, bias included."""
+        return self.estimates[name].p_value() < (1.0 - self.confidence)
+
+    def to_dict(self, geometry: int = 0) -> dict[str, Any]:
+        """One geometry's numbers as plain JSON-ready Python values."""
+        def num(x: Any) -> float | None:
+            x = float(x)
+            return x if math.isfinite(x) else None
+
+        out: dict[str, Any] = {}
+        for name, est in self.estimates.items():
+            entry: dict[str, Any] = {"value": num(est.value[geometry]),
+                                     "error": num(est.error[geometry]),
+                                     "bias": num(est.bias[geometry]),
+                                     "bias_method": est.bias_method,
+                                     "bias_corrected": num(est.bias_corrected[geometry])}
+            if est.test_error is not None:
+                entry["split_sample_error"] = num(est.test_error[geometry])
+            if name in CERTIFYING:
+                entry["sigma_below_1"] = num(est.sigma_below_one()[geometry])
+                entry["p_value"] = num(est.p_value()[geometry])
+                entry["certified"] = bool(self.certified(name)[geometry])
+                gz, gy = (self.gains[k] for k in GAINS[name])
+                entry["g_z"] = {"value": num(gz.value[geometry]), "error": num(gz.error[geometry])}
+                entry["g_y"] = {"value": num(gy.value[geometry]), "error": num(gy.error[geometry])}
+            out[name] = entry
+        out["n_shots"] = dict(self.n_shots)
+        out["confidence"] = self.confidence
+        out["error_method"] = f"delete-a-group jackknife, {self.n_groups} groups"
+        if self.corrected is not None and self.detection_noise is not None:
+            dn = self.detection_noise
+            out["detection_noise"] = {"var_a": dn.var_a, "var_b": dn.var_b, "cov_ab": dn.cov_ab}
+            out["corrected"] = {k: v for k, v in self.corrected.to_dict(geometry).items()
+                                if k in self.estimates}
+        return out
+
+
+def _estimate(sums: GroupedSums, detection_noise: DetectionNoise | None) -> dict[str, Estimate]:
+    total = Moments.from_sums(sums.total())
+    loo = Moments.from_sums(sums.leave_one_group_out())
+    det = (0.0, 0.0, 0.0)
+    if detection_noise is not None:
+        det = (detection_noise.var_a, detection_noise.var_b, detection_noise.cov_ab)
+        total = total.corrected(*det)
+        loo = loo.corrected(*det)
+    full, rep = all_criteria(total), all_criteria(loo)
+    cv = split_sample_criteria(sums, det)
+    # groups that are empty in every direction do not count as jackknife replicates
+    used = sums.sums[:, :, 0, F_N].sum(axis=0) > 0  # (n_groups,)
+    k_used = int(used.sum())
+    out: dict[str, Estimate] = {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        for name, value in full.items():
+            r = rep[name][used]
+            mean_r = r.mean(axis=0)
+            err = np.sqrt((k_used - 1) / k_used * ((r - mean_r) ** 2).sum(axis=0))
+            if name in cv:
+                cv_value, cv_err = cv[name]
+                out[name] = Estimate(np.asarray(value, float), np.asarray(err, float),
+                                     np.asarray(value - cv_value, float), BIAS_SPLIT,
+                                     np.asarray(cv_err, float))
+            else:
+                bias = (k_used - 1) * (mean_r - value)
+                out[name] = Estimate(np.asarray(value, float), np.asarray(err, float),
+                                     np.asarray(bias, float), BIAS_JACKKNIFE)
+    return out
+
+
+def _check_counts(sums: GroupedSums) -> dict[str, int]:
+    n = {d: int(sums.counts[i]) for i, d in enumerate(DIRECTIONS)}
+    if n["x"] == 0:
+        raise CriteriaError("no x shots: <S_x> (the denominator of every criterion) is undefined")
+    few = [d for d in DIRECTIONS if n[d] < MIN_SHOTS]
+    if few:
+        raise CriteriaError("too few shots: " + ", ".join(f"{d} has {n[d]}" for d in few)
+                            + f" (at least {MIN_SHOTS} per direction are needed)")
+    return n
+
+
+def result_from_sums(sums: GroupedSums, *, detection_noise: DetectionNoise | None = None,
+                     confidence: float = 0.95) -> CriteriaResult:
+    """Criteria, errors and biases from grouped power sums (shared by batch and streaming)."""
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+    n = _check_counts(sums)
+    raw = _estimate(sums, None)
+    est = {k: raw[k] for k in QUANTITIES}
+    gains = {g: raw[g] for pair in GAINS.values() for g in pair}
+    extra = {"splitting_ratio_x": raw["splitting_ratio_x"].value}
+    res = CriteriaResult(est, gains, n, sums.n_groups, confidence, extra=extra)
+    if detection_noise is not None:
+        cor = _estimate(sums, detection_noise)
+        res.corrected = CriteriaResult({k: cor[k] for k in QUANTITIES},
+                                       {g: cor[g] for pair in GAINS.values() for g in pair},
+                                       n, sums.n_groups, confidence)
+        res.detection_noise = detection_noise
+    return res
+
+
+def _direction_indices(directions: ArrayLike) -> NDArray[np.intp]:
+    dirs = np.asarray(directions)
+    try:
+        return np.array([DIRECTION_INDEX[str(d).strip().lower()] for d in dirs.ravel()],
+                        dtype=np.intp)
+    except KeyError as exc:
+        raise CriteriaError(f"unknown direction {exc.args[0]!r}: expected x, y or z") from None
+
+
+def _as_counts(name: str, v: ArrayLike, n_shots: int) -> NDArray[np.float64]:
+    a = np.asarray(v, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] != n_shots:
+        raise CriteriaError(f"{name} must have shape (shots,) or (shots, geometries) with "
+                            f"{n_shots} shots, got {np.shape(v)}")
+    if not np.all(np.isfinite(a)):
+        bad = int(np.argwhere(~np.isfinite(a))[0][0])
+        raise CriteriaError(f"{name} of shot {bad} is not finite: {a[bad].tolist()}")
+    return a
+
+
+def evaluate(directions: ArrayLike, n1a: ArrayLike, n2a: ArrayLike, n1b: ArrayLike,
+             n2b: ArrayLike, *, detection_noise: DetectionNoise | None = None,
+             confidence: float = 0.95, n_groups: int = DEFAULT_GROUPS) -> CriteriaResult:
+    """Batch criteria from shots in acquisition order.
+
+    ``directions``: (S,) of 'x'|'y'|'z'; atom numbers (atoms, floats allowed) of shape (S,) for one
+    region geometry or (S, G) for G geometries. Returns estimates of shape (G,).
+    """
+    d = _direction_indices(directions)
+    arrays = [_as_counts(nm, v, d.size) for nm, v in
+              zip(("N1A", "N2A", "N1B", "N2B"), (n1a, n2a, n1b, n2b))]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise CriteriaError(f"N1A, N2A, N1B, N2B must have the same shape, got {sorted(shapes)}")
+    sa, sb, ntot = spin_components(*arrays)
+    sums = GroupedSums.empty(sa.shape[1], n_groups)
+    sums.add_shots(d, sa, sb, ntot)
+    return result_from_sums(sums, detection_noise=detection_noise, confidence=confidence)
+
+
+class StreamingCriteria:
+    """Live accumulators for G region geometries at once: O(G) work per shot, O(G) memory.
+
+    Gives the same numbers as :func:`evaluate` on the same shots in the same order.
+    """
+
+    def __init__(self, n_geometries: int, *, n_groups: int = DEFAULT_GROUPS,
+                 detection_noise: DetectionNoise | None = None, confidence: float = 0.95) -> None:
+        self._sums = GroupedSums.empty(n_geometries, n_groups)
+        self.detection_noise = detection_noise
+        self.confidence = confidence
+
+    @property
+    def n_geometries(self) -> int:
+        return self._sums.n_geometries
+
+    @property
+    def n_shots(self) -> dict[str, int]:
+        return {d: int(self._sums.counts[i]) for i, d in enumerate(DIRECTIONS)}
+
+    def add(self, direction: str, n1a: ArrayLike, n2a: ArrayLike, n1b: ArrayLike,
+            n2b: ArrayLike) -> None:
+        """Add one shot: atom numbers of shape (G,) (or scalars when G = 1), in atoms."""
+        d = str(direction).strip().lower()
+        if d not in DIRECTION_INDEX:
+            raise CriteriaError(f"unknown direction {direction!r}: expected x, y or z")
+        vals = [np.broadcast_to(np.asarray(v, dtype=np.float64), (self.n_geometries,))
+                for v in (n1a, n2a, n1b, n2b)]
+        if not all(np.all(np.isfinite(v)) for v in vals):
+            raise CriteriaError(f"non-finite atom number in shot: {[v.tolist() for v in vals]}")
+        sa, sb, ntot = spin_components(*vals)
+        self._sums.add_shot(d, sa, sb, ntot)
+
+    def ready(self) -> bool:
+        """Whether enough shots arrived for :meth:`result` (>= 3 per direction)."""
+        return bool(np.all(self._sums.counts >= MIN_SHOTS))
+
+    def result(self) -> CriteriaResult:
+        """Current criteria with errors; raises CriteriaError while not :meth:`ready`."""
+        return result_from_sums(self._sums, detection_noise=self.detection_noise,
+                                confidence=self.confidence)

@@ -1,0 +1,1 @@
+"""steerlab sub-commands, one module each."""
