@@ -13,11 +13,12 @@ import time
 import genicam
 import numpy as np
 import pytest
+from genicam import gentl
 
 from drivers import genicam_producers
-from drivers.camera import GenICamCamera, discover
+from drivers.camera import GenICamCamera, _gentl_error, discover
 from drivers.camera_base import Camera, DeviceInUse, FrameTimeout
-from drivers.errors import InstrumentDisconnected, InstrumentTimeout
+from drivers.errors import InstrumentDisconnected, InstrumentError, InstrumentTimeout
 
 VIKY = os.path.join(os.path.dirname(genicam.__file__), "viky.cti")
 SQUARE = 20
@@ -189,6 +190,24 @@ def test_fewer_frames_than_expected_is_a_timeout_naming_the_count(camera: GenICa
     assert err.expected == 10 and 1 <= err.received <= 7 and len(err.frames) == err.received
     assert f"{err.received} of 10 frames arrived" in str(err)
     assert len(camera.fetch_frames(2, timeout_s=2.0)) == 2  # still usable after the timeout
+
+
+def test_software_trigger_on_a_free_running_camera(camera: GenICamCamera) -> None:
+    camera.configure(width=200, height=120, trigger="software", frame_rate_hz=200)
+    with pytest.raises(RuntimeError, match="before start"):
+        camera.software_trigger()
+    camera.start()
+    camera.software_trigger()  # nothing to execute on viky: frames flow by themselves
+    assert len(camera.fetch_frames(1, timeout_s=5.0)) == 1
+
+
+def test_gentl_errors_map_to_driver_errors() -> None:
+    lost = _gentl_error("fetch", gentl.IoException("GenTL exception: io (ID: -1010)"), "cam")
+    assert isinstance(lost, InstrumentDisconnected) and "device lost (IoException" in str(lost)
+    other = _gentl_error("start", gentl.ErrorException("GenTL exception: Unspecified (ID: -1001)"), "cam")
+    assert isinstance(other, InstrumentError) and other.code == -1001 and other.command == "start"
+    busy = _gentl_error("open", gentl.ResourceInUseException("in use (ID: -1004)"), "cam")
+    assert isinstance(busy, DeviceInUse)
 
 
 def test_stop_and_restart(camera: GenICamCamera) -> None:
