@@ -207,19 +207,23 @@ def transmitted_intensity(i_in: np.ndarray, optical_depth: np.ndarray, isat: flo
 
 
 def probe_intensity(config: ImagingConfig, isat: float, fringe_phases: np.ndarray) -> np.ndarray:
-    """Incident probe (H, W) in the units of isat: s * isat * envelope * (1 + sum of fringes)."""
+    """Incident probe (H, W) in the units of isat: s * isat * envelope * (1 + sum of fringes).
+
+    Envelope and fringes are separable in x and y (evaluated at pixel centres as outer products).
+    """
     height, width = config.frame_shape
-    y, x = np.mgrid[0:height, 0:width].astype(float)
-    x += 0.5
-    y += 0.5
+    x = np.arange(width) + 0.5
+    y = np.arange(height) + 0.5
     cx, cy = config.probe_centre_px
-    envelope = np.exp(-2.0 * ((x - cx) ** 2 + (y - cy) ** 2) / config.probe_waist_px**2)
+    w2 = config.probe_waist_px**2
     modulation = np.ones(config.frame_shape)
     for fringe, phase in zip(config.fringes, fringe_phases):
         k = 2.0 * math.pi / fringe.period_px
-        modulation += fringe.amplitude * np.cos(k * (x * math.cos(fringe.angle_rad) + y * math.sin(fringe.angle_rad))
-                                                + phase)
-    return config.probe_saturation * isat * envelope * modulation
+        wave = np.outer(np.exp(1j * (k * math.sin(fringe.angle_rad) * y + phase)),
+                        np.exp(1j * k * math.cos(fringe.angle_rad) * x))
+        modulation += fringe.amplitude * wave.real
+    envelope = np.outer(np.exp(-2.0 * (y - cy) ** 2 / w2), np.exp(-2.0 * (x - cx) ** 2 / w2))
+    return (config.probe_saturation * isat) * envelope * modulation
 
 
 def camera_counts(photoelectrons: np.ndarray, config: ImagingConfig, rng: np.random.Generator) -> np.ndarray:
