@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -222,7 +222,7 @@ class Camera(abc.ABC):
     always closes. Nothing happens on the device before ``connect()``.
     """
 
-    def __enter__(self) -> "Camera":
+    def __enter__(self) -> Self:
         self.connect()
         return self
 

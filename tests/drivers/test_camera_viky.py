@@ -44,6 +44,16 @@ def assert_diagonal_steps(positions: list[tuple[int, int]]) -> None:
     assert (steps == 1).all(), f"positions {positions}"
 
 
+def assert_continues(before: list[tuple[int, int]], after: list[tuple[int, int]]) -> None:
+    """Two runs of one trajectory: exact steps within each; across the gap the square moved
+    diagonally by a few pixels (viky renders into free buffers until stop(), so a frame or two may
+    have been made and discarded; an ROI misplaced by (10, 5) pixels would break the diagonal)."""
+    assert_diagonal_steps(before)
+    assert_diagonal_steps(after)
+    dx, dy = np.abs(np.subtract(after[0], before[-1]))
+    assert dx == dy and 1 <= dx <= 3, f"gap {before[-1]} -> {after[0]}"
+
+
 @pytest.fixture
 def camera():
     cam = GenICamCamera(cti_files=[VIKY], serial_number="2")
@@ -141,20 +151,19 @@ def test_acquires_n_frames_of_the_moving_square(camera: GenICamCamera) -> None:
 
 def test_roi_offsets_without_offset_nodes_are_cropped_in_software(camera: GenICamCamera) -> None:
     # same device window (210 x 125) both times, so the square's trajectory is continuous
-    camera.configure(width=210, height=125, frame_rate_hz=200)
+    camera.configure(width=210, height=125, frame_rate_hz=20)
     camera.start()
     full = camera.fetch_frames(4, timeout_s=5.0)
     camera.stop()
-    camera.configure(width=200, height=120, offset_x=10, offset_y=5, frame_rate_hz=200)
+    camera.configure(width=200, height=120, offset_x=10, offset_y=5, frame_rate_hz=20)
     s = camera.settings()
     assert s["software_crop"] and (s["device_width"], s["device_height"]) == (210, 125)
     assert (s["offset_x"], s["offset_y"], s["width"], s["height"]) == (10, 5, 200, 120)
     camera.start()
     cropped = camera.fetch_frames(4, timeout_s=5.0)
     assert all(f.shape == (120, 200) for f in cropped)
-    positions = [square_position(f) for f in full] + \
-                [(x + 10, y + 5) for x, y in map(square_position, cropped)]
-    assert_diagonal_steps(positions)
+    assert_continues([square_position(f) for f in full],
+                     [(x + 10, y + 5) for x, y in map(square_position, cropped)])
 
 
 def test_colour_only_format_is_converted_to_mono_explicitly(camera: GenICamCamera) -> None:
@@ -182,13 +191,13 @@ def test_fewer_frames_than_expected_is_a_timeout_naming_the_count(camera: GenICa
     camera.start()
     t0 = time.monotonic()
     with pytest.raises(FrameTimeout) as info:
-        camera.fetch_frames(10, timeout_s=0.25)
+        camera.fetch_frames(20, timeout_s=0.3)  # ~6 frames can come
     elapsed = time.monotonic() - t0
     err = info.value
     assert isinstance(err, InstrumentTimeout)
-    assert 0.25 <= elapsed < 1.0
-    assert err.expected == 10 and 1 <= err.received <= 7 and len(err.frames) == err.received
-    assert f"{err.received} of 10 frames arrived" in str(err)
+    assert 0.3 <= elapsed < 1.2
+    assert err.expected == 20 and 1 <= err.received <= 10 and len(err.frames) == err.received
+    assert f"{err.received} of 20 frames arrived" in str(err)
     assert len(camera.fetch_frames(2, timeout_s=2.0)) == 2  # still usable after the timeout
 
 
@@ -211,7 +220,7 @@ def test_gentl_errors_map_to_driver_errors() -> None:
 
 
 def test_stop_and_restart(camera: GenICamCamera) -> None:
-    camera.configure(width=200, height=120, frame_rate_hz=200)
+    camera.configure(width=200, height=120, frame_rate_hz=20)
     camera.start()
     before = camera.fetch_frames(3, timeout_s=5.0)
     with pytest.raises(RuntimeError, match="stop"):
@@ -223,7 +232,7 @@ def test_stop_and_restart(camera: GenICamCamera) -> None:
         camera.fetch_frames(1, timeout_s=0.5)
     camera.start()
     after = camera.fetch_frames(3, timeout_s=5.0)
-    assert_diagonal_steps([square_position(f) for f in before + after])
+    assert_continues([square_position(f) for f in before], [square_position(f) for f in after])
 
 
 def test_two_successive_opens() -> None:
