@@ -98,10 +98,12 @@ class Exposures:
         for name in ("atoms2_time_s", "atoms1_time_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Exposures.{name} must be > 0 s after release, got {getattr(self, name)!r}")
+        for name in ("atoms2_pulse_s", "atoms1_pulse_s", "ref2_pulse_s", "ref1_pulse_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Exposures.{name} (probe pulse length) must be > 0 s, got {getattr(self, name)!r}")
         if not self.atoms1_time_s >= self.atoms2_time_s + self.atoms2_pulse_s:
             raise ValueError(f"Exposures: the |1> exposure ({self.atoms1_time_s} s) must start after the |2> pulse "
                              f"ends ({self.atoms2_time_s + self.atoms2_pulse_s} s)")
-        _ = self.plan  # validates the pulse lengths
 
     @property
     def plan(self) -> ExposurePlan:
