@@ -13,7 +13,8 @@ Per exposure, from atom positions (x, y) in pixels (see cloud.py for the pixel c
 3. Transmission from the Reinaudi relation, per pixel, in saturation units t = I/I_sat:
    D = sigma_0 n_col d_state = alpha ln(t_in/t_out) + t_in - t_out, alpha = sigma_0/sigma_eff,
    solved exactly: t_out = alpha * omega(ln(t_in/alpha) + (t_in - D)/alpha) (Wright omega, W(e^z)).
-   d_state is the state's relative detectivity (paper: ~5 % more for |1>).
+   d_state is the state's detected/true ratio: its relative detectivity (paper: ~5 % more for |1>)
+   times a common absolute scale (paper: projection-noise slope 1.031).
 4. Probe: Gaussian beam envelope with a few sinusoidal fringe components whose phases drift from shot
    to shot (uniform) and jitter (rms fringe_phase_jitter_rad) between the four light exposures.
 5. Camera: Poisson photoelectrons, Gaussian read noise (electrons), gain (counts per photoelectron),
@@ -73,6 +74,9 @@ class ImagingConfig:
     """sigma_eff / sigma_0 = 1/alpha (Reinaudi)."""
     detectivity: tuple[float, float] = (1.05, 1.0)
     """Relative absorption strength of (|1>, |2>) atoms; the paper finds ~5 % in favour of |1>."""
+    absolute_scale: float = 1.031
+    """Common detected/true atom-number ratio (the true sigma_eff is this much above the nominal one);
+    the paper's projection-noise slope Var(N1 - N2)/N = 1.031 is this calibration factor."""
     psf_rms_px: tuple[float, float] = (1.1, 1.2)
     """Optics point-spread function rms (x horizontal, y vertical)."""
     recoil_blur_enabled: bool = True
@@ -100,7 +104,7 @@ class ImagingConfig:
         if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h >= 8 and w >= 8):
             raise ValueError(f"ImagingConfig.frame_shape must be two integers >= 8 (H, W), got {self.frame_shape!r}")
         for name in ("pixel_size_um", "wavelength_m", "probe_waist_px", "camera_gain", "isat_photoelectrons",
-                     "isat_reference_pulse_s", "linewidth_rad_per_s", "recoil_velocity_m_per_s"):
+                     "absolute_scale", "isat_reference_pulse_s", "linewidth_rad_per_s", "recoil_velocity_m_per_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ImagingConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 < self.sigma_eff_ratio <= 1:
@@ -126,10 +130,10 @@ class ImagingConfig:
         return self.isat_photoelectrons * pulse_s / self.isat_reference_pulse_s
 
     def state_detectivity(self, state: int) -> float:
-        """Relative detectivity of state 1 or 2."""
+        """Detected/true atom-number ratio of state 1 or 2: detectivity of the state x absolute_scale."""
         if state not in (1, 2):
             raise ValueError(f"state must be 1 or 2, got {state!r}")
-        return self.detectivity[0] if state == 1 else self.detectivity[1]
+        return (self.detectivity[0] if state == 1 else self.detectivity[1]) * self.absolute_scale
 
 
 @dataclass(frozen=True)

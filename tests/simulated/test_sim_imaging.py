@@ -107,6 +107,10 @@ def test_plain_counting_recovers_the_atom_numbers() -> None:
     n1_naive, _ = count_atoms_plain(shot.frames, naive)
     n1_known, _ = count_atoms_plain(shot.frames, CONFIG)
     assert n1_naive / n1_known == pytest.approx(1.05, rel=1e-9)
+    # and the common absolute scale (the paper's projection-noise slope 1.031) inflates both states
+    unscaled = with_imaging(absolute_scale=1.0)
+    raw = np.array(count_atoms_plain(shot.frames, unscaled)) / np.array(count_atoms_plain(shot.frames, CONFIG))
+    np.testing.assert_allclose(raw, 1.031, rtol=1e-9)
 
 
 def test_counting_works_for_a_saturating_probe_and_other_exposure_times() -> None:
