@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from drivers.simulated.prawndo_firmware import Edges, PrawnDOFirmware, SequenceRecord
+from drivers.simulated.prawndo_engine import Edges, SequenceRecord
+from drivers.simulated.prawndo_firmware import PrawnDOFirmware
 
 _log = logging.getLogger(__name__)
 _POLL_S = 0.05
@@ -164,7 +165,7 @@ class PrawnDOEmulator:
     def stop(self) -> None:
         """Close every connection and pty, stop the program runner and join all threads."""
         self._stop_event.set()
-        self.firmware.shutdown()
+        self.firmware.engine.shutdown()
         self.drop_connections()
         while True:
             with self._lock:
@@ -208,41 +209,41 @@ class PrawnDOEmulator:
 
     # --- the virtual lab's side -------------------------------------------------------------
     def trigger(self, at_s: float | None = None) -> bool:
-        """Pulse the hardware trigger (pin 16); see ``PrawnDOFirmware.trigger``."""
-        return self.firmware.trigger(at_s)
+        """Pulse the hardware trigger (pin 16); see ``SequenceEngine.trigger``."""
+        return self.firmware.engine.trigger(at_s)
 
     def on_sequence(self, callback: Callable[[Edges], None]) -> Callable[[], None]:
         """Register ``callback(edges)`` for every executed sequence; returns the unregister function."""
-        return self.firmware.on_sequence(callback)
+        return self.firmware.engine.on_sequence(callback)
 
     @property
     def records(self) -> list[SequenceRecord]:
         """Every execution so far (edges, start kind, aborted, clock, end time)."""
-        return self.firmware.records
+        return self.firmware.engine.records
 
     @property
     def status(self) -> int:
         """Run status (0 STOPPED ... 6 TRANSITION_TO_STOP)."""
-        return self.firmware.status
+        return self.firmware.engine.status
 
     @property
     def outputs(self) -> int:
         """The current 16-bit output word."""
-        return self.firmware.outputs
+        return self.firmware.engine.outputs
 
     @property
     def time_scale(self) -> float:
-        return self.firmware.time_scale
+        return self.firmware.engine.time_scale
 
     @time_scale.setter
     def time_scale(self, value: float) -> None:
         if not value >= 0:
             raise ValueError(f"time_scale = {value!r}: expected a factor >= 0")
-        self.firmware.time_scale = value
+        self.firmware.engine.time_scale = value
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until the card is STOPPED or ABORTED; False on timeout."""
-        return self.firmware.wait_idle(timeout_s)
+        return self.firmware.engine.wait_idle(timeout_s)
 
     # --- faults -----------------------------------------------------------------------------
     def drop_connections(self) -> None:
