@@ -40,6 +40,8 @@ _T = TypeVar("_T")
 
 UploadMode = Literal["auto", "binary", "text"]
 _MAX_LINE_BYTES = 4096
+_READ_BLOCK = 65536
+_POLL_MIN_S, _POLL_MAX_S = 50e-6, 2e-3   # back-off while no input: low latency, little CPU
 _GET_PIPELINE = 64                 # `get` commands in flight during verify()
 _UPLOAD_BYTES_PER_S = 200e3        # conservative USB CDC throughput for upload timeouts
 _ECHO_PREFIXES = (b"Invalid command: ", b"Cannot execute command ")
@@ -134,8 +136,9 @@ class PrawnDO:
             if self._port is not None:
                 return
             try:
-                self._port = serial.serial_for_url(self.address, timeout=min(self.timeout_s, 0.05),
-                                                   write_timeout=self.timeout_s)
+                # non-blocking reads (timeout=0) fetch whole blocks: on socket:// pyserial's
+                # in_waiting is only 0/1, and blocking reads would go byte by byte
+                self._port = serial.serial_for_url(self.address, timeout=0, write_timeout=self.timeout_s)
             except (serial.SerialException, OSError, ValueError) as exc:
                 raise InstrumentDisconnected(f"cannot open {self.address}: {exc}",
                                              instrument=self._name) from exc
@@ -416,6 +419,7 @@ class PrawnDO:
 
     def _read_raw_line(self, command: str, timeout_s: float) -> bytes:
         deadline = time.monotonic() + timeout_s
+        pause = _POLL_MIN_S
         while True:
             i = self._rx.find(b"\n")
             if i >= 0:
@@ -425,11 +429,18 @@ class PrawnDO:
             if len(self._rx) > _MAX_LINE_BYTES:
                 raise ProtocolError(f"no line end in {len(self._rx)} bytes after {command!r}",
                                     reply=bytes(self._rx[:80]), instrument=self._name)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 if self._rx:
                     _log.warning("%s: partial line at timeout: %r", self._name, bytes(self._rx))
                 raise InstrumentTimeout(command, timeout_s, instrument=self._name)
-            self._rx += self._io(lambda p: p.read(max(1, p.in_waiting)), command)
+            chunk = self._io(lambda p: p.read(_READ_BLOCK), command)
+            if chunk:
+                self._rx += chunk
+                pause = _POLL_MIN_S
+            else:
+                time.sleep(min(pause, deadline - now))
+                pause = min(2 * pause, _POLL_MAX_S)
 
     def _read_reply(self, command: str, timeout_s: float) -> str:
         """One reply line without its ``\\r\\n`` (echo replies joined); ProtocolError if malformed."""
