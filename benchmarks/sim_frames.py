@@ -61,8 +61,9 @@ def main() -> None:
     print(f"  first shot (solves the twist, diagonalises S_x): {result['first_shot_ms']} ms")
     print(f"  median {result['shot_ms_median']} ms, 95th percentile {result['shot_ms_p95']} ms")
     print(f"  truth only (no frames): median {result['truth_only_ms_median']} ms")
-    print(f"with N ~ Normal(530, 40) per shot (new S_x eigensystem when N is not cached):")
-    print(f"  median {result['n_fluctuating_shot_ms_median']} ms, 95th percentile {result['n_fluctuating_shot_ms_p95']} ms")
+    print("with N ~ Normal(530, 40) per shot (new S_x eigensystem when N is not cached):")
+    print(f"  median {result['n_fluctuating_shot_ms_median']} ms, "
+          f"95th percentile {result['n_fluctuating_shot_ms_p95']} ms")
     print(f"assumed cycle {ASSUMED_CYCLE_S} s: worst 95th percentile uses {result['worst_p95_fraction_of_cycle']:.2%} "
           f"of it ({result['worst_p95_fraction_of_1s']:.1%} of a 1 s cycle)")
     print(json.dumps(result))

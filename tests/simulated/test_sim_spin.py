@@ -87,7 +87,8 @@ def test_measurement_pulse_sign_conventions() -> None:
     # ... and phase -90 deg maps it onto +S_z
     assert sp.spin_moments(sp.rotate(along_x, sp.RabiPulse(math.pi / 2, -math.pi / 2))).mean_z == pytest.approx(n / 2)
     # positive detuning precesses +x towards +y (H = delta S_z)
-    assert sp.spin_moments(sp.rotate(along_x, sp.RabiPulse(0.0, 0.0, 0.3))).mean_y == pytest.approx(n / 2 * math.sin(0.3))
+    precessed = sp.rotate(along_x, sp.RabiPulse(0.0, 0.0, 0.3))
+    assert sp.spin_moments(precessed).mean_y == pytest.approx(n / 2 * math.sin(0.3))
 
 
 def test_sampled_outcomes_follow_the_state() -> None:
