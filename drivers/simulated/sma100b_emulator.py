@@ -1,0 +1,66 @@
+"""The emulated Rohde & Schwarz SMA100B microwave source: its command table (data) on a TCP server.
+
+Setting names, units and ``*RST`` defaults (``state()`` keys, base units):
+
+=========================== ============ ===================================== ==============
+name                        unit         range (emulated instrument)           ``*RST``
+=========================== ============ ===================================== ==============
+``frequency_hz``            Hz           8 kHz .. ``max_frequency_hz`` (12.75 GHz) 1 GHz
+``level_dbm``               dBm          -145 .. ``max_level_dbm`` (+18)        -30
+``phase_deg``               degree       -720 .. +720 (``RAD`` accepted)         0
+``pulse_source``            -            ``INT`` / ``EXT``                       ``INT``
+``pulse_polarity``          -            ``NORM`` / ``INV``                      ``NORM``
+``pulse_modulation_enabled`` bool        off/on                                  off
+``output_enabled``          bool         off/on                                  off
+=========================== ============ ===================================== ==============
+
+Resolution: 1 mHz, 0.01 dB, 0.01 degree (values are rounded on setting, as the instrument does).
+The frequency and level limits are constructor options, like the instrument's hardware options.
+"""
+from __future__ import annotations
+
+import math
+
+from drivers.simulated.scpi_device import OnChange, ScpiDevice, ScpiSetting
+from drivers.simulated.scpi_parser import Boolean, Choice, Numeric
+from drivers.simulated.scpi_server import ScpiServer
+
+DEFAULT_IDENTITY = "Rohde&Schwarz,SMA100B,1419.8888K02/100001,5.00.122.24"
+
+FREQUENCY_UNITS = {"HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9}
+LEVEL_UNITS = {"DBM": 1.0}
+PHASE_UNITS = {"DEG": 1.0, "RAD": 180.0 / math.pi}
+
+
+def sma100b_table(*, max_frequency_hz: float = 12.75e9, max_level_dbm: float = 18.0) -> list[ScpiSetting]:
+    """The SMA100B command subset of the facts sheet as an SCPI table."""
+    return [
+        ScpiSetting("[:SOURce<hw>]:FREQuency[:CW|:FIXed]", "frequency_hz",
+                    Numeric("Hz", FREQUENCY_UNITS, 8e3, max_frequency_hz, default=1e9, decimals=3)),
+        ScpiSetting("[:SOURce<hw>]:POWer[:LEVel][:IMMediate][:AMPLitude]", "level_dbm",
+                    Numeric("dBm", LEVEL_UNITS, -145.0, max_level_dbm, default=-30.0, decimals=2)),
+        ScpiSetting("[:SOURce<hw>]:PHASe", "phase_deg",
+                    Numeric("DEG", PHASE_UNITS, -720.0, 720.0, default=0.0, decimals=2)),
+        ScpiSetting("[:SOURce<hw>]:PULM:SOURce", "pulse_source",
+                    Choice(("INTernal", "EXTernal"), default="INT")),
+        ScpiSetting("[:SOURce<hw>]:PULM:POLarity", "pulse_polarity",
+                    Choice(("NORMal", "INVerted"), default="NORM")),
+        ScpiSetting("[:SOURce<hw>]:PULM:STATe", "pulse_modulation_enabled", Boolean(default=False)),
+        ScpiSetting(":OUTPut<hw>[:STATe]", "output_enabled", Boolean(default=False)),
+    ]
+
+
+class SMA100BEmulator(ScpiServer):
+    """An SMA100B on ``TCPIP0::127.0.0.1::<port>::SOCKET`` (see ``address``), with fault switches.
+
+    ``state()`` returns the settings the instrument really holds; ``on_change(name, value)`` is called
+    from the server thread after each change. ``max_frequency_hz``/``max_level_dbm`` model the
+    instrument's options (a 6 GHz unit rejects 7 GHz with -222).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, identity: str = DEFAULT_IDENTITY,
+                 max_frequency_hz: float = 12.75e9, max_level_dbm: float = 18.0,
+                 on_change: OnChange | None = None, queue_size: int = 10) -> None:
+        device = ScpiDevice(sma100b_table(max_frequency_hz=max_frequency_hz, max_level_dbm=max_level_dbm),
+                            identity=identity, queue_size=queue_size, on_change=on_change)
+        super().__init__(device, host=host, port=port, name="sma100b")
