@@ -61,6 +61,13 @@ class SpinConfig:
         if self.state == "squeezed" and not (math.isfinite(self.wineland_squeezing_db)
                                              and self.wineland_squeezing_db <= 0):
             raise ValueError(f"SpinConfig.wineland_squeezing_db must be <= 0 dB, got {self.wineland_squeezing_db!r}")
+        if self.state == "squeezed":
+            try:
+                twist_strength(self)
+            except ValueError as exc:
+                raise ValueError(f"SpinConfig: no one-axis-twisted state has {self.wineland_squeezing_db} dB "
+                                 f"with dephasing_rms_rad={self.dephasing_rms_rad} and N={self.atom_number_mean}: "
+                                 f"{exc}") from exc
 
     @property
     def noiseless(self) -> bool:

@@ -141,6 +141,8 @@ def test_bad_shot_arguments_raise_clear_errors() -> None:
         SpinConfig(state="cat")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="wineland_squeezing_db"):
         SpinConfig(wineland_squeezing_db=1.0)
+    with pytest.raises(ValueError, match="dephasing_rms_rad=2.0"):
+        SpinConfig(dephasing_rms_rad=2.0)
     with pytest.raises(ValueError, match="atom_number_rms"):
         SpinConfig(atom_number_rms=-1.0)
     with pytest.raises(ValueError, match="render=False"):
