@@ -165,7 +165,6 @@ class PrawnDOEmulator:
     def stop(self) -> None:
         """Close every connection and pty, stop the program runner and join all threads."""
         self._stop_event.set()
-        self.firmware.engine.shutdown()
         self.drop_connections()
         while True:
             with self._lock:
@@ -173,6 +172,7 @@ class PrawnDOEmulator:
                     break
                 t = self._threads.pop()
             t.join()
+        self.firmware.engine.shutdown()      # after the connections: no command can start a new run
         if self._server is not None:
             self._server.close()
             self._server = None

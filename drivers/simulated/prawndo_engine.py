@@ -90,12 +90,15 @@ class SequenceEngine:
             return self._cv.wait_for(lambda: self._status in (STOPPED, ABORTED), timeout_s)
 
     def shutdown(self) -> None:
-        """Stop the runner thread (no record is delivered for an interrupted run)."""
+        """Stop and join the runner thread (no record is delivered for an interrupted run)."""
         with self._cv:
             self._shutdown = True
             self._cv.notify_all()
         if self._runner is not None:
             self._runner.join()
+            self._runner = None
+        with self._cv:
+            self._shutdown = False                 # the card can run again after a restart
 
     def start(self, program: list[tuple[int, int]], *, clock_hz: float, hardware_start: bool,
               say: Callable[[str], None], debug: bool) -> None:

@@ -262,6 +262,24 @@ def test_unreachable_then_reachable() -> None:
         card.close()
 
 
+def test_emulator_restart_on_the_same_port(emulator: PrawnDOEmulator, card: PrawnDO) -> None:
+    emulator.time_scale = 1.0
+    card.program(compile_program({"probe": [(0.0, 5.0)]}, CHANNELS).instructions)
+    card.start()
+    port = emulator.port
+    emulator.stop()                                    # interrupts the 5 s run, joins its thread
+    with pytest.raises(InstrumentDisconnected):
+        card.status()
+    emulator.start()
+    assert emulator.port == port
+    card.reconnect()
+    assert card.status().run is RunStatus.ABORTED
+    emulator.time_scale = 0.0
+    card.start()
+    assert card.wait_until_stopped(2.0).run is RunStatus.STOPPED
+    assert emulator.records[-1].edges == [(0.0, 2), (5.0, 0)]
+
+
 def test_dropped_connection_mid_run(emulator: PrawnDOEmulator, card: PrawnDO) -> None:
     emulator.time_scale = 1.0
     prog = compile_program({"probe": [(0.01, 0.2)]}, CHANNELS)
