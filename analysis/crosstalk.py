@@ -1,19 +1,23 @@
-"""Crosstalk between regions from finite resolution, and the E_EPR a coherent state could fake by it.
+"""Crosstalk between regions from finite resolution, and its effect on the criteria.
 
-Model (paper supplement, physics.md): an atom at x is detected in region A with probability
-det_A(x) = (1 + erf((x_a - x)/(sqrt(2) sigma_blur)))/2 (A: x < x_a), in B with
-det_B(x) = (1 + erf((x - x_b)/(sqrt(2) sigma_blur)))/2 (B: x > x_b), and the atoms detected in both are
-N_AB = integral n(x) det_A(x) det_B(x) dx, n the density profile (atoms per pixel along x).
+Two effects of blur, both computed per geometry from the ensemble-average density:
 
-* Splits: the density profile is the ensemble-average atom image of each state projected on the
-  split axis inside the ROI, taken as uniform within each pixel; the integral over each pixel is done
-  by 8-point Gauss-Legendre quadrature (exact to ~1e-12 for such profiles). Pixel columns [a0, a1)
-  form A, so its edge is x_a = a1 - 1/2 (pixel centres at integers); the states' contributions add.
-* Other patterns: det_R = the region's mask blurred by a 2-D Gaussian of rms sigma_blur, N_AB = the
-  integral of n det_A det_B, with n uniform within pixels; evaluated on a grid subdivided
-  ``oversample`` x ``oversample`` times per pixel (agrees with the 1-D model on splits to ~1 %).
-* For a coherent state with n shared atoms, min E_EPR(A -> B) = 1 - 2 n^2/(N_B (N - N_B)) + O(n^3)
-  (B -> A: N_A in place of N_B), with N = N_A + N_B.
+1. Double detection (paper supplement, physics.md): an atom at x is detected in A with probability
+   det_A(x) = (1 + erf((x_a - x)/(sqrt(2) sigma_blur)))/2 (A: x < x_a), in B with
+   det_B(x) = (1 + erf((x - x_b)/(sqrt(2) sigma_blur)))/2 (B: x > x_b), and
+   N_AB = integral n(x) det_A(x) det_B(x) dx. A coherent state with n shared atoms can then reach
+   min E_EPR(A -> B) = 1 - 2 n^2/(N_B (N - N_B)) + O(n^3) (B -> A: N_A for N_B), N = N_A + N_B.
+   Splits: 1-D model on the density profile (uniform within pixels, 8-point Gauss-Legendre per
+   pixel, exact for such profiles); other patterns: the region maps blurred in 2-D.
+2. Partition weights (:func:`partition_terms`): the optical point-spread function spreads each
+   atom's absorption *deterministically*, so an atom near an edge adds a weight w in (0, 1) to a
+   region instead of 0 or 1. For spins s_i = +-1/2 this lowers Var(S^R) by D_R/4 with
+   D_R = sum_i w_R,i (1 - w_R,i), and adds W_AB/4 to Cov(S^A, S^B) with W_AB = sum_i w_A,i w_B,i,
+   compared with counting whole atoms in the same (blurred) regions; a coherent state then looks
+   spin-squeezed in each region. These are the terms to add back (variances) and subtract
+   (covariance) before comparing with the whole-atom criteria, alongside the detection noise.
+   Maps are evaluated on a grid subdivided ``oversample`` times per pixel, density uniform within
+   a pixel, region edges exact (continuous geometry).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
-from analysis.geometries import Split
+from analysis.geometries import A, B, Split
 from analysis.regions import RegionCounter
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
@@ -76,42 +80,50 @@ class Crosstalk:
     epr_bound_ba: NDArray[np.float64]
 
 
+def _blurred_maps(counter: RegionCounter, index: int, state: int, mean: NDArray[np.float64],
+                  sigma_xy: tuple[float, float], oversample: int
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Sub-pixel density (atoms per sub-pixel) and the blurred region maps w_A, w_B around the ROI."""
+    rows, cols = counter.roi_bbox(state)
+    m = int(np.ceil(4 * max(sigma_xy))) + 1
+    h, w = counter.image_shape
+    rs = slice(max(rows.start - m, 0), min(rows.stop + m, h))
+    cs = slice(max(cols.start - m, 0), min(cols.stop + m, w))
+    f = oversample
+    offs = (np.arange(f) + 0.5) / f - 0.5
+    ys = (np.arange(rs.start, rs.stop)[:, None] + offs[None, :]).ravel()
+    xs = (np.arange(cs.start, cs.stop)[:, None] + offs[None, :]).ravel()
+    lab = counter.point_labels(index, state, xs[None, :], ys[:, None])
+    dens = np.repeat(np.repeat(mean[rs, cs], f, axis=0), f, axis=1) / (f * f)
+    sig = (sigma_xy[1] * f, sigma_xy[0] * f)
+    maps = []
+    for region in (A, B):
+        ind = (lab == region).astype(np.float64)
+        maps.append(gaussian_filter(ind, sig, mode="constant") if max(sigma_xy) > 0 else ind)
+    return dens, maps[0], maps[1]
+
+
 def _split_n_ab(counter: RegionCounter, index: int, state: int, mean: NDArray[np.float64],
                 sigma: float) -> float:
     g = counter.geometries[index]
     assert isinstance(g, Split)
-    profile, start, (a0, a1, b0, b1) = counter.split_profile(index, state, mean)
-    if a1 == a0 or b1 == b0:
+    profile, start, iv = counter.split_profile(index, state, mean)
+    if iv[1] <= iv[0] or iv[3] <= iv[2]:
         return 0.0
-    if g.a_side == "low":
-        x_a, x_b = start + a1 - 0.5, start + b0 - 0.5
-    else:
-        x_a, x_b = start + a0 - 0.5, start + b1 - 0.5
+    x_a, x_b = (iv[1], iv[2]) if g.a_side == "low" else (iv[0], iv[3])
     return n_ab_profile(profile, x_a, x_b, sigma, x0=float(start), a_side=g.a_side)
 
 
-def _pattern_n_ab(counter: RegionCounter, index: int, state: int, mean: NDArray[np.float64],
-                  sigma: float, oversample: int) -> float:
-    ma, mb = counter.masks(index, state)
-    if not ma.any() or not mb.any():
-        return 0.0
-    if sigma == 0:
-        return float((mean * ma * mb).sum())
-    # crop to the masks plus the blur's reach, then subdivide pixels so that the density (uniform
-    # within a pixel) and the blurred masks are integrated over the pixel, not sampled at its centre
-    rows, cols = np.nonzero(ma | mb)
-    m = int(np.ceil(4 * sigma)) + 1
-    h, w = mean.shape
-    rs = slice(max(rows.min() - m, 0), min(rows.max() + m + 1, h))
-    cs = slice(max(cols.min() - m, 0), min(cols.max() + m + 1, w))
-    f = oversample
-
-    def up(a: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.repeat(np.repeat(a[rs, cs], f, axis=0), f, axis=1)
-
-    da = gaussian_filter(up(ma.astype(np.float64)), sigma * f, mode="constant")
-    db = gaussian_filter(up(mb.astype(np.float64)), sigma * f, mode="constant")
-    return float((up(mean) * da * db).sum()) / (f * f)
+def _check(mean_n1: ArrayLike, mean_n2: ArrayLike, counter: RegionCounter, oversample: int
+           ) -> dict[int, NDArray[np.float64]]:
+    means = {1: np.asarray(mean_n1, float), 2: np.asarray(mean_n2, float)}
+    for s, m in means.items():
+        if m.shape != counter.image_shape:
+            raise ValueError(f"mean image of |{s}> has shape {m.shape}, expected "
+                             f"{counter.image_shape}")
+    if int(oversample) < 1:
+        raise ValueError(f"oversample must be >= 1, got {oversample!r}")
+    return means
 
 
 def region_crosstalk(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
@@ -119,29 +131,60 @@ def region_crosstalk(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayL
                      ) -> Crosstalk:
     """N_AB and coherent E_EPR bounds for every geometry from the mean atom images (atoms/pixel).
 
-    ``method``: "auto" (1-D erf model for splits, blurred masks otherwise) or "2d" (blurred masks
-    for every geometry).
+    ``method``: "auto" (1-D erf model for splits, blurred 2-D maps otherwise) or "2d" (blurred
+    maps for every geometry).
     """
     if method not in ("auto", "2d"):
         raise ValueError(f"method must be 'auto' or '2d', got {method!r}")
     if not sigma_blur_px >= 0:
         raise ValueError(f"sigma_blur_px must be >= 0, got {sigma_blur_px!r}")
-    means = {1: np.asarray(mean_n1, float), 2: np.asarray(mean_n2, float)}
+    means = _check(mean_n1, mean_n2, counter, oversample)
     counts = counter.count(means[1], means[2])
     n_ab = np.zeros(counter.n_geometries)
-    if int(oversample) < 1:
-        raise ValueError(f"oversample must be >= 1, got {oversample!r}")
     for i, g in enumerate(counter.geometries):
         for s in (1, 2):
             if method == "auto" and isinstance(g, Split):
                 n_ab[i] += _split_n_ab(counter, i, s, means[s], sigma_blur_px)
             else:
-                n_ab[i] += _pattern_n_ab(counter, i, s, means[s], sigma_blur_px, int(oversample))
+                dens, wa, wb = _blurred_maps(counter, i, s, means[s],
+                                             (sigma_blur_px, sigma_blur_px), int(oversample))
+                n_ab[i] += float((dens * wa * wb).sum())
     n_a, n_b = counts.n_a, counts.n_b
     n = n_a + n_b
     with np.errstate(divide="ignore", invalid="ignore"):
-        ok_b = (n_b > 0) & (n_b < n)
-        ok_a = (n_a > 0) & (n_a < n)
-        bound_ab = np.where(ok_b, 1.0 - 2.0 * n_ab ** 2 / (n_b * (n - n_b)), np.nan)
-        bound_ba = np.where(ok_a, 1.0 - 2.0 * n_ab ** 2 / (n_a * (n - n_a)), np.nan)
+        bound_ab = np.where((n_b > 0) & (n_b < n), 1.0 - 2.0 * n_ab ** 2 / (n_b * (n - n_b)),
+                            np.nan)
+        bound_ba = np.where((n_a > 0) & (n_a < n), 1.0 - 2.0 * n_ab ** 2 / (n_a * (n - n_a)),
+                            np.nan)
     return Crosstalk(n_ab, n_a, n_b, bound_ab, bound_ba)
+
+
+@dataclass(frozen=True)
+class PartitionTerms:
+    """Per geometry (G,), atoms: D_A = sum w_A (1 - w_A), D_B likewise, W_AB = sum w_A w_B.
+
+    Var(S^R) of image counts is D_R/4 lower, and Cov(S^A, S^B) W_AB/4 higher, than for whole atoms
+    in the same regions (see the module docstring).
+    """
+
+    d_a: NDArray[np.float64]
+    d_b: NDArray[np.float64]
+    w_ab: NDArray[np.float64]
+
+
+def partition_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
+                    psf_sigma_px: tuple[float, float], *, oversample: int = 4) -> PartitionTerms:
+    """Partition-weight terms for every geometry; ``psf_sigma_px``: deterministic blur (x, y), px."""
+    if len(psf_sigma_px) != 2 or not min(psf_sigma_px) >= 0:
+        raise ValueError(f"psf_sigma_px must be two numbers >= 0 (x, y), got {psf_sigma_px!r}")
+    means = _check(mean_n1, mean_n2, counter, oversample)
+    out = np.zeros((3, counter.n_geometries))
+    for i in range(counter.n_geometries):
+        for s in (1, 2):
+            dens, wa, wb = _blurred_maps(counter, i, s, means[s],
+                                         (float(psf_sigma_px[0]), float(psf_sigma_px[1])),
+                                         int(oversample))
+            out[0, i] += float((dens * wa * (1 - wa)).sum())
+            out[1, i] += float((dens * wb * (1 - wb)).sum())
+            out[2, i] += float((dens * wa * wb).sum())
+    return PartitionTerms(out[0], out[1], out[2])

@@ -2,83 +2,45 @@
 
 Conventions
 -----------
-* Pixel (row y, column x) has its centre at integer coordinates (x, y) of its image.
+* Image coordinates: pixel (row r, column c) covers x in [c - 1/2, c + 1/2), y in [r - 1/2, r + 1/2)
+  (centre at integer coordinates).
 * The masks of both states are centred on the ensemble-average image of that state
-  (:func:`cloud_shape`). Pixel x of state s maps to the geometry frame (see
-  :mod:`analysis.geometries`) as u = (x - cx_s) / kx_s, v = (y - cy_s) / ky_s, where
-  k_s = sigma_s / sigma_2 per axis when ``scale_with_cloud`` (the |1> cloud is imaged 1.5 ms later:
-  lower, ~26 % taller), else 1. So the |1> masks follow the |1> cloud.
-* Every region lies inside a region of interest |u| <= roi_half_x, |v| <= roi_half_y (geometry-frame
+  (:func:`analysis.cloud.cloud_shape`). A point (x, y) of state s's image maps to the geometry frame
+  (:mod:`analysis.geometries`) as u = (x - cx_s)/kx_s, v = (y - cy_s)/ky_s with k_s = sigma_s/sigma_2
+  per axis (``scale_with_cloud``; else 1): the |1> masks follow the lower, ~26 % taller |1> cloud.
+* Every region lies in the region of interest (ROI) u in [-hx, hx), v in [-hy, hy) (geometry-frame
   pixels; default 3.5 rms widths of the |2> cloud).
+* Masks are *weights* in [0, 1]. ``fractional=True`` (default): a pixel's weight is the fraction of
+  its area inside the region (splits: exact; patterns: 4 x 4 sub-samples per pixel), so a region
+  edge may sit anywhere, not only between pixels. Binary masks quantise every edge to the pixel
+  grid, so the |1> and |2> masks of one geometry cut their clouds at fractions that differ by up to
+  half a pixel's worth of atoms (several % near the centre); the criteria read that mismatch as
+  spin correlation. ``fractional=False`` gives binary masks (pixel centre inside the region).
 * Splits along one axis are counted from the ROI image projected on that axis and its cumulative
-  sum (two subtractions per geometry and region); other patterns by one matrix product of the ROI
-  pixels with the stacked masks. Both are exactly the sums of atoms over the masks' pixels.
+  sum (a few operations per geometry and region, independent of the region's size); other patterns
+  by one matrix product of the ROI pixels with the stacked weights.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import uniform_filter1d
-from scipy.optimize import curve_fit
 
+from analysis.cloud import CloudError, CloudShape, cloud_shape
 from analysis.geometries import A, B, NONE, Geometry, Split
 
+__all__ = ["CloudError", "CloudShape", "RegionCounter", "RegionCounts", "RegionError",
+           "cloud_shape", "default_roi_half_px", "interval_weights"]
+
 STATES = (1, 2)
+SUBSAMPLES = 4
 
 
 class RegionError(ValueError):
-    """Masks cannot be built (no cloud, ROI outside the image, bad image shapes)."""
-
-
-@dataclass(frozen=True)
-class CloudShape:
-    """Centre and rms size of a cloud (image pixels) and its atom number."""
-
-    centre_x_px: float
-    centre_y_px: float
-    sigma_x_px: float
-    sigma_y_px: float
-    atoms: float
-
-
-def _gauss(x: NDArray[np.float64], amp: float, c: float, s: float, off: float
-           ) -> NDArray[np.float64]:
-    return amp * np.exp(-0.5 * ((x - c) / s) ** 2) + off
-
-
-def _fit_profile(p: NDArray[np.float64], axis: str) -> tuple[float, float]:
-    x = np.arange(p.size, dtype=np.float64)
-    smooth = uniform_filter1d(p, 3)
-    off0 = float(np.median(p))
-    k = int(np.argmax(smooth))
-    amp0 = float(smooth[k] - off0)
-    if not amp0 > 0:
-        raise RegionError(f"no cloud found in the mean image (projection on {axis} is flat)")
-    above = np.nonzero(smooth - off0 > amp0 / 2)[0]
-    s0 = max((above.max() - above.min() + 1) / 2.355, 1.0)
-    try:
-        popt, _ = curve_fit(_gauss, x, p, p0=(amp0, float(k), s0, off0), maxfev=4000)
-    except (RuntimeError, ValueError) as exc:
-        raise RegionError(f"Gaussian fit of the cloud profile along {axis} failed: {exc}") from None
-    amp, c, s, _ = popt
-    s = abs(float(s))
-    if not (amp > 0 and 0 <= c <= p.size - 1 and 0.3 < s < p.size):
-        raise RegionError(f"no cloud found along {axis}: fit gave centre {c:.1f} px, rms {s:.2f} px, "
-                          f"amplitude {amp:.3g} on a {p.size}-pixel profile")
-    return float(c), s
-
-
-def cloud_shape(mean_image: ArrayLike) -> CloudShape:
-    """Centre and rms width from Gaussian fits (with offset) to the image's x and y projections."""
-    img = np.asarray(mean_image, dtype=np.float64)
-    if img.ndim != 2 or not np.all(np.isfinite(img)):
-        raise RegionError(f"mean image must be a finite 2-D array, got shape {img.shape}")
-    cx, sx = _fit_profile(img.sum(axis=0), "x")
-    cy, sy = _fit_profile(img.sum(axis=1), "y")
-    return CloudShape(cx, cy, sx, sy, float(img.sum()))
+    """Masks cannot be built (ROI outside the image, bad geometries or image shapes)."""
 
 
 @dataclass(frozen=True)
@@ -105,25 +67,27 @@ class RegionCounts:
             return np.where(tot != 0, self.n_a / tot, np.nan)
 
 
+def interval_weights(n: int, x0: float, x1: float, start: int = 0) -> NDArray[np.float64]:
+    """Overlap of pixels start..start+n-1 (each [c - 1/2, c + 1/2)) with the interval [x0, x1)."""
+    c = start + np.arange(n, dtype=np.float64)
+    return np.clip(np.minimum(c + 0.5, x1) - np.maximum(c - 0.5, x0), 0.0, 1.0)
+
+
+def _snap(x: float) -> float:
+    """Binary masks: the pixel-grid edge such that pixel c is inside [x, ...) iff c >= x."""
+    return math.ceil(x) - 0.5
+
+
 @dataclass
 class _StatePlan:
-    """Precomputed index ranges and masks of one state."""
+    """Precomputed ROI, split intervals and pattern weights of one state."""
 
     rows: slice
     cols: slice
-    u: NDArray[np.float64]          # geometry-frame u of the ROI columns
-    v: NDArray[np.float64]          # geometry-frame v of the ROI rows
-    split_bounds: dict[str, NDArray[np.intp]]  # axis -> (n, 4) [a0, a1, b0, b1] in ROI indices
-    pattern_matrix: NDArray[np.float64] | None  # (P_roi, 2 * n_patterns): A masks then B masks
-
-
-def _bounds(labels: NDArray[np.int8]) -> tuple[int, int, int, int]:
-    """[a0, a1) and [b0, b1) of the contiguous A and B runs of a 1-D split labelling."""
-    out = []
-    for lab in (A, B):
-        idx = np.nonzero(labels == lab)[0]
-        out += [int(idx[0]), int(idx[-1]) + 1] if idx.size else [0, 0]
-    return out[0], out[1], out[2], out[3]
+    wx: NDArray[np.float64]                 # ROI weight of each bbox column
+    wy: NDArray[np.float64]                 # ROI weight of each bbox row
+    intervals: dict[str, NDArray[np.float64]]  # axis -> (n, 4): A [x0, x1), B [x0, x1), image coords
+    pattern_matrix: NDArray[np.float64] | None  # (P_bbox, 2 n_patterns): A weights, then B weights
 
 
 class RegionCounter:
@@ -131,7 +95,8 @@ class RegionCounter:
 
     def __init__(self, geometries: Sequence[Geometry], clouds: Mapping[int, CloudShape],
                  image_shape: tuple[int, int], *, roi_half_px: tuple[float, float] | None = None,
-                 roi_sigmas: float = 3.5, scale_with_cloud: bool = True) -> None:
+                 roi_sigmas: float = 3.5, scale_with_cloud: bool = True,
+                 fractional: bool = True) -> None:
         if len(geometries) == 0:
             raise RegionError("at least one region geometry is needed")
         for g in geometries:
@@ -145,13 +110,13 @@ class RegionCounter:
         self.geometries = list(geometries)
         self.clouds = {s: clouds[s] for s in STATES}
         self.image_shape = (int(image_shape[0]), int(image_shape[1]))
-        ref = self.clouds[2]
         if roi_half_px is None:
-            roi_half_px = (roi_sigmas * ref.sigma_x_px, roi_sigmas * ref.sigma_y_px)
+            roi_half_px = default_roi_half_px(self.clouds[2], roi_sigmas)
         self.roi_half_px = (float(roi_half_px[0]), float(roi_half_px[1]))
         if not min(self.roi_half_px) > 0:
             raise RegionError(f"roi_half_px must be positive, got {self.roi_half_px}")
         self.scale_with_cloud = scale_with_cloud
+        self.fractional = fractional
         self._splits = {ax: [i for i, g in enumerate(self.geometries)
                              if isinstance(g, Split) and g.axis == ax] for ax in ("x", "y")}
         split_idx = set(self._splits["x"]) | set(self._splits["y"])
@@ -173,64 +138,115 @@ class RegionCounter:
         c, r = self.clouds[state], self.clouds[2]
         return c.sigma_x_px / r.sigma_x_px, c.sigma_y_px / r.sigma_y_px
 
-    def frame_coordinates(self, state: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Geometry-frame u of every column and v of every row of ``state``'s image."""
-        h, w = self.image_shape
+    def to_frame(self, state: int, x: ArrayLike, y: ArrayLike
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Geometry-frame (u, v) of image points (x, y) of ``state`` (pixels)."""
         c = self.clouds[state]
         kx, ky = self.scale(state)
-        return (np.arange(w) - c.centre_x_px) / kx, (np.arange(h) - c.centre_y_px) / ky
+        return ((np.asarray(x, float) - c.centre_x_px) / kx,
+                (np.asarray(y, float) - c.centre_y_px) / ky)
+
+    def _to_image(self, state: int, axis: str, coord: float) -> float:
+        c = self.clouds[state]
+        kx, ky = self.scale(state)
+        x = (c.centre_x_px + coord * kx) if axis == "x" else (c.centre_y_px + coord * ky)
+        return x if self.fractional else _snap(x)
+
+    def roi_bbox(self, state: int) -> tuple[slice, slice]:
+        """(rows, cols) of the pixels that overlap the ROI of ``state``."""
+        p = self._plans[state]
+        return p.rows, p.cols
+
+    def point_labels(self, index: int, state: int, x: ArrayLike, y: ArrayLike
+                     ) -> NDArray[np.int8]:
+        """Labels (0 = A, 1 = B, -1 = neither) of points (x, y) of ``state``'s image (continuous)."""
+        u, v = self.to_frame(state, x, y)
+        hx, hy = self.roi_half_px
+        lab = self.geometries[index].labels(u, v)
+        return np.where((u >= -hx) & (u < hx) & (v >= -hy) & (v < hy), lab, NONE).astype(np.int8)
 
     def _plan(self, state: int) -> _StatePlan:
-        u_all, v_all = self.frame_coordinates(state)
+        h, w = self.image_shape
         hx, hy = self.roi_half_px
-        cols = np.nonzero(np.abs(u_all) <= hx)[0]
-        rows = np.nonzero(np.abs(v_all) <= hy)[0]
-        if cols.size == 0 or rows.size == 0:
+        x0, x1 = self._to_image(state, "x", -hx), self._to_image(state, "x", hx)
+        y0, y1 = self._to_image(state, "y", -hy), self._to_image(state, "y", hy)
+        c0, c1 = max(math.floor(x0 - 0.5) + 1, 0), min(math.ceil(x1 + 0.5), w)
+        r0, r1 = max(math.floor(y0 - 0.5) + 1, 0), min(math.ceil(y1 + 0.5), h)
+        if c1 <= c0 or r1 <= r0:
+            c = self.clouds[state]
             raise RegionError(f"the region of interest of state |{state}> (centre "
-                              f"{self.clouds[state].centre_x_px:.1f}, "
-                              f"{self.clouds[state].centre_y_px:.1f} px) lies outside the "
+                              f"{c.centre_x_px:.1f}, {c.centre_y_px:.1f} px) lies outside the "
                               f"{self.image_shape} image")
-        cs, rs = slice(int(cols[0]), int(cols[-1]) + 1), slice(int(rows[0]), int(rows[-1]) + 1)
-        u, v = u_all[cs], v_all[rs]
-        bounds = {}
-        for ax, coord in (("x", u), ("y", v)):
-            idx = self._splits[ax]
-            bounds[ax] = np.array([_bounds(self.geometries[i].labels_1d(coord))  # type: ignore
-                                   for i in idx], dtype=np.intp).reshape(len(idx), 4)
+        wx = interval_weights(c1 - c0, x0, x1, c0)
+        wy = interval_weights(r1 - r0, y0, y1, r0)
+        intervals = {}
+        for ax, (lo_roi, hi_roi) in (("x", (x0, x1)), ("y", (y0, y1))):
+            rows = []
+            for i in self._splits[ax]:
+                g = self.geometries[i]
+                assert isinstance(g, Split)
+                lo, hi = (self._to_image(state, ax, e) for e in g.edges_px)
+                low = (lo_roi, max(min(lo, hi_roi), lo_roi))
+                high = (min(max(hi, lo_roi), hi_roi), hi_roi)
+                rows.append(low + high if g.a_side == "low" else high + low)
+            intervals[ax] = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
         matrix = None
         if self._patterns:
-            labs = np.stack([self.geometries[i].labels(u[None, :], v[:, None]).ravel()
-                             for i in self._patterns], axis=1)
-            matrix = np.concatenate([(labs == A), (labs == B)], axis=1).astype(np.float64)
-        return _StatePlan(rs, cs, u, v, bounds, matrix)
+            matrix = self._pattern_weights(state, slice(r0, r1), slice(c0, c1))
+        return _StatePlan(slice(r0, r1), slice(c0, c1), wx, wy, intervals, matrix)
 
-    def labels(self, index: int, state: int) -> NDArray[np.int8]:
-        """Full-image labels (0 = A, 1 = B, -1 = neither) of geometry ``index`` for ``state``."""
-        p = self._plans[state]
-        out = np.full(self.image_shape, NONE, dtype=np.int8)
-        out[p.rows, p.cols] = self.geometries[index].labels(p.u[None, :], p.v[:, None])
+    def _pattern_weights(self, state: int, rows: slice, cols: slice) -> NDArray[np.float64]:
+        s = SUBSAMPLES if self.fractional else 1
+        offs = (np.arange(s) + 0.5) / s - 0.5
+        ys = (np.arange(rows.start, rows.stop)[:, None] + offs[None, :]).ravel()
+        xs = (np.arange(cols.start, cols.stop)[:, None] + offs[None, :]).ravel()
+        nr, nc = rows.stop - rows.start, cols.stop - cols.start
+        out = np.empty((nr * nc, 2 * len(self._patterns)))
+        for k, i in enumerate(self._patterns):
+            lab = self.point_labels(i, state, xs[None, :], ys[:, None]).reshape(nr, s, nc, s)
+            for j, region in enumerate((A, B)):
+                out[:, k + j * len(self._patterns)] = (lab == region).mean(axis=(1, 3)).ravel()
         return out
 
-    def masks(self, index: int, state: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-        """Boolean full-image masks (A, B) of geometry ``index`` for ``state``."""
-        lab = self.labels(index, state)
-        return lab == A, lab == B
+    def weights(self, index: int, state: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Full-image mask weights in [0, 1] (A, B) of geometry ``index`` for ``state``."""
+        p = self._plans[state]
+        g = self.geometries[index]
+        out = (np.zeros(self.image_shape), np.zeros(self.image_shape))
+        if isinstance(g, Split):
+            k = self._splits[g.axis].index(index)
+            iv = p.intervals[g.axis][k]
+            for j in range(2):
+                if g.axis == "x":
+                    f = interval_weights(p.cols.stop - p.cols.start, iv[2 * j], iv[2 * j + 1],
+                                         p.cols.start)
+                    out[j][p.rows, p.cols] = p.wy[:, None] * f[None, :]
+                else:
+                    f = interval_weights(p.rows.stop - p.rows.start, iv[2 * j], iv[2 * j + 1],
+                                         p.rows.start)
+                    out[j][p.rows, p.cols] = f[:, None] * p.wx[None, :]
+            return out
+        assert p.pattern_matrix is not None
+        k, n = self._patterns.index(index), len(self._patterns)
+        shape = (p.rows.stop - p.rows.start, p.cols.stop - p.cols.start)
+        for j in range(2):
+            out[j][p.rows, p.cols] = p.pattern_matrix[:, k + j * n].reshape(shape)
+        return out
 
     def split_profile(self, index: int, state: int, image: ArrayLike
-                      ) -> tuple[NDArray[np.float64], int, tuple[int, int, int, int]]:
-        """For a Split geometry: the image projected on its axis inside the ROI (atoms per pixel
-        row/column), the image index of the profile's first pixel, and the A and B pixel ranges
-        [a0, a1), [b0, b1) as indices into the profile."""
+                      ) -> tuple[NDArray[np.float64], int, NDArray[np.float64]]:
+        """For a Split: the image projected on its axis with the ROI weights of the other axis
+        (atoms per pixel column/row of the bounding box), the image index of the profile's first
+        pixel, and the intervals [A0, A1, B0, B1) of A and B in image coordinates."""
         g = self.geometries[index]
         if not isinstance(g, Split):
             raise RegionError(f"geometry {index} ({g.name}) is not a split")
         p = self._plans[state]
         sub = np.asarray(image, dtype=np.float64)[p.rows, p.cols]
-        k = self._splits[g.axis].index(index)
-        a0, a1, b0, b1 = (int(v) for v in p.split_bounds[g.axis][k])
+        iv = p.intervals[g.axis][self._splits[g.axis].index(index)]
         if g.axis == "x":
-            return sub.sum(axis=0), int(p.cols.start), (a0, a1, b0, b1)
-        return sub.sum(axis=1), int(p.rows.start), (a0, a1, b0, b1)
+            return p.wy @ sub, int(p.cols.start), iv.copy()
+        return sub @ p.wx, int(p.rows.start), iv.copy()
 
     def _count_state(self, images: NDArray[np.float64], state: int
                      ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -239,19 +255,28 @@ class RegionCounter:
         lead = images.shape[:-2]
         out_a = np.zeros(lead + (self.n_geometries,))
         out_b = np.zeros(lead + (self.n_geometries,))
-        for ax, sum_axis in (("x", -2), ("y", -1)):
+        for ax in ("x", "y"):
             idx = self._splits[ax]
             if not idx:
                 continue
-            proj = sub.sum(axis=sum_axis)
-            cum = np.zeros(lead + (proj.shape[-1] + 1,))
+            if ax == "x":
+                proj, start = np.einsum("...rc,r->...c", sub, p.wy), p.cols.start
+            else:
+                proj, start = sub @ p.wx, p.rows.start
+            n = proj.shape[-1]
+            cum = np.zeros(lead + (n + 1,))
             np.cumsum(proj, axis=-1, out=cum[..., 1:])
-            bnd = p.split_bounds[ax]
-            out_a[..., idx] = cum[..., bnd[:, 1]] - cum[..., bnd[:, 0]]
-            out_b[..., idx] = cum[..., bnd[:, 3]] - cum[..., bnd[:, 2]]
+            padded = np.zeros(lead + (n + 1,))
+            padded[..., :n] = proj
+            # F(t) = C[k] + (t - k) p[k]: atoms left of t (pixel k spans [k, k+1) in t)
+            t = np.clip(p.intervals[ax] - (start - 0.5), 0.0, n)
+            k = np.minimum(np.floor(t).astype(np.intp), n)
+            frac = t - k
+            f = cum[..., k] + frac * padded[..., k]          # (..., n_splits, 4)
+            out_a[..., idx] = f[..., 1] - f[..., 0]
+            out_b[..., idx] = f[..., 3] - f[..., 2]
         if p.pattern_matrix is not None:
-            flat = sub.reshape(lead + (-1,))
-            res = flat @ p.pattern_matrix
+            res = sub.reshape(lead + (-1,)) @ p.pattern_matrix
             n = len(self._patterns)
             out_a[..., self._patterns] = res[..., :n]
             out_b[..., self._patterns] = res[..., n:]

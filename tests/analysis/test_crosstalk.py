@@ -81,7 +81,9 @@ def test_region_crosstalk_for_splits_and_patterns():
     expected = 0.0
     for state, img in ((1, m1), (2, m2)):
         prof, start, (a0, a1, b0, b1) = counter.split_profile(2, state, img)
-        expected += n_ab_profile(prof, start + a1 - 0.5, start + b0 - 0.5, SIGMA, x0=start)
+        assert a1 - a0 > 5 and b1 - b0 > 5 and b0 - a1 == pytest.approx(
+            3.0 * counter.scale(state)[0])                     # the scaled 3 px gap
+        expected += n_ab_profile(prof, a1, b0, SIGMA, x0=start)
     assert ct.n_ab[2] == pytest.approx(expected, rel=1e-12)
     # the 2-D blurred-mask method agrees with the 1-D erf model on splits
     ct2 = region_crosstalk(counter, m1, m2, SIGMA, method="2d")

@@ -22,15 +22,20 @@ def test_white_pixel_noise_gives_the_expected_region_variances():
     dn = region_detection_noise(counter, n1, n2)
     assert dn.n_frames == f
     for g in range(counter.n_geometries):
-        pa1, pb1 = (int(m.sum()) for m in counter.masks(g, 1))
-        pa2, pb2 = (int(m.sum()) for m in counter.masks(g, 2))
+        # white noise: a region's variance is sigma^2 times the sum of its squared weights
+        pa1, pb1 = ((w * w).sum() for w in counter.weights(g, 1))
+        pa2, pb2 = ((w * w).sum() for w in counter.weights(g, 2))
         var_a = (pa1 * s1**2 + pa2 * s2**2) / 4              # Var((N1A - N2A)/2)
         var_b = (pb1 * s1**2 + pb2 * s2**2) / 4
         tol = 4 * np.sqrt(2 / (f - 1))                        # relative sd of a variance
         assert dn.var_a[g] == pytest.approx(var_a, rel=tol)
         assert dn.var_b[g] == pytest.approx(var_b, rel=tol)
-        assert abs(dn.cov_ab[g]) < 4 * np.sqrt(var_a * var_b / f)
-        assert dn.rms_atoms_1[g] == pytest.approx(np.sqrt((pa1 + pb1) * s1**2), rel=tol)
+        # pixels shared by A and B (fractional weights) carry common noise
+        wa1, wb1 = counter.weights(g, 1)
+        wa2, wb2 = counter.weights(g, 2)
+        cov = ((wa1 * wb1).sum() * s1**2 + (wa2 * wb2).sum() * s2**2) / 4
+        assert abs(dn.cov_ab[g] - cov) < 4 * np.sqrt(var_a * var_b / f)
+        assert dn.rms_atoms_1[g] == pytest.approx(np.sqrt(((wa1 + wb1) ** 2).sum()) * s1, rel=tol)
         DetectionNoise(**dn.for_geometry(g))                 # feeds the criteria engine
 
 
@@ -40,7 +45,7 @@ def test_correlated_noise_gives_a_covariance():
     common = rng.standard_normal((2000, 1, 1)) * 0.05         # a uniform offset per frame
     n1 = common + 0.1 * rng.standard_normal((2000, H, W))
     dn = region_detection_noise(counter, n1, np.zeros_like(n1))
-    a1, b1 = (int(m.sum()) for m in counter.masks(0, 1))
+    a1, b1 = (w.sum() for w in counter.weights(0, 1))
     assert dn.cov_ab[0] == pytest.approx(a1 * b1 * 0.05**2 / 4, rel=0.15)
 
 

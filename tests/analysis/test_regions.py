@@ -7,7 +7,8 @@ import pytest
 from analysis.geometries import (Checkerboard, GeometryError, RandomCells, Split, Stripes,
                                  UserPattern, gap_width_scan, split_positions,
                                  splitting_ratio_scan)
-from analysis.regions import CloudShape, RegionCounter, RegionError, cloud_shape
+from analysis.regions import (CloudError, CloudShape, RegionCounter, RegionError, cloud_shape,
+                              interval_weights)
 
 H, W = 90, 70
 Y, X = np.mgrid[:H, :W].astype(float)
@@ -31,24 +32,26 @@ def mixed_geometries():
                UserPattern(pattern, cell_px=4.0)])
 
 
-@pytest.fixture
-def counter():
-    return RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W))
+@pytest.fixture(params=[True, False], ids=["fractional", "binary"])
+def counter(request):
+    return RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W),
+                         fractional=request.param)
 
 
 def loop_counts(counter, im1, im2):
     """The straightforward reference: (img * mask).sum() per mask per shot."""
     out = np.zeros((4, im1.shape[0], counter.n_geometries))
     for g in range(counter.n_geometries):
-        a1, b1 = counter.masks(g, 1)
-        a2, b2 = counter.masks(g, 2)
+        a1, b1 = counter.weights(g, 1)
+        a2, b2 = counter.weights(g, 2)
         for s in range(im1.shape[0]):
             out[:, s, g] = [(im1[s] * a1).sum(), (im2[s] * a2).sum(), (im1[s] * b1).sum(),
                             (im2[s] * b2).sum()]
     return out
 
 
-def test_counts_equal_the_mask_loop_exactly_on_integer_images(counter):
+def test_binary_counts_equal_the_mask_loop_exactly_on_integer_images():
+    counter = RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W), fractional=False)
     rng = np.random.default_rng(0)
     im1 = rng.integers(-5, 40, (6, H, W)).astype(float)
     im2 = rng.integers(-5, 40, (6, H, W)).astype(float)
@@ -56,6 +59,33 @@ def test_counts_equal_the_mask_loop_exactly_on_integer_images(counter):
     ref = loop_counts(counter, im1, im2)
     for k, arr in enumerate((c.n1a, c.n2a, c.n1b, c.n2b)):
         np.testing.assert_array_equal(arr, ref[k])
+    for g in range(counter.n_geometries):                   # binary: weights are 0 or 1
+        for state in (1, 2):
+            for w in counter.weights(g, state):
+                assert set(np.unique(w)) <= {0.0, 1.0}
+
+
+def test_binary_masks_are_the_labels_at_pixel_centres():
+    counter = RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W), fractional=False)
+    for g in range(counter.n_geometries):
+        for state in (1, 2):
+            lab = counter.point_labels(g, state, X, Y)
+            wa, wb = counter.weights(g, state)
+            np.testing.assert_array_equal(wa == 1, lab == 0)
+            np.testing.assert_array_equal(wb == 1, lab == 1)
+
+
+def test_fractional_weights_are_pixel_area_fractions():
+    counter = RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W))
+    xs = np.arange(-0.5 + 1 / 32, W - 0.5, 1 / 16)            # 16 x 16 sub-samples per pixel
+    ys = np.arange(-0.5 + 1 / 32, H - 0.5, 1 / 16)
+    for g in (0, 5, 6, 7, 8):                                 # splits along x and y, both sides
+        for state in (1, 2):
+            lab = counter.point_labels(g, state, xs[None, :], ys[:, None])
+            area_a = (lab == 0).reshape(H, 16, W, 16).mean(axis=(1, 3))
+            wa, _ = counter.weights(g, state)
+            np.testing.assert_allclose(wa, area_a, atol=1 / 16 + 1e-9)
+    assert interval_weights(4, 0.25, 2.0).tolist() == [0.25, 1.0, 0.5, 0.0]
 
 
 def test_counts_match_the_mask_loop_on_float_images(counter):
@@ -73,32 +103,60 @@ def test_counts_match_the_mask_loop_on_float_images(counter):
 
 def test_masks_of_state_1_follow_the_lower_larger_cloud(counter):
     g = 5                                                   # Split y at 0 with a 3 px gap
+    tol = 1e-9 if counter.fractional else 1.0
     for state, cloud in ((1, CLOUD1), (2, CLOUD2)):
-        a, b = counter.masks(g, state)
+        a, b = counter.weights(g, state)
         ky = cloud.sigma_y_px / CLOUD2.sigma_y_px
-        rows_a = np.nonzero(a.any(axis=1))[0]
-        rows_b = np.nonzero(b.any(axis=1))[0]
-        gap_rows = rows_b[0] - rows_a[-1] - 1
-        # the gap is centred on the state's own cloud and scaled with its vertical size
-        assert rows_a[-1] < cloud.centre_y_px < rows_b[0]
-        assert abs(gap_rows - 3 * ky) <= 1
-        # the ROI (3.5 rms of the |2> cloud) scales too
-        assert abs((rows_b[-1] - rows_a[0] + 1) - 2 * 3.5 * CLOUD2.sigma_y_px * ky) <= 2
+        col = int(round(cloud.centre_x_px))
+        a_col, b_col = a[:, col], b[:, col]
+        # A above, B below, and the gap centred on the state's own cloud
+        rows = np.arange(H)
+        a_end = rows[a_col > 0][-1]
+        b_start = rows[b_col > 0][0]
+        assert a_end < cloud.centre_y_px < b_start
+        # gap and ROI scale with the cloud's vertical size
+        covered = a_col.sum() + b_col.sum()
+        assert abs(covered - (2 * 3.5 * CLOUD2.sigma_y_px - 3.0) * ky) <= 2 * tol
+        gap = (b_start - a_end - 1) + (1 - a_col[a_end]) + (1 - b_col[b_start])
+        assert abs(gap - 3.0 * ky) <= tol
     assert counter.scale(1)[1] == pytest.approx(6.05 / 4.8)
     unscaled = RegionCounter(mixed_geometries(), {1: CLOUD1, 2: CLOUD2}, (H, W),
                              scale_with_cloud=False)
     assert unscaled.scale(1) == (1.0, 1.0)
 
 
+def test_fractional_masks_cut_both_clouds_at_the_same_fraction():
+    """Self-similar clouds: each region holds the same fraction of |1> and of |2> atoms; binary
+    masks miss this by up to half a pixel of atoms."""
+    geoms = [Split(ax, p, 3.0) for ax in ("x", "y") for p in np.linspace(-5, 5, 21)]
+    frac = RegionCounter(geoms, {1: CLOUD1, 2: CLOUD2}, (H, W))
+    binary = RegionCounter(geoms, {1: CLOUD1, 2: CLOUD2}, (H, W), fractional=False)
+    m1, m2 = gaussian_image(CLOUD1), gaussian_image(CLOUD2)
+    for counter, tol in ((frac, 0.003), (binary, None)):
+        c = counter.count(m1, m2)
+        d = np.abs(c.n1a / CLOUD1.atoms - c.n2a / CLOUD2.atoms)
+        if tol is None:
+            assert d.max() > 0.02                           # binary: a few % mismatch
+        else:
+            assert d.max() < tol
+
+
 @pytest.mark.parametrize("gap", [1, 2, 3, 4, 7])
 def test_integer_gap_removes_exactly_that_many_columns(gap):
     rng = np.random.default_rng(gap)
     for pos in rng.uniform(-5, 5, 10):
-        counter = RegionCounter([Split("x", pos, gap)], {1: CLOUD1, 2: CLOUD2}, (H, W))
-        lab = counter.labels(0, 2)
-        row = lab[int(CLOUD2.centre_y_px)]
-        assert np.count_nonzero(row == -1) - np.count_nonzero(
-            np.abs((np.arange(W) - CLOUD2.centre_x_px)) > counter.roi_half_px[0]) == gap
+        for fractional in (True, False):
+            counter = RegionCounter([Split("x", pos, gap)], {1: CLOUD1, 2: CLOUD2}, (H, W),
+                                    fractional=fractional)
+            wa, wb = counter.weights(0, 2)
+            row = int(CLOUD2.centre_y_px)
+            width = 2 * counter.roi_half_px[0]
+            covered = wa[row].sum() + wb[row].sum()
+            assert abs(width - covered - gap) <= (1e-9 if fractional else 1)
+            if not fractional:
+                inside = np.nonzero((wa[row] + wb[row]) > 0)[0]
+                span = inside[-1] - inside[0] + 1
+                assert span - covered == gap                  # exactly `gap` columns removed
 
 
 def test_splitting_ratio_scan_is_monotonic_and_spans_the_cloud():
@@ -146,7 +204,7 @@ def test_cloud_shape_recovers_centre_and_width():
 
 
 def test_region_errors_name_the_problem():
-    with pytest.raises(RegionError, match="no cloud"):
+    with pytest.raises(CloudError, match="no cloud"):
         cloud_shape(np.zeros((20, 20)))
     with pytest.raises(RegionError, match="outside"):
         RegionCounter([Split()], {1: CloudShape(500, 500, 3, 3, 1), 2: CLOUD2}, (H, W))
