@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import pyvisa
 import pyvisa.constants
 import pyvisa.errors
+import pyvisa.rname
 
 from drivers.errors import InstrumentDisconnected, InstrumentError, InstrumentTimeout, ProtocolError
 from drivers.scpi_controls import Control
@@ -215,6 +216,13 @@ class ScpiInstrument:
     # --- internals -------------------------------------------------------------------------------
 
     def _open(self) -> None:
+        try:
+            parsed = pyvisa.rname.parse_resource_name(self.address)
+        except pyvisa.rname.InvalidResourceName as e:
+            raise ValueError(f"{self.model}: invalid VISA address {self.address!r}: {e}") from None
+        if parsed.resource_class not in ("INSTR", "SOCKET"):
+            raise ValueError(f"{self.model}: {self.address!r} is a {parsed.resource_class} resource, "
+                             "expected a message-based INSTR or SOCKET resource")
         ms = self._timeout_s * 1000.0
         try:
             self._rm = pyvisa.ResourceManager(self.backend)
