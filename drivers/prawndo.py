@@ -23,8 +23,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -32,11 +30,15 @@ import serial
 
 from drivers.errors import (DriverError, InstrumentDisconnected, InstrumentError, InstrumentTimeout,
                             ProtocolError)
+from drivers.prawndo_protocol import (ECHO_PREFIXES, CardBusyError, CardStatus, ClockSource,
+                                     ProgramMismatch, RunStatus, firmware_error)
 from drivers.pulse_program import (DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, Instruction, PulseProgramError,
                                    validate_instructions)
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+__all__ = ["PrawnDO", "UploadMode", "CardBusyError", "CardStatus", "ClockSource", "ProgramMismatch",
+           "RunStatus"]
 
 UploadMode = Literal["auto", "binary", "text"]
 _MAX_LINE_BYTES = 4096
@@ -44,62 +46,6 @@ _READ_BLOCK = 65536
 _POLL_MIN_S, _POLL_MAX_S = 50e-6, 2e-3   # back-off while no input: low latency, little CPU
 _GET_PIPELINE = 64                 # `get` commands in flight during verify()
 _UPLOAD_BYTES_PER_S = 200e3        # conservative USB CDC throughput for upload timeouts
-_ECHO_PREFIXES = (b"Invalid command: ", b"Cannot execute command ")
-
-# Firmware error lines (prawn_do.c v1.3.0 and the facts sheet) -> short code for InstrumentError.
-_ERRORS: tuple[tuple[str, str], ...] = (
-    (r"Cannot execute command .* during buffered execution\.", "busy"),
-    (r"Invalid command: .*", "invalid-command"),
-    (r"Can only abort when status is 1 or 2", "not-running"),
-    (r"Invalid address and/or too many instructions.*", "memory"),
-    (r"Too many DO commands.*", "memory"),
-    (r"Invalid number of reps.*", "invalid-cycles"),
-    (r"Reps must be 0 or greater than 4.*", "invalid-cycles"),
-    (r"Invalid output specification.*", "invalid-word"),
-    (r"Invalid (instruction )?address.*", "invalid-address"),
-    (r"Invalid (request|instruction)|invalid request", "invalid-request"),
-    (r"invalid clock.*|Failure\. Cannot exactly achieve that clock frequency|System Clock Resus'd", "clock"),
-)
-
-
-class RunStatus(IntEnum):
-    """``sts`` run-status of the card."""
-
-    STOPPED = 0
-    TRANSITION_TO_RUNNING = 1
-    RUNNING = 2
-    ABORT_REQUESTED = 3
-    ABORTING = 4
-    ABORTED = 5
-    TRANSITION_TO_STOP = 6
-
-
-class ClockSource(IntEnum):
-    """``sts`` clock-status / ``clk`` source: internal oscillator or external clock on pin 20."""
-
-    INTERNAL = 0
-    EXTERNAL = 1
-
-
-@dataclass(frozen=True)
-class CardStatus:
-    """The card's run state and clock source."""
-
-    run: RunStatus
-    clock: ClockSource
-
-    @property
-    def idle(self) -> bool:
-        """True when the card accepts programming commands (STOPPED or ABORTED)."""
-        return self.run in (RunStatus.STOPPED, RunStatus.ABORTED)
-
-
-class CardBusyError(InstrumentError):
-    """The card refused a command because a sequence is running (abort it or wait for the stop)."""
-
-
-class ProgramMismatch(DriverError):
-    """The program read back from the card differs from the one written (``verify``)."""
 
 
 def _has_stop(ins: Sequence[Instruction]) -> bool:
@@ -387,7 +333,7 @@ class PrawnDO:
                 self._resync()
             data = raw if raw is not None else (command + "\n").encode("ascii")
             try:
-                self._write(data, command)
+                self._write(data, command, timeout_s or self.timeout_s)
                 return parse(lambda: self._read_reply(command, timeout_s or self.timeout_s))
             except InstrumentError:
                 raise
@@ -413,8 +359,11 @@ class PrawnDO:
             raise InstrumentDisconnected(f"connection lost during {command!r}: {exc}",
                                          instrument=self._name) from exc
 
-    def _write(self, data: bytes, command: str) -> None:
+    def _write(self, data: bytes, command: str, timeout_s: float | None = None) -> None:
         _log.debug("%s <- %r", self._name, data[:200])
+        port = self._require_port()
+        if timeout_s is not None and timeout_s != port.write_timeout:    # long uploads
+            self._io(lambda p: setattr(p, "write_timeout", timeout_s), command)
         self._io(lambda p: p.write(data), command)
 
     def _read_raw_line(self, command: str, timeout_s: float) -> bytes:
@@ -445,7 +394,7 @@ class PrawnDO:
     def _read_reply(self, command: str, timeout_s: float) -> str:
         """One reply line without its ``\\r\\n`` (echo replies joined); ProtocolError if malformed."""
         raw = self._read_raw_line(command, timeout_s)
-        if raw.startswith(_ECHO_PREFIXES) and not raw.endswith(b"\r\n"):
+        if raw.startswith(ECHO_PREFIXES) and not raw.endswith(b"\r\n"):
             raw = raw[:-1] + self._read_raw_line(command, timeout_s)   # the echoed command's "\n"
         _log.debug("%s -> %r", self._name, raw)
         if not raw.endswith(b"\r\n"):
@@ -501,9 +450,8 @@ class PrawnDO:
 
     def _error(self, command: str, line: str) -> DriverError:
         """The exception for an unexpected reply: InstrumentError for firmware errors, else ProtocolError."""
-        for pattern, code in _ERRORS:
-            if re.fullmatch(pattern, line):
-                cls = CardBusyError if code == "busy" else InstrumentError
-                return cls(code, line, command=command, instrument=self._name)
+        error = firmware_error(command, line, instrument=self._name)
+        if error is not None:
+            return error
         self._needs_resync = True
         return ProtocolError(f"unexpected reply to {command!r}", reply=line, instrument=self._name)
