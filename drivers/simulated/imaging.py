@@ -173,25 +173,38 @@ def recoil_variance_px2(config: ImagingConfig, saturation: float, pulse_s: float
 
 def column_atoms_image(positions: np.ndarray, frame_shape: tuple[int, int], blur_rms_px: tuple[float, float],
                        weight: float = 1.0) -> np.ndarray:
-    """Atoms per pixel (H, W): each (x, y) position spread by a Gaussian of blur_rms_px, integrated per pixel."""
+    """Atoms per pixel (H, W): each (x, y) position spread by a Gaussian of blur_rms_px, integrated per pixel.
+
+    Only the window within 8 blur rms (+ 2 px) of the atoms is computed; outside it the image is 0.
+    """
     height, width = frame_shape
+    out = np.zeros(frame_shape)
     positions = np.asarray(positions, dtype=float).reshape(-1, 2)
     if positions.shape[0] == 0:
-        return np.zeros(frame_shape)
+        return out
 
-    def weights(coord: np.ndarray, n: int, sigma: float) -> np.ndarray:
-        edges = np.arange(n + 1, dtype=float)
+    def window(coord: np.ndarray, n: int, sigma: float) -> tuple[int, int]:
+        reach = 8.0 * sigma + 2.0
+        return max(int(math.floor(coord.min() - reach)), 0), min(int(math.ceil(coord.max() + reach)), n)
+
+    def weights(coord: np.ndarray, lo: int, hi: int, sigma: float) -> np.ndarray:
         if sigma == 0:
-            w = np.zeros((coord.size, n))
-            idx = np.floor(coord).astype(np.int64)
-            ok = (idx >= 0) & (idx < n)
+            w = np.zeros((coord.size, hi - lo))
+            idx = np.floor(coord).astype(np.int64) - lo
+            ok = (idx >= 0) & (idx < hi - lo)
             w[np.nonzero(ok)[0], idx[ok]] = 1.0
             return w
+        edges = np.arange(lo, hi + 1, dtype=float)
         return np.diff(ndtr((edges[None, :] - coord[:, None]) / sigma), axis=1)
 
-    wx = weights(positions[:, 0], width, blur_rms_px[0])
-    wy = weights(positions[:, 1], height, blur_rms_px[1])
-    return weight * (wy.T @ wx)
+    c0, c1 = window(positions[:, 0], width, blur_rms_px[0])
+    r0, r1 = window(positions[:, 1], height, blur_rms_px[1])
+    if c0 >= c1 or r0 >= r1:
+        return out
+    wx = weights(positions[:, 0], c0, c1, blur_rms_px[0])
+    wy = weights(positions[:, 1], r0, r1, blur_rms_px[1])
+    out[r0:r1, c0:c1] = weight * (wy.T @ wx)
+    return out
 
 
 def transmitted_intensity(i_in: np.ndarray, optical_depth: np.ndarray, isat: float, alpha: float) -> np.ndarray:
