@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import pyvisa
 import pyvisa.constants
@@ -95,7 +95,7 @@ class ScpiInstrument:
                 if control.name in self._last_set:
                     self.write_control(control, self._last_set[control.name])
 
-    def __enter__(self) -> "ScpiInstrument":
+    def __enter__(self) -> Self:
         self.connect()
         return self
 
@@ -197,8 +197,9 @@ class ScpiInstrument:
     def write_control(self, control: Control[Any], value: Any) -> None:
         """Validate (ValueError, before any I/O), write, check errors, remember for ``reconnect()``.
 
-        The value is remembered unless the instrument refuses it; after a timeout or a lost link
-        the intended value stays remembered, so ``reconnect()`` applies it.
+        The value is remembered unless the instrument refuses it (InstrumentError); after a link
+        fault (timeout, lost connection, garbled reply) the intended value stays remembered, so
+        ``reconnect()`` applies it.
         """
         checked = control.check(value)
         with self._lock:
@@ -206,7 +207,7 @@ class ScpiInstrument:
             self._last_set[control.name] = checked
             try:
                 self.write(control.command_text(checked))
-            except (InstrumentError, ProtocolError):
+            except InstrumentError:
                 if previous is _MISSING:
                     del self._last_set[control.name]
                 else:

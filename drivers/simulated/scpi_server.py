@@ -21,6 +21,7 @@ import socket
 import threading
 from collections import deque
 from types import TracebackType
+from typing import Self
 
 from drivers.simulated.scpi_device import OnChange, ScpiDevice
 
@@ -55,7 +56,7 @@ class ScpiServer:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> "ScpiServer":
+    def start(self) -> Self:
         """Bind, listen and start the accept thread; returns self."""
         if self._accept_thread is not None:
             raise RuntimeError(f"{self.name} server already started")
@@ -93,7 +94,7 @@ class ScpiServer:
         if alive:
             raise RuntimeError(f"{self.name} server threads did not stop: {alive}")
 
-    def __enter__(self) -> "ScpiServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

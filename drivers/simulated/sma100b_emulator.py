@@ -20,6 +20,7 @@ The frequency and level limits are constructor options, like the instrument's ha
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from drivers.simulated.scpi_device import OnChange, ScpiDevice, ScpiSetting
 from drivers.simulated.scpi_parser import Boolean, Choice, Numeric
@@ -50,10 +51,38 @@ def sma100b_table(*, max_frequency_hz: float = 12.75e9, max_level_dbm: float = 1
     ]
 
 
+@dataclass(frozen=True)
+class MicrowaveState:
+    """What the emulated generator really holds (Hz, dBm, degrees; enumerations in short form)."""
+
+    frequency_hz: float
+    level_dbm: float
+    phase_deg: float
+    pulse_source: str
+    pulse_polarity: str
+    pulse_modulation_enabled: bool
+    output_enabled: bool
+
+    def rf_on(self, gate_high: bool) -> bool:
+        """Whether RF leaves the output while the pulse-modulation input is ``gate_high``.
+
+        Output off: never. Pulse modulation off: always (CW). External source: the gate level,
+        inverted by ``INV`` polarity. The internal pulse generator is not emulated (ValueError).
+        """
+        if not self.output_enabled:
+            return False
+        if not self.pulse_modulation_enabled:
+            return True
+        if self.pulse_source != "EXT":
+            raise ValueError(f"pulse_source {self.pulse_source!r}: only the external gate (EXT) is emulated")
+        return gate_high != (self.pulse_polarity == "INV")
+
+
 class SMA100BEmulator(ScpiServer):
     """An SMA100B on ``TCPIP0::127.0.0.1::<port>::SOCKET`` (see ``address``), with fault switches.
 
-    ``state()`` returns the settings the instrument really holds; ``on_change(name, value)`` is called
+    ``state()`` (a dict) and ``snapshot()`` (a ``MicrowaveState``) return the settings the instrument
+    really holds; ``on_change(name, value)`` is called
     from the server thread after each change. ``max_frequency_hz``/``max_level_dbm`` model the
     instrument's options (a 6 GHz unit rejects 7 GHz with -222).
     """
@@ -64,3 +93,16 @@ class SMA100BEmulator(ScpiServer):
         device = ScpiDevice(sma100b_table(max_frequency_hz=max_frequency_hz, max_level_dbm=max_level_dbm),
                             identity=identity, queue_size=queue_size, on_change=on_change)
         super().__init__(device, host=host, port=port, name="sma100b")
+
+    def snapshot(self) -> MicrowaveState:
+        """A consistent typed copy of the current settings (thread-safe)."""
+        state = self.state()
+        return MicrowaveState(
+            frequency_hz=float(state["frequency_hz"]),  # type: ignore[arg-type]
+            level_dbm=float(state["level_dbm"]),  # type: ignore[arg-type]
+            phase_deg=float(state["phase_deg"]),  # type: ignore[arg-type]
+            pulse_source=str(state["pulse_source"]),
+            pulse_polarity=str(state["pulse_polarity"]),
+            pulse_modulation_enabled=bool(state["pulse_modulation_enabled"]),
+            output_enabled=bool(state["output_enabled"]),
+        )

@@ -311,7 +311,7 @@ def test_garbage_then_in_session_recovery(emulator: SMA100BEmulator, mw: SMA100B
         mw.frequency_hz = 5e9
     emulator.garbage_replies = False
     assert mw.frequency_hz == 5e9            # the setting itself went through
-    assert mw.last_set() == {}               # ... but unconfirmed settings are not remembered
+    assert mw.last_set() == {"frequency_hz": 5e9}   # the intent is kept for reconnect()
 
 
 def test_error_reply_carries_the_instruments_text(emulator: SMA100BEmulator, mw: SMA100B) -> None:
@@ -347,3 +347,19 @@ def test_real_instrument_identifies_and_reads_back(request: pytest.FixtureReques
         assert values["pulse_source"] in ("INT", "EXT") and values["pulse_polarity"] in ("NORM", "INV")
         assert isinstance(values["output_enabled"], bool)
         mw.check_errors("read-back")
+
+
+def test_snapshot_and_rf_gate_as_the_virtual_lab_reads_them(mw: SMA100B, emulator: SMA100BEmulator) -> None:
+    assert emulator.snapshot().rf_on(True) is False            # *RST: output off
+    mw.output_enabled = True
+    assert emulator.snapshot().rf_on(False) is True            # CW
+    apply(mw, {"pulse_source": "EXT", "pulse_modulation_enabled": True, "pulse_polarity": "NORM"})
+    snap = emulator.snapshot()
+    assert (snap.rf_on(True), snap.rf_on(False)) == (True, False)
+    mw.pulse_polarity = "INV"
+    assert emulator.snapshot().rf_on(False) is True
+    mw.pulse_source = "INT"
+    with pytest.raises(ValueError, match="only the external gate"):
+        emulator.snapshot().rf_on(True)
+    mw.phase_deg = 90.0
+    assert emulator.snapshot().phase_deg == 90.0
