@@ -304,12 +304,12 @@ def test_drop_on_a_command(emulator: PrawnDOEmulator, card: PrawnDO) -> None:
 
 
 def test_slow_replies_beyond_the_timeout(emulator: PrawnDOEmulator, card: PrawnDO) -> None:
-    emulator.faults.reply_delay_s = 0.4
+    emulator.faults.reply_delay_s = 0.45
     with pytest.raises(InstrumentTimeout, match="no reply to 'sts' within 0.3 s"):
         card.status()
     emulator.faults.reply_delay_s = 0.0
     assert card.status().idle                  # resynchronised: the late reply is discarded
-    emulator.faults.reply_delay_s = 0.4
+    emulator.faults.reply_delay_s = 0.45
     with pytest.raises(InstrumentTimeout):
         card.board()
     emulator.faults.reply_delay_s = 0.0

@@ -252,8 +252,8 @@ def test_bad_replies_raise_specific_errors_then_resync(session: list[Session], r
 
 
 def test_late_reply_after_timeout_is_discarded(session: list[Session]) -> None:
-    s = open_session(session, [Step(b"ver\n", b"Version: 1.3.0\r\n", delay_s=0.3),
-                               sync_step(), Step(b"brd\n", b"board: pico2\r\n")], timeout_s=0.2)
+    s = open_session(session, [Step(b"ver\n", b"Version: 1.3.0\r\n", delay_s=0.6),
+                               sync_step(), Step(b"brd\n", b"board: pico2\r\n")], timeout_s=0.4)
     with pytest.raises(InstrumentTimeout):
         s.card.version()
     assert s.card.board() == "pico2"        # the late "Version" line is not taken as the reply
