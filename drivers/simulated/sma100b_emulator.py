@@ -1,18 +1,13 @@
 """The emulated Rohde & Schwarz SMA100B microwave source: its command table (data) on a TCP server.
 
-Setting names, units and ``*RST`` defaults (``state()`` keys, base units):
+Settings (``state()`` keys; base units; range of the emulated instrument; ``*RST`` value):
 
-=========================== ============ ===================================== ==============
-name                        unit         range (emulated instrument)           ``*RST``
-=========================== ============ ===================================== ==============
-``frequency_hz``            Hz           8 kHz .. ``max_frequency_hz`` (12.75 GHz) 1 GHz
-``level_dbm``               dBm          -145 .. ``max_level_dbm`` (+18)        -30
-``phase_deg``               degree       -720 .. +720 (``RAD`` accepted)         0
-``pulse_source``            -            ``INT`` / ``EXT``                       ``INT``
-``pulse_polarity``          -            ``NORM`` / ``INV``                      ``NORM``
-``pulse_modulation_enabled`` bool        off/on                                  off
-``output_enabled``          bool         off/on                                  off
-=========================== ============ ===================================== ==============
+- ``frequency_hz``: Hz, 8 kHz to ``max_frequency_hz`` (12.75 GHz); 1 GHz
+- ``level_dbm``: dBm, -145 to ``max_level_dbm`` (+18); -30
+- ``phase_deg``: degrees (``RAD`` accepted), -720 to +720; 0
+- ``pulse_source``: ``INT`` or ``EXT``; ``INT``
+- ``pulse_polarity``: ``NORM`` or ``INV``; ``NORM``
+- ``pulse_modulation_enabled``, ``output_enabled``: bool; off
 
 Resolution: 1 mHz, 0.01 dB, 0.01 degree (values are rounded on setting, as the instrument does).
 The frequency and level limits are constructor options, like the instrument's hardware options.
@@ -82,9 +77,9 @@ class SMA100BEmulator(ScpiServer):
     """An SMA100B on ``TCPIP0::127.0.0.1::<port>::SOCKET`` (see ``address``), with fault switches.
 
     ``state()`` (a dict) and ``snapshot()`` (a ``MicrowaveState``) return the settings the instrument
-    really holds; ``on_change(name, value)`` is called
-    from the server thread after each change. ``max_frequency_hz``/``max_level_dbm`` model the
-    instrument's options (a 6 GHz unit rejects 7 GHz with -222).
+    really holds; ``on_change(name, value)`` is called from the server thread after each change.
+    ``max_frequency_hz``/``max_level_dbm`` model the instrument's options (a 6 GHz unit rejects
+    7 GHz with -222).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, identity: str = DEFAULT_IDENTITY,
