@@ -81,7 +81,7 @@ class ScpiServer:
             listener, self._listener = self._listener, None
             clients = list(self._clients.items())
         if listener is not None:
-            listener.close()
+            _close_listener(listener)
         for _, conn in clients:
             _shutdown(conn)
         threads = [t for t, _ in clients]
@@ -199,7 +199,7 @@ class ScpiServer:
             self._refuse = bool(enabled)
             running = self._accept_thread is not None and not self._stopping.is_set()
             if enabled and self._listener is not None:
-                self._listener.close()
+                _close_listener(self._listener)
                 self._listener = None
             elif not enabled and running and self._listener is None:
                 self._listener = self._bind(self.port)
@@ -293,3 +293,10 @@ def _shutdown(conn: socket.socket) -> None:
         conn.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _close_listener(listener: socket.socket) -> None:
+    """Stop listening at once: a plain close() is deferred while the accept thread sits in select()
+    on the socket, and a client connecting in that window is accepted by the kernel, then reset."""
+    _shutdown(listener)
+    listener.close()

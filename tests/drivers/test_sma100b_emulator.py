@@ -191,21 +191,24 @@ def test_two_clients_share_the_instrument(emulator: SMA100BEmulator, mw: SMA100B
 
 def test_state_is_readable_while_a_driver_writes(mw: SMA100B, emulator: SMA100BEmulator) -> None:
     stop = threading.Event()
-    seen: set[float] = set()
+    seen: list[object] = []
 
     def read_state() -> None:
         while not stop.is_set():
-            seen.add(float(emulator.state()["phase_deg"]))  # type: ignore[arg-type]
+            seen.append(emulator.snapshot().phase_deg)
 
     reader = threading.Thread(target=read_state, name="state-reader")
     reader.start()
     try:
-        for phase in (0.0, 90.0, 180.0, 270.0):
+        for phase in (90.0, 180.0, 270.0):
             mw.phase_deg = phase
+        deadline = time.monotonic() + 2.0
+        while 270.0 not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         reader.join()
-    assert seen <= {0.0, 90.0, 180.0, 270.0} and 270.0 in seen
+    assert set(seen) <= {0.0, 90.0, 180.0, 270.0} and 270.0 in seen
 
 
 # --- faults: each one raises its own error, then reconnect() restores the last settings -----------
