@@ -112,7 +112,7 @@ class ScpiInstrument:
 
     @property
     def identity(self) -> str:
-        """The ``*IDN?`` answer read at connect (InstrumentDisconnected if never connected)."""
+        """The ``*IDN?`` answer of the last connect (InstrumentDisconnected if never connected)."""
         if self._identity is None:
             raise InstrumentDisconnected(f"not connected to {self.address}: call connect()",
                                          instrument=self.model)
@@ -297,8 +297,11 @@ class ScpiInstrument:
             raise self._lost(command, e) from e
 
     def _read_line(self, command: str) -> str:
+        deadline = time.monotonic() + self._timeout_s
         raw = bytes(self._inst.read_raw())
-        while not raw.endswith(b"\n"):  # pyvisa-py may return a partial line after a pause
+        while not raw.endswith(b"\n"):  # a backend may end a read without the terminator
+            if time.monotonic() > deadline:
+                raise pyvisa.errors.VisaIOError(pyvisa.constants.StatusCode.error_timeout)
             raw += bytes(self._inst.read_raw())
         try:
             return raw[:-1].decode("ascii").rstrip("\r")

@@ -200,10 +200,20 @@ def test_bad_identity_fails_connect_and_closes(session) -> None:
     s.done()
 
 
-def test_a_reply_split_by_a_pause_is_reassembled(session) -> None:
-    # pyvisa-py returns the first chunk alone after timeout/2 of silence; the driver reads on.
+def test_a_reply_split_by_a_pause_within_the_timeout_is_one_answer(session) -> None:
     s = session([Exchange(b"SOUR:FREQ?\n", (b"68346", b"82611\n"), pause_s=0.3)], timeout_s=0.4)
     assert s.mw.frequency_hz == 6834682611.0
+    s.done()
+
+
+def test_a_reply_trickling_beyond_the_timeout_times_out_then_resyncs(session) -> None:
+    s = session([Exchange(b"SOUR:FREQ?\n", (b"1", b"2", b"3\n"), pause_s=0.2),
+                 Exchange(b"*IDN?\n", IDN + b"\n"),
+                 Exchange(b"SOUR:FREQ?\n", b"5e9\n")], timeout_s=0.3)
+    with pytest.raises(InstrumentTimeout, match="SOUR:FREQ"):
+        s.mw.frequency_hz
+    s.peer.wait_used(len(handshake()) + 1)
+    assert s.mw.frequency_hz == 5e9
     s.done()
 
 
