@@ -366,3 +366,17 @@ def test_snapshot_and_rf_gate_as_the_virtual_lab_reads_them(mw: SMA100B, emulato
         emulator.snapshot().rf_on(True)
     mw.phase_deg = 90.0
     assert emulator.snapshot().phase_deg == 90.0
+
+
+def test_malformed_command_tables_are_rejected_with_the_culprit() -> None:
+    from drivers.simulated.scpi_device import ScpiDevice, ScpiSetting
+    from drivers.simulated.scpi_parser import Boolean, HeaderPattern
+
+    with pytest.raises(ValueError, match="unclosed '\\['"):
+        HeaderPattern.compile("[:SOURce<hw>:FREQuency")
+    with pytest.raises(ValueError, match="bad mnemonic '9FREQ'"):
+        HeaderPattern.compile(":9FREQ")
+    table = [ScpiSetting(":OUTPut", "output_enabled", Boolean(False)),
+             ScpiSetting(":OUTPut:STATe", "output_enabled", Boolean(False))]
+    with pytest.raises(ValueError, match="duplicate setting names"):
+        ScpiDevice(table, identity="x,y,z,1")
