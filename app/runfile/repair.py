@@ -1,0 +1,88 @@
+"""``repair(src, dst)``: a clean, closed copy of a run file (e.g. after a crash) that any h5py opens.
+
+The copy holds the committed shots only, the latest complete results, and every metadata item; it
+is written without SWMR (plain HDF5, default library-version bounds) to ``dst`` via a temporary
+file renamed at the end, so a failed repair never leaves a half-written ``dst``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from app.runfile import schema as S
+from app.runfile.reader import open_run
+from sequences.shot import utc_now_iso
+
+
+def repair(src: str | Path, dst: str | Path, *, compression: str = "none") -> int:
+    """Copy the readable content of ``src`` into a new file ``dst``; returns the number of shots.
+
+    ``compression`` of the copy's frames: 'none' (readable without hdf5plugin) or 'blosc-lz4'.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise S.RunFileError(f"{dst}: the copy must be a different file from {src}")
+    if dst.exists():
+        raise S.RunFileError(f"{dst}: already exists; repair never overwrites a file")
+    filters = S.frame_filter(compression)
+    tmp = dst.with_name(dst.name + ".partial")
+    with open_run(src) as run:
+        n = run.n_shots
+        table = run._f[S.SHOTS][:n]
+        text_end = int((table["text_offset"] + table["text_length"]).max()) if n else 0
+        try:
+            with h5py.File(tmp, "w") as out:
+                for key, value in run._f.attrs.items():
+                    out.attrs[key] = value
+                out.attrs["repaired_from"] = str(src)
+                out.attrs["repaired_utc"] = utc_now_iso()
+                for path in S.META.values():
+                    out.create_dataset(path, data=run._f[path][()],
+                                       dtype=h5py.string_dtype("utf-8"))
+                nf, (h, w) = len(run.frame_names), run.frame_shape
+                frames = out.create_dataset(S.FRAMES, shape=(n, nf, h, w),
+                                            maxshape=(None, nf, h, w), dtype="<u2",
+                                            chunks=(1, nf, h, w), **filters)
+                for key, value in run.frames_dataset.attrs.items():
+                    frames.attrs[key] = value
+                frames.attrs["compression"] = compression
+                has = table["has_frames"].astype(bool)
+                for first, block in run.iter_frames(chunk=16):
+                    for k in range(block.shape[0]):
+                        if has[first + k]:
+                            frames[first + k] = block[k]
+                out.create_dataset(S.SHOTS, data=table, maxshape=(None,),
+                                   chunks=(S.SHOT_ROWS_PER_CHUNK,))
+                text = run._f[S.SHOT_TEXT][:text_end]
+                out.create_dataset(S.SHOT_TEXT, data=text, maxshape=(None,),
+                                   chunks=(S.TEXT_BYTES_PER_CHUNK,))
+                out.create_dataset(S.N_COMPLETE, data=np.int64(n))
+                _copy_results(run, out)
+                end = run.end_state if run.closed_cleanly else "crashed"
+                out.create_dataset(S.END_STATE, data=np.bytes_(end.encode()),
+                                   dtype=S.END_STATE_DTYPE)
+                out.create_dataset(S.END_UTC, data=np.bytes_(run.end_utc.encode()),
+                                   dtype=S.UTC_DTYPE)
+            os.replace(tmp, dst)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return n
+
+
+def _copy_results(run, out: h5py.File) -> None:
+    results = run.results
+    state = np.array([-1, 0], dtype="<i8")
+    data = np.zeros(0, dtype=np.uint8)
+    if results is not None:
+        slot, length = (int(v) for v in run._f[S.RESULTS_STATE][()])
+        data = run._f[S.RESULTS_SLOTS[slot]][:length]
+        state[:] = (0, length)
+    out.create_dataset(S.RESULTS_SLOTS[0], data=data, maxshape=(None,),
+                       chunks=(S.RESULTS_BYTES_PER_CHUNK,))
+    out.create_dataset(S.RESULTS_SLOTS[1], shape=(0,), maxshape=(None,), dtype="u1",
+                       chunks=(S.RESULTS_BYTES_PER_CHUNK,))
+    out.create_dataset(S.RESULTS_STATE, data=state)

@@ -1,0 +1,85 @@
+"""The layout of a steerlab run file (schema version 1); documented in docs/run-file-format.md.
+
+Everything that is appended during a run has a fixed-size type (SWMR cannot grow variable-length
+data safely): per-shot metadata is one compound row, per-shot text (reason, settings read back)
+is UTF-8 JSON appended to a byte dataset and addressed by offset/length in the row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FORMAT = "steerlab-run"
+SCHEMA_VERSION = 1
+
+FRAMES = "frames"
+SHOTS = "shots/table"
+SHOT_TEXT = "shots/text"
+N_COMPLETE = "shots/n_complete"
+RESULTS_SLOTS = ("results/slot0", "results/slot1")
+RESULTS_STATE = "results/state"
+END_STATE = "run/end_state"
+END_UTC = "run/end_utc"
+META = {
+    "plan_toml": "meta/plan_toml",
+    "plan_json": "meta/plan_json",
+    "calibration_json": "meta/calibration_json",
+    "instruments_json": "meta/instruments_json",
+    "config_json": "meta/config_json",
+}
+REQUIRED = (FRAMES, SHOTS, SHOT_TEXT, N_COMPLETE, *RESULTS_SLOTS, RESULTS_STATE, END_STATE,
+            END_UTC, *META.values())
+
+SHOT_DTYPE = np.dtype([
+    ("index", "<i8"),
+    ("cycle", "<i8"),
+    ("sequence_index", "<i8"),
+    ("attempt", "<i4"),
+    ("direction", "S1"),
+    ("status", "S6"),
+    ("has_frames", "u1"),
+    ("start_utc", "S32"),
+    ("end_utc", "S32"),
+    ("start_monotonic_s", "<f8"),
+    ("end_monotonic_s", "<f8"),
+    ("text_offset", "<i8"),
+    ("text_length", "<i8"),
+    ("frames_crc32", "<u4"),  # zlib.crc32 of the shot's (F, H, W) little-endian uint16 frames
+    ("text_crc32", "<u4"),  # zlib.crc32 of the shot's UTF-8 JSON text
+])
+
+# "running": the writer has not closed the file (still writing, or it crashed);
+# "crashed": set by repair() on a copy of a file left "running".
+END_STATES = ("running", "completed", "stopped", "aborted", "faulted", "crashed")
+WRITER_END_STATES = ("completed", "stopped", "aborted", "faulted")
+END_STATE_DTYPE = "S16"
+UTC_DTYPE = "S32"
+SHOT_ROWS_PER_CHUNK = 256
+TEXT_BYTES_PER_CHUNK = 64 * 1024
+RESULTS_BYTES_PER_CHUNK = 64 * 1024
+
+COMPRESSIONS = ("none", "blosc-lz4")
+
+
+class RunFileError(Exception):
+    """A run file cannot be written or read; the message names the file and what is wrong or missing."""
+
+
+def frame_filter(compression: str) -> dict[str, object]:
+    """h5py ``create_dataset`` keywords for the frame compression ('none' or 'blosc-lz4')."""
+    if compression == "none":
+        return {}
+    if compression == "blosc-lz4":
+        import hdf5plugin
+
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+    raise RunFileError(f"compression = {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+
+
+def software_version() -> str:
+    """The installed steerlab version (package metadata), or 'unknown'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("steerlab")
+    except PackageNotFoundError:
+        return "unknown"
