@@ -80,16 +80,41 @@ class Crosstalk:
     epr_bound_ba: NDArray[np.float64]
 
 
-def _blurred_maps(counter: RegionCounter, index: int, state: int, mean: NDArray[np.float64],
-                  sigma_xy: tuple[float, float], oversample: int
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Sub-pixel density (atoms per sub-pixel) and the blurred region maps w_A, w_B around the ROI."""
+@dataclass(frozen=True)
+class RegionMaps:
+    """Blurred region maps of one geometry and state on a sub-pixel grid around its ROI.
+
+    Sub-pixel (j, i) covers image x in [x0 + i/f, x0 + (i+1)/f), y likewise from y0 (f =
+    ``oversample``). ``w_a``/``w_b``: fraction of the blurred signal of an atom there that falls in
+    A/B; ``density``: the given image spread uniformly over each pixel's sub-pixels (atoms).
+    """
+
+    x0: float
+    y0: float
+    oversample: int
+    w_a: NDArray[np.float64]
+    w_b: NDArray[np.float64]
+    density: NDArray[np.float64]
+
+    def at(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(w_A, w_B) at image points (x, y) (0 outside the grid)."""
+        i = np.floor((np.asarray(x, float) - self.x0) * self.oversample).astype(np.intp)
+        j = np.floor((np.asarray(y, float) - self.y0) * self.oversample).astype(np.intp)
+        ok = (i >= 0) & (i < self.w_a.shape[1]) & (j >= 0) & (j < self.w_a.shape[0])
+        ic, jc = np.where(ok, i, 0), np.where(ok, j, 0)
+        return np.where(ok, self.w_a[jc, ic], 0.0), np.where(ok, self.w_b[jc, ic], 0.0)
+
+
+def region_maps(counter: RegionCounter, index: int, state: int, image: ArrayLike,
+                sigma_xy: tuple[float, float], oversample: int = 4) -> RegionMaps:
+    """Regions A, B of geometry ``index`` blurred by a Gaussian of rms ``sigma_xy`` (px, x and y)."""
+    mean = np.asarray(image, dtype=np.float64)
     rows, cols = counter.roi_bbox(state)
     m = int(np.ceil(4 * max(sigma_xy))) + 1
     h, w = counter.image_shape
     rs = slice(max(rows.start - m, 0), min(rows.stop + m, h))
     cs = slice(max(cols.start - m, 0), min(cols.stop + m, w))
-    f = oversample
+    f = int(oversample)
     offs = (np.arange(f) + 0.5) / f - 0.5
     ys = (np.arange(rs.start, rs.stop)[:, None] + offs[None, :]).ravel()
     xs = (np.arange(cs.start, cs.stop)[:, None] + offs[None, :]).ravel()
@@ -100,7 +125,7 @@ def _blurred_maps(counter: RegionCounter, index: int, state: int, mean: NDArray[
     for region in (A, B):
         ind = (lab == region).astype(np.float64)
         maps.append(gaussian_filter(ind, sig, mode="constant") if max(sigma_xy) > 0 else ind)
-    return dens, maps[0], maps[1]
+    return RegionMaps(cs.start - 0.5, rs.start - 0.5, f, maps[0], maps[1], dens)
 
 
 def _split_n_ab(counter: RegionCounter, index: int, state: int, mean: NDArray[np.float64],
@@ -146,9 +171,9 @@ def region_crosstalk(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayL
             if method == "auto" and isinstance(g, Split):
                 n_ab[i] += _split_n_ab(counter, i, s, means[s], sigma_blur_px)
             else:
-                dens, wa, wb = _blurred_maps(counter, i, s, means[s],
-                                             (sigma_blur_px, sigma_blur_px), int(oversample))
-                n_ab[i] += float((dens * wa * wb).sum())
+                rm = region_maps(counter, i, s, means[s], (sigma_blur_px, sigma_blur_px),
+                                 int(oversample))
+                n_ab[i] += float((rm.density * rm.w_a * rm.w_b).sum())
     n_a, n_b = counts.n_a, counts.n_b
     n = n_a + n_b
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -181,10 +206,9 @@ def partition_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLi
     out = np.zeros((3, counter.n_geometries))
     for i in range(counter.n_geometries):
         for s in (1, 2):
-            dens, wa, wb = _blurred_maps(counter, i, s, means[s],
-                                         (float(psf_sigma_px[0]), float(psf_sigma_px[1])),
-                                         int(oversample))
-            out[0, i] += float((dens * wa * (1 - wa)).sum())
-            out[1, i] += float((dens * wb * (1 - wb)).sum())
-            out[2, i] += float((dens * wa * wb).sum())
+            rm = region_maps(counter, i, s, means[s],
+                             (float(psf_sigma_px[0]), float(psf_sigma_px[1])), int(oversample))
+            out[0, i] += float((rm.density * rm.w_a * (1 - rm.w_a)).sum())
+            out[1, i] += float((rm.density * rm.w_b * (1 - rm.w_b)).sum())
+            out[2, i] += float((rm.density * rm.w_a * rm.w_b).sum())
     return PartitionTerms(out[0], out[1], out[2])
