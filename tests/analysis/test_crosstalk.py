@@ -7,7 +7,7 @@ from scipy.integrate import quad
 from scipy.special import erf, ndtr
 
 from analysis.crosstalk import (coherent_epr_bound, detection_probability, n_ab_profile,
-                                region_crosstalk)
+                                partition_terms, region_crosstalk)
 from analysis.geometries import Checkerboard, Split, gap_width_scan
 from analysis.regions import CloudShape, RegionCounter
 from tests.analysis.test_regions import CLOUD1, CLOUD2, H, W, gaussian_image
@@ -121,3 +121,44 @@ def test_coherent_bound_formula_and_errors():
         region_crosstalk(counter, np.zeros((H, W)), np.zeros((H, W)), 1.0, method="fast")
     with pytest.raises(ValueError, match="sigma_blur_px"):
         region_crosstalk(counter, np.zeros((H, W)), np.zeros((H, W)), -1.0)
+
+
+def test_partition_terms_match_a_monte_carlo_of_blurred_atoms():
+    """Atoms at random positions, each adding its PSF-blurred weight w to a region: D_R = sum
+    w(1 - w) and W_AB = sum w_A w_B from partition_terms agree with the Monte-Carlo sums, and
+    Var(S^R) of the weighted counts is D_R/4 below that of whole-atom counts."""
+    rng = np.random.default_rng(7)
+    c2 = CloudShape(34.3, 25.6, 4.0, 4.8, 265.0)
+    c1 = CloudShape(34.3, 61.2, 4.0, 4.8, 265.0)
+    psf = (1.2, 1.3)
+    geom = Split("x", 0.4, 1.0)
+    counter = RegionCounter([geom], {1: c1, 2: c2}, (H, W))
+    # the true (unblurred) density: atoms per pixel of a Gaussian cloud
+    ex, ey = np.arange(W + 1) - 0.5, np.arange(H + 1) - 0.5
+    dens = {s: c.atoms * np.outer(np.diff(ndtr((ey - c.centre_y_px) / c.sigma_y_px)),
+                                  np.diff(ndtr((ex - c.centre_x_px) / c.sigma_x_px)))
+            for s, c in ((1, c1), (2, c2))}
+    pt = partition_terms(counter, dens[1], dens[2], psf)
+    shots, n = 3000, 265
+    sums = np.zeros(3)
+    s_img, s_bin = np.zeros(shots), np.zeros(shots)
+    for state, c in ((1, c1), (2, c2)):
+        x = rng.normal(c.centre_x_px, c.sigma_x_px, (shots, n))
+        y = rng.normal(c.centre_y_px, c.sigma_y_px, (shots, n))
+        prof, start, (a0, a1, b0, b1) = counter.split_profile(0, state, dens[state])
+        rows, _ = counter.roi_bbox(state)
+        hy = counter.roi_half_px[1] * counter.scale(state)[1]
+        wy = ndtr((c.centre_y_px + hy - y) / psf[1]) - ndtr((c.centre_y_px - hy - y) / psf[1])
+        wa = (ndtr((a1 - x) / psf[0]) - ndtr((a0 - x) / psf[0])) * wy     # analytic blur
+        wb = (ndtr((b1 - x) / psf[0]) - ndtr((b0 - x) / psf[0])) * wy
+        sums += [(wa * (1 - wa)).sum(), (wb * (1 - wb)).sum(), (wa * wb).sum()]
+        spin = rng.choice([-0.5, 0.5], (shots, n))          # a coherent state along x
+        s_img += (spin * wb).sum(axis=1)                   # region B, weighted atoms
+        s_bin += (spin * (rng.random((shots, n)) < wb)).sum(axis=1)   # whole atoms, P = w
+    mc = sums / shots
+    np.testing.assert_allclose([pt.d_a[0], pt.d_b[0], pt.w_ab[0]], mc, rtol=0.03)
+    deficit = s_bin.var(ddof=1) - s_img.var(ddof=1)
+    # paired samples (same atoms and spins): the error is dominated by 2 Cov(S_img, S_bin - S_img)
+    sd = 2 * np.sqrt(s_img.var() * pt.d_b[0] / 4 / shots) + pt.d_b[0] / 4 * np.sqrt(2 / shots)
+    assert abs(deficit - pt.d_b[0] / 4) < 3 * sd, (deficit, pt.d_b[0] / 4, sd)
+    assert pt.d_b[0] / 4 > 5                                 # a large effect: several hbar^2

@@ -1,0 +1,101 @@
+"""Frames -> images -> counts -> criteria: the imager, the image stack and the live monitor."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.criteria import CriteriaError, evaluate
+from analysis.detection_noise import region_detection_noise
+from analysis.geometries import Split, splitting_ratio_scan
+from analysis.imaging import shot_atom_images
+from analysis.pipeline import (AtomImager, LiveRegionMonitor, fit_mask_around_clouds,
+                               image_stack)
+from analysis.regions import CloudError, RegionCounter, cloud_shape
+from tests.analysis.virtual_lab_data import (atom_free_frames, lab_calibration, lab_config,
+                                             lab_shots)
+
+CAL = lab_calibration(lab_config())
+
+
+@pytest.fixture(scope="module")
+def shots():
+    return lab_shots("squeezed", 12, seed=5)
+
+
+def test_plain_imager_matches_the_image_functions(shots):
+    stack = image_stack(shots.frames[:4], AtomImager(CAL))
+    assert stack.n1.shape == (4,) + shots.frames.shape[2:]
+    assert stack.bad_pixels_1.tolist() == [0, 0, 0, 0]
+    for k in range(4):
+        one = shot_atom_images(shots.frames[k], CAL)
+        np.testing.assert_array_equal(stack.n1[k], one.n1.atoms)
+        np.testing.assert_array_equal(stack.n2[k], one.n2.atoms)
+    with pytest.raises(ValueError, match="no shots"):
+        image_stack([], AtomImager(CAL))
+
+
+def test_optimal_reference_imager_needs_a_fit_mask():
+    with pytest.raises(ValueError, match="fit_mask"):
+        AtomImager(CAL, basis_frames=10)
+
+
+def test_optimal_references_lower_the_detection_noise_of_virtual_lab_images(shots):
+    """Atom-free virtual-lab shots (probe fringes, photon and read noise) through both imagers."""
+    plain = image_stack(shots.frames, AtomImager(CAL))
+    m1, m2 = plain.mean_images()
+    clouds = {1: cloud_shape(m1), 2: cloud_shape(m2)}
+    counter = RegionCounter([Split("x", 0.0, 1.0), Split("y", 0.0, 1.0)], clouds, m1.shape,
+                            roi_sigmas=3.0)
+    frames = atom_free_frames(260, seed=8)
+    k = 150
+    fit = fit_mask_around_clouds(m1.shape, clouds.values(), 4.0)
+    opt = image_stack(frames, AtomImager(CAL, basis_frames=k, fit_mask=fit))
+    own = image_stack(frames, AtomImager(CAL))
+    # measure after the basis is full
+    dn_opt = region_detection_noise(counter, opt.n1[k // 2:], opt.n2[k // 2:])
+    dn_own = region_detection_noise(counter, own.n1[k // 2:], own.n2[k // 2:])
+    assert np.all(dn_opt.var_a < 0.85 * dn_own.var_a), (dn_opt.var_a, dn_own.var_a)
+    assert np.all(dn_opt.var_b < 0.85 * dn_own.var_b), (dn_opt.var_b, dn_own.var_b)
+    assert np.all(dn_opt.rms_atoms_2 < dn_own.rms_atoms_2)
+    # no atoms, no signal: the optimal reference is not biased
+    assert abs(opt.n2[k // 2:].sum(axis=(1, 2)).mean()) < 3 * dn_opt.rms_atoms_2.max()
+
+
+def test_live_monitor_equals_the_batch_analysis(shots):
+    imager = AtomImager(CAL)
+    geoms = lambda cloud2, roi: splitting_ratio_scan("x", roi[0], 1.0)  # noqa: E731
+    live = LiveRegionMonitor(AtomImager(CAL), geoms, warmup_shots=9, roi_sigmas=3.0)
+    with pytest.raises(RuntimeError, match="warm-up"):
+        live.result()
+    for d, f in zip(shots.directions, shots.frames):
+        live.add_shot(str(d), f)
+    assert live.counter is not None and live.ready
+    # batch: the same masks (centred on the first 9 shots), all shots
+    stack = image_stack(shots.frames, imager)
+    m1, m2 = stack.n1[:9].mean(axis=0), stack.n2[:9].mean(axis=0)
+    clouds = {1: cloud_shape(m1), 2: cloud_shape(m2)}
+    roi = (3.0 * clouds[2].sigma_x_px, 3.0 * clouds[2].sigma_y_px)
+    counter = RegionCounter(splitting_ratio_scan("x", roi[0], 1.0), clouds, m1.shape,
+                            roi_half_px=roi)
+    c = counter.count(stack.n1, stack.n2)
+    batch = evaluate(shots.directions, c.n1a, c.n2a, c.n1b, c.n2b)
+    res = live.result()
+    for q in ("E_Ent", "E_EPR_AB", "xi_R2"):
+        np.testing.assert_allclose(res[q].value, batch[q].value, rtol=1e-9)
+        np.testing.assert_allclose(res[q].error, batch[q].error, rtol=1e-9)
+    assert live.directions == [str(d) for d in shots.directions]
+
+
+def test_live_monitor_rejects_bad_input(shots):
+    live = LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=1)
+    with pytest.raises(ValueError, match="direction"):
+        live.add_shot("w", shots.frames[0])
+    # an x shot puts every atom in |2>: no |1> cloud to centre the |1> masks on
+    with pytest.raises(CloudError, match="no cloud"):
+        live.add_shot("x", shots.frames[0])
+    live = LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=1)
+    live.add_shot("z", shots.frames[2])
+    with pytest.raises(CriteriaError):
+        live.result()                                       # too few shots per direction
+    with pytest.raises(ValueError, match="warmup_shots"):
+        LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=0)
