@@ -1,0 +1,50 @@
+"""The TTL program of one shot, in physical terms (channel -> pulses), from the plan and the direction.
+
+Times in seconds from the start of the card's program (t = 0: trap switch-off). Channels (names
+mapped to card outputs by configuration):
+- ``mw_gate``: the microwave switch; one pulse of the axis' length at ``pulse_start_s`` (z: none);
+- ``probe``: the imaging light; ``probe_pulse_s`` pulses for atoms2, atoms1, ref2, ref1 (no pulse
+  for the dark frame);
+- ``camera``: one trigger per frame, opening ``camera_lead_s`` before its probe pulse and lasting
+  ``camera_exposure_s`` (the rising edge starts the exposure);
+- ``tof_marker`` (optional, only if mapped): high during the time of flight, 0..tof_s.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sequences.plan import RunPlan
+
+MW_GATE, PROBE, CAMERA, TOF_MARKER = "mw_gate", "probe", "camera", "tof_marker"
+REQUIRED_CHANNELS = (MW_GATE, PROBE, CAMERA)
+ShotProgram = dict[str, list[tuple[float, float]]]
+
+
+def check_channels(channels: Mapping[str, int]) -> None:
+    """ValueError naming the missing channels unless mw_gate, probe and camera are mapped."""
+    missing = [c for c in REQUIRED_CHANNELS if c not in channels]
+    if missing:
+        raise ValueError(f"channel map {dict(channels)}: missing channel(s) {', '.join(missing)}; "
+                         f"expected names for {', '.join(REQUIRED_CHANNELS)} "
+                         f"(optional: {TOF_MARKER})")
+
+
+def shot_program(plan: RunPlan, direction: str, channels: Mapping[str, int]) -> ShotProgram:
+    """The pulses of one shot measuring ``direction`` ('x', 'y' or 'z')."""
+    im = plan.imaging
+    pulse = plan.microwave.pulse(direction)
+    starts = im.exposure_starts_s()
+    program: ShotProgram = {
+        MW_GATE: [(plan.microwave.pulse_start_s, pulse.pulse_s)] if pulse.pulse_s > 0 else [],
+        PROBE: [(starts[name] + im.camera_lead_s, im.probe_pulse_s)
+                for name in im.frame_names if name != "dark"],
+        CAMERA: [(starts[name], im.camera_exposure_s) for name in im.frame_names],
+    }
+    if TOF_MARKER in channels:
+        program[TOF_MARKER] = [(0.0, im.tof_s)]
+    return program
+
+
+def program_end_s(program: ShotProgram) -> float:
+    """The end of the last pulse (s)."""
+    return max((s + d for pulses in program.values() for s, d in pulses), default=0.0)

@@ -1,0 +1,122 @@
+"""The instruments a run uses, what the sequencer needs from each, and their set-up per run.
+
+The sequencer talks to the drivers' public APIs: ``drivers.sma100b.SMA100B`` (or any SCPI source
+with the same controls), ``drivers.prawndo.PrawnDO`` and a ``drivers.camera_base.Camera``
+(``GenICamCamera`` or the virtual camera). The protocols below name exactly what is used.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from drivers.camera_base import Camera
+
+StartMode = Literal["software", "hardware"]
+
+
+class Microwave(Protocol):
+    """The microwave source: settable controls (Hz, dBm, deg, enums, booleans) and read-back."""
+
+    address: str
+    frequency_hz: float
+    level_dbm: float
+    phase_deg: float
+    pulse_source: str
+    pulse_polarity: str
+    pulse_modulation_enabled: bool
+    output_enabled: bool
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def connected(self) -> bool: ...
+    def connect(self) -> None: ...
+    def reconnect(self) -> None: ...
+    def settings(self) -> dict[str, object]: ...
+
+
+class TimingCard(Protocol):
+    """The timing card: program, start (software) or arm (hardware trigger), status, abort."""
+
+    address: str
+
+    @property
+    def is_connected(self) -> bool: ...
+    @property
+    def max_instructions(self) -> int: ...
+    @property
+    def clock_hz(self) -> float: ...
+    def connect(self) -> None: ...
+    def reconnect(self) -> None: ...
+    def version(self) -> str: ...
+    def board(self) -> str: ...
+    def program(self, instructions: Any, *, upload: Any = "auto") -> str: ...
+    def verify(self, instructions: Any) -> None: ...
+    def start(self) -> None: ...
+    def arm(self) -> None: ...
+    def abort(self) -> bool: ...
+    def status(self) -> Any: ...
+    def wait_until_stopped(self, timeout_s: float, *, poll_s: float = 0.01) -> Any: ...
+
+
+@dataclass
+class Instruments:
+    """The three instruments of a run (opened and closed by the caller)."""
+
+    microwave: Microwave
+    card: TimingCard
+    camera: Camera
+
+
+@dataclass(frozen=True)
+class SequencerConfig:
+    """How the sequencer drives the instruments (from the lab configuration, not the plan).
+
+    ``channels``: card channel map (mw_gate, probe, camera, optional tof_marker -> output bit).
+    Camera ROI in sensor pixels; ``start_mode``: 'software' (the card starts on ``swr``) or
+    'hardware' (armed, started by the experiment's trigger). ``card_margin_s``: time allowed beyond
+    the program's duration for the card to stop. ``fetch_slice_s``: frames are awaited in slices
+    this long so that an abort is noticed quickly.
+    """
+
+    channels: Mapping[str, int]
+    camera_width: int
+    camera_height: int
+    camera_offset_x: int = 0
+    camera_offset_y: int = 0
+    camera_pixel_format: str | None = None
+    camera_trigger_line: str = "Line0"
+    start_mode: StartMode = "software"
+    verify_program: bool = True
+    card_margin_s: float = 2.0
+    fetch_slice_s: float = 0.1
+    rf_off_at_end: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.start_mode not in ("software", "hardware"):
+            raise ValueError(f"start_mode = {self.start_mode!r}: expected 'software' or 'hardware'")
+        for name in ("card_margin_s", "fetch_slice_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} = {value!r}: expected a time in s (> 0)")
+        if self.camera_width < 1 or self.camera_height < 1:
+            raise ValueError(f"camera ROI {self.camera_width}x{self.camera_height}: expected >= 1")
+
+
+def flat_settings(prefix: str, values: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """``{prefix.name: scalar}``; nested or list values become JSON strings, None an empty string."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, (bool, int, float, str)) and not (
+                isinstance(value, float) and not math.isfinite(value)):
+            out[name] = value
+        elif value is None:
+            out[name] = ""
+        else:
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+    return out

@@ -1,0 +1,386 @@
+"""The sequencer: runs a plan shot by shot on the instruments, without Qt.
+
+Per shot: set the microwave phase for the direction, compile and load the shot's TTL program
+(``imaging_program``), discard stale frames and arm the camera, start (or arm) the card, collect
+the frames with a timeout, wait for the card to stop, read the settings back, publish a
+``ShotRecord``. Between shots it obeys ``RunControl`` (pause, stop, abort).
+
+Faults: an instrument error (``DriverError``) fails the shot; the failed attempt is published
+(recorded with its reason) and the *same slot* (same direction) is retried, after reconnecting the
+instrument that failed, up to ``plan.retry.max_attempts`` attempts. Then the run pauses with the
+error (or ends FAULTED if ``on_exhausted = "abort"``); RESUME reconnects and retries. Every attempt
+gets a new run-wide ``index``, so no shot is published twice; every slot ends with exactly one ok
+shot unless the run is stopped or aborted. A failing BLOCK consumer (the run writer) ends the run
+FAULTED.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drivers.camera_base import FrameTimeout
+from drivers.errors import DriverError
+from drivers.pulse_program import CompiledProgram, compile_program
+from sequences.control import Directive, RunControl, RunState, Start
+from sequences.imaging_program import check_channels, shot_program
+from sequences.instruments import Instruments, SequencerConfig, flat_settings
+from sequences.plan import RunPlan, Slot
+from sequences.publish import ConsumerFailed, ShotPublisher
+from sequences.shot import ShotClock, ShotRecord
+
+log = logging.getLogger(__name__)
+
+
+class ShotFault(Exception):
+    """An instrument fault during a shot: which instrument, at which step, the driver's error."""
+
+    def __init__(self, instrument: str, step: str, error: BaseException) -> None:
+        self.instrument = instrument
+        self.step = step
+        self.error = error
+        super().__init__(f"{instrument}: {step}: {type(error).__name__}: {error}")
+
+
+class ShotAborted(Exception):
+    """The operator aborted during the shot."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """After each published shot: counts and the record's key facts."""
+
+    index: int
+    slot: int
+    direction: str
+    status: str
+    reason: str
+    ok_shots: int
+    failed_shots: int
+    planned: int
+
+
+ProgressListener = Callable[[Progress], None]
+
+
+class Sequencer:
+    """Runs ``plan`` on ``instruments``; publishes shots to ``publisher``; obeys ``control``."""
+
+    def __init__(self, plan: RunPlan, instruments: Instruments, config: SequencerConfig, *,
+                 publisher: ShotPublisher, control: RunControl | None = None) -> None:
+        check_channels(config.channels)
+        self.plan = plan
+        self.inst = instruments
+        self.config = config
+        self.publisher = publisher
+        self.control = control or RunControl()
+        self.frame_names = plan.imaging.frame_names
+        self._next_index = 0
+        self._ok = self._failed = 0
+        self._prepared = False
+        self._suspect: set[str] = set()   # instruments to reconnect before the next attempt
+        self._listeners: list[ProgressListener] = []
+        self._programs: dict[str, CompiledProgram] = {}
+        self.error: BaseException | None = None
+
+    # --- public ----------------------------------------------------------------------------------
+    def add_progress_listener(self, listener: ProgressListener) -> None:
+        """Call ``listener(Progress)`` after every published shot (in the sequencer's thread)."""
+        self._listeners.append(listener)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) of every frame (the camera ROI), for the run file."""
+        return (self.config.camera_height, self.config.camera_width)
+
+    def prepare(self) -> dict[str, Any]:
+        """Connect and set up the instruments for the run; returns their identities and settings.
+
+        Raises DriverError if an instrument cannot be reached or refuses a setting.
+        """
+        mw, card = self.inst.microwave, self.inst.card
+        if not mw.connected:
+            mw.connect()
+        mw.frequency_hz = self.plan.microwave.frequency_hz
+        mw.level_dbm = self.plan.microwave.power_dbm
+        mw.pulse_source = "EXT"
+        mw.pulse_polarity = "NORM"
+        mw.pulse_modulation_enabled = True
+        mw.output_enabled = True
+        if not card.is_connected:
+            card.connect()
+        self._programs = {d: self._compile(d) for d in sorted(set(self.plan.cycle.directions))}
+        self._configure_camera(connect=True)
+        self._prepared = True
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        """Identities and settings of the instruments as read back now (JSON-able)."""
+        mw, card, cam = self.inst.microwave, self.inst.card, self.inst.camera
+        return {
+            "microwave": {"address": mw.address, "identity": mw.identity,
+                          "settings": mw.settings()},
+            "timing_card": {"address": card.address, "version": card.version(),
+                            "board": card.board(), "clock_hz": card.clock_hz,
+                            "max_instructions": card.max_instructions,
+                            "channels": dict(self.config.channels),
+                            "start_mode": self.config.start_mode},
+            "camera": {"identity": cam.identity().as_dict(), "settings": cam.settings(),
+                       "features": cam.features().as_dict()},
+        }
+
+    def run(self) -> RunState:
+        """Run the plan to its end (or stop/abort/fault); returns the final state. Blocking."""
+        if self.control.state is RunState.IDLE:
+            self.control.submit(Start())
+        try:
+            self._loop()
+            final = self.control.finish()
+        except ConsumerFailed as exc:
+            self.error = exc
+            final = self.control.finish(fatal=str(exc))
+        except Exception as exc:  # a bug or an unexpected library error: end the run visibly
+            log.exception("sequencer failed")
+            self.error = exc
+            final = self.control.finish(fatal=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._shutdown()
+            self.publisher.close()
+        log.info("run ended %s: %d ok, %d failed shots", final.value, self._ok, self._failed)
+        return final
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        slot_no, attempt, auto_attempts = 0, 1, 1
+        last_start = -float("inf")
+        while slot_no < self.plan.n_shots:
+            directive = self.control.checkpoint()
+            if directive is not Directive.CONTINUE:
+                return
+            if not self._recover():
+                continue
+            wait = last_start + self.plan.min_shot_period_s - time.monotonic()
+            if wait > 0 and self._sleep(wait):
+                return
+            last_start = time.monotonic()
+            slot = self.plan.slot(slot_no)
+            clock = ShotClock()
+            try:
+                shot = self._shot(slot, attempt, clock)
+            except ShotAborted:
+                self._publish_failed(slot, attempt, "aborted by the operator", clock)
+                return
+            except ShotFault as fault:
+                self._suspect.add(fault.instrument)
+                self._publish_failed(slot, attempt, str(fault), clock)
+                reason = str(fault)
+            else:
+                self._publish(shot)
+                slot_no, attempt, auto_attempts = slot_no + 1, 1, 1
+                continue
+            attempt += 1
+            if auto_attempts < self.plan.retry.max_attempts and self._auto_reconnect():
+                auto_attempts += 1
+                log.warning("retrying slot %d (%s), attempt %d after: %s", slot.number,
+                            slot.direction, attempt, reason)
+                continue
+            if self.plan.retry.on_exhausted == "abort":
+                raise RuntimeError(f"giving up after {auto_attempts} attempt(s) of slot "
+                                   f"{slot.number}: {reason}")
+            auto_attempts = 1
+            self.control.fault(reason)
+
+    def _recover(self) -> bool:
+        """Before an attempt: reconnect suspect instruments / prepare; on failure pause again."""
+        try:
+            if self._suspect:
+                self._reconnect(set(self._suspect))
+            if not self._prepared:
+                self.prepare()
+            self.control.clear_error()
+            return True
+        except DriverError as exc:
+            self.control.fault(f"reconnecting failed: {type(exc).__name__}: {exc}")
+            return False
+
+    def _auto_reconnect(self) -> bool:
+        """The retry policy's reconnections; False if they all failed (or the run was aborted).
+
+        With ``reconnect_attempts = 0`` the shot is retried without reconnecting."""
+        policy = self.plan.retry
+        if policy.reconnect_attempts == 0:
+            self._suspect.clear()
+            return True
+        for k in range(policy.reconnect_attempts):
+            if k and self._sleep(policy.reconnect_delay_s):
+                return False
+            try:
+                self._reconnect(set(self._suspect))
+                return True
+            except DriverError as exc:
+                log.warning("reconnection %d of %d failed: %s", k + 1, policy.reconnect_attempts,
+                            exc)
+        return False
+
+    def _reconnect(self, which: set[str]) -> None:
+        mw, card = self.inst.microwave, self.inst.card
+        if "microwave" in which:
+            mw.reconnect()
+            self._suspect.discard("microwave")
+        if "timing_card" in which:
+            card.reconnect()
+            self._suspect.discard("timing_card")
+        if "camera" in which:
+            self._configure_camera(connect=True, reopen=True)
+            self._suspect.discard("camera")
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep, waking early on abort; True if the run was aborted."""
+        return self.control.wait_for(lambda s: s is RunState.ABORTING, timeout=seconds)
+
+    # --- one shot --------------------------------------------------------------------------------
+    def _shot(self, slot: Slot, attempt: int, clock: ShotClock) -> ShotRecord:
+        mw, card, cam = self.inst.microwave, self.inst.card, self.inst.camera
+        compiled = self._programs[slot.direction]
+        pulse = self.plan.microwave.pulse(slot.direction)
+        n = len(self.frame_names)
+        try:
+            self._step("camera", "disarm", cam.stop)
+            self._settle_card()
+            if pulse.pulse_s > 0:
+                self._step("microwave", "set phase", setattr, mw, "phase_deg", pulse.phase_deg)
+            upload = self._step("timing_card", "program", card.program, compiled.instructions)
+            if self.config.verify_program:
+                self._step("timing_card", "verify", card.verify, compiled.instructions)
+            self._step("camera", "arm", cam.start)
+            start = card.start if self.config.start_mode == "software" else card.arm
+            self._step("timing_card", "start", start)
+            frames = self._collect(n, compiled.duration_s)
+            status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
+                                compiled.duration_s + self.config.card_margin_s)
+            self._step("camera", "disarm", cam.stop)
+            settings = flat_settings("mw", self._step("microwave", "read back", mw.settings))
+        except (ShotFault, ShotAborted):
+            self._cleanup()
+            raise
+        settings.update({
+            "card.status": str(getattr(status.run, "name", status)), "card.upload": str(upload),
+            "card.instructions": len(compiled.instructions),
+            "card.program_duration_s": compiled.duration_s,
+            "card.max_rounding_error_s": compiled.max_rounding_error_s,
+            "pulse.mw_gate_s": pulse.pulse_s, "pulse.mw_phase_deg": pulse.phase_deg,
+            "pulse.mw_start_s": self.plan.microwave.pulse_start_s,
+        })
+        stack = np.stack(frames)
+        if stack.dtype != np.uint16:
+            stack = stack.astype(np.uint16)
+        return ShotRecord.ok(index=self._take_index(), cycle=slot.cycle,
+                             sequence_index=slot.sequence_index, direction=slot.direction,  # type: ignore[arg-type]
+                             frames=stack, settings=settings, timing=clock.finish(),
+                             frame_names=self.frame_names, attempt=attempt)
+
+    def _collect(self, n: int, duration_s: float) -> list[np.ndarray]:
+        """Fetch ``n`` frames within the plan's frame timeout (plus the program's duration),
+        in slices so that an abort is noticed; FrameTimeout partial frames are kept."""
+        cam = self.inst.camera
+        deadline = time.monotonic() + self.plan.imaging.frame_timeout_s + duration_s
+        frames: list[np.ndarray] = []
+        while len(frames) < n:
+            if self.control.abort_requested:
+                raise ShotAborted()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ShotFault("camera", "collect frames", TimeoutError(
+                    f"{len(frames)} of {n} frames arrived within "
+                    f"{self.plan.imaging.frame_timeout_s + duration_s:.3g} s"))
+            try:
+                frames += cam.fetch_frames(n - len(frames), min(left, self.config.fetch_slice_s))
+            except FrameTimeout as exc:
+                frames += exc.frames
+            except DriverError as exc:
+                raise ShotFault("camera", "collect frames", exc) from exc
+        return frames
+
+    def _step(self, instrument: str, step: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.control.abort_requested:
+            raise ShotAborted()
+        try:
+            return fn(*args)
+        except DriverError as exc:
+            raise ShotFault(instrument, step, exc) from exc
+
+    def _settle_card(self) -> None:
+        """The card must be idle before it is reprogrammed (a leftover run would add frames)."""
+        card = self.inst.card
+        status = self._step("timing_card", "status", card.status)
+        if not getattr(status, "idle", True):
+            self._step("timing_card", "abort leftover run", card.abort)
+            self._step("timing_card", "wait until stopped", card.wait_until_stopped,
+                       self.config.card_margin_s)
+
+    def _cleanup(self) -> None:
+        """After a failed or aborted shot: stop the card and the camera, ignoring their errors."""
+        card, cam = self.inst.card, self.inst.camera
+        for action in (card.abort, lambda: card.wait_until_stopped(self.config.card_margin_s),
+                       cam.stop):
+            try:
+                action()
+            except (DriverError, RuntimeError, OSError) as exc:
+                log.info("cleanup after a failed shot: %s", exc)
+
+    def _shutdown(self) -> None:
+        if self.config.rf_off_at_end and self._prepared:
+            try:
+                self.inst.microwave.output_enabled = False
+            except DriverError as exc:
+                log.warning("could not switch the microwave output off: %s", exc)
+        try:
+            self.inst.camera.stop()
+        except (DriverError, RuntimeError) as exc:
+            log.info("camera stop at the end: %s", exc)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _compile(self, direction: str) -> CompiledProgram:
+        return compile_program(shot_program(self.plan, direction, self.config.channels),
+                               self.config.channels, clock_hz=self.inst.card.clock_hz,
+                               max_instructions=self.inst.card.max_instructions)
+
+    def _configure_camera(self, *, connect: bool, reopen: bool = False) -> None:
+        cam, c = self.inst.camera, self.config
+        if reopen:
+            cam.close()
+        if connect:
+            cam.connect()
+        cam.configure(width=c.camera_width, height=c.camera_height, offset_x=c.camera_offset_x,
+                      offset_y=c.camera_offset_y, pixel_format=c.camera_pixel_format,
+                      exposure_s=self.plan.imaging.camera_exposure_s, trigger="hardware",
+                      trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names))
+
+    def _take_index(self) -> int:
+        index, self._next_index = self._next_index, self._next_index + 1
+        return index
+
+    def _publish_failed(self, slot: Slot, attempt: int, reason: str, clock: ShotClock) -> None:
+        self._publish(ShotRecord.failed(
+            index=self._take_index(), cycle=slot.cycle, sequence_index=slot.sequence_index,
+            direction=slot.direction, reason=reason, settings={}, timing=clock.finish(),  # type: ignore[arg-type]
+            frame_names=self.frame_names, attempt=attempt))
+
+    def _publish(self, shot: ShotRecord) -> None:
+        self.publisher.publish(shot)
+        if shot.is_ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        progress = Progress(shot.index, shot.cycle * len(self.plan.cycle) + shot.sequence_index,
+                            shot.direction, shot.status, shot.reason, self._ok, self._failed,
+                            self.plan.n_shots)
+        for listener in list(self._listeners):
+            try:
+                listener(progress)
+            except Exception:
+                log.exception("progress listener %r failed", listener)
