@@ -72,11 +72,13 @@ def e_ent(var_z_a: Array, var_z_b: Array, cov_z: Array, var_y_a: Array, var_y_b:
     b = np.abs(mean_x_b)
     cz, cy = np.abs(cov_z), np.abs(cov_y)
     alpha, beta, gamma = var_y_a, cy, var_y_b
-    det_y = alpha * gamma - beta * beta
-    # numerator f(s) = p2 s^2 + p1 s + p0; denominator q(s) = q2 s^2 + q1 s + q0
-    p2, p1, p0 = var_z_a, -2.0 * cz, var_z_b
-    q2, q1, q0 = gamma * a * a, 2.0 * beta * a * b, alpha * b * b
-    r1, r2 = _quadratic_roots(p2 * q1 - p1 * q2, p2 * q0 - p0 * q2, p1 * q0 - p0 * q1)
+    # geometries without atoms (empty regions at a scan's ends) give NaN moments: NaN results
+    with np.errstate(invalid="ignore", over="ignore"):
+        det_y = alpha * gamma - beta * beta
+        # numerator f(s) = p2 s^2 + p1 s + p0; denominator q(s) = q2 s^2 + q1 s + q0
+        p2, p1, p0 = var_z_a, -2.0 * cz, var_z_b
+        q2, q1, q0 = gamma * a * a, 2.0 * beta * a * b, alpha * b * b
+        r1, r2 = _quadratic_roots(p2 * q1 - p1 * q2, p2 * q0 - p0 * q2, p1 * q0 - p0 * q1)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         def ratio(s: Array) -> Array:

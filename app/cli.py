@@ -8,6 +8,7 @@ import sys
 # sub-command name -> module under app.commands exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, str] = {
     "criteria": "criteria",
+    "run": "run",
 }
 
 

@@ -92,6 +92,17 @@ class Sequencer:
         """Call ``listener(Progress)`` after every published shot (in the sequencer's thread)."""
         self._listeners.append(listener)
 
+    def reconnect(self, instruments: set[str] | list[str] | tuple[str, ...]) -> None:
+        """Reconnect (and re-apply the settings of) 'microwave', 'timing_card' and/or 'camera' now.
+
+        For the operator while the run is paused or not started; raises DriverError on failure.
+        """
+        unknown = set(instruments) - {"microwave", "timing_card", "camera"}
+        if unknown:
+            raise ValueError(f"unknown instrument(s) {sorted(unknown)}: expected microwave, "
+                             f"timing_card or camera")
+        self._reconnect(set(instruments))
+
     @property
     def frame_shape(self) -> tuple[int, int]:
         """(H, W) of every frame (the camera ROI), for the run file."""

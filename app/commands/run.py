@@ -1,0 +1,233 @@
+"""Run a plan on the lab (the virtual lab by default) and write the run file: the headless main job.
+
+With the shipped virtual-lab configuration it starts the emulated instruments and the simulated
+atoms on 127.0.0.1, runs the plan with a progress line, and ends with the squeezing, E_Ent and
+E_EPR (both ways) with errors at the configured regions. Ctrl-C stops after the current shot (the
+file is closed intact); a second Ctrl-C aborts. Exit status: 0 completed, 1 stopped/aborted/faulted
+or instruments unreachable, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from app.labconfig import LabConfigError, load_lab_config
+from app.session import RunSession, SessionError
+from drivers.errors import DriverError
+from sequences.control import RunState, StateEvent
+from sequences.plan import PlanError, parse_plan
+from sequences.sequencer import Progress
+from sequences.tomlfields import parse_toml, read_text
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
+DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "plans" / "default.toml"
+PROG = "steerlab run"
+AUTO_RESUMES = 5
+RESUME_DELAY_S = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="lab configuration (default: the virtual lab, configs/virtual-lab.toml)")
+    parser.add_argument("--plan", default=str(DEFAULT_PLAN),
+                        help="run plan (default: configs/plans/default.toml, 300 squeezed shots)")
+    parser.add_argument("--shots", type=int, help="number of shots (overrides the plan)")
+    parser.add_argument("--state", choices=("squeezed", "coherent"),
+                        help="state the virtual lab prepares (overrides the plan)")
+    parser.add_argument("--out", help="run file name inside the configuration's data directory "
+                        "(default: <plan>-<state>-<UTC time>.h5)")
+    parser.add_argument("--seed", type=int, help="virtual lab seed (default: the plan's, else 0)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+
+
+def _plan_text(args: argparse.Namespace) -> str:
+    """The plan's TOML text with the command line's overrides (validated by the plan parser)."""
+    text = read_text(args.plan, PlanError)
+    if args.shots is None and args.state is None:
+        return text
+    data = parse_toml(text, args.plan, PlanError)
+    if args.shots is not None:
+        run = dict(data.get("run", {}))
+        run.pop("cycles", None)
+        run["shots"] = args.shots
+        data["run"] = run
+    if args.state is not None:
+        state = dict(data.get("state", {}))
+        state["kind"] = args.state
+        if args.state == "coherent":
+            state.pop("squeezing_dB", None)
+        data["state"] = state
+    return _dump_toml(data)
+
+
+def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Minimal TOML writer for plan tables (scalars, lists of scalars, nested tables)."""
+    scalars, tables = [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            scalars.append(f"{k} = {json.dumps(v)}")
+    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    for k, v in tables:
+        out.append(_dump_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(out) + "\n"
+
+
+class _Progress:
+    """Progress on stderr: one redrawn line on a terminal (<= 10 per s), else a line per 10 %."""
+
+    def __init__(self, session: RunSession, enabled: bool) -> None:
+        self.session = session
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._decile = -1
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        final = p.ok_shots >= p.planned
+        if self.tty and now - self._last < 0.1 and not final:
+            return
+        decile = 10 * p.ok_shots // max(1, p.planned)
+        if not self.tty and decile == self._decile:
+            return
+        self._last, self._decile = now, decile
+        width = 30
+        done = width * p.ok_shots // max(1, p.planned)
+        left = self.session.time_left_s()
+        eta = f" {left:.0f} s left" if left is not None and not final else ""
+        fail = f", {p.failed_shots} failed" if p.failed_shots else ""
+        text = f"[{'#' * done}{'.' * (width - done)}] {p.ok_shots}/{p.planned} shots{fail}{eta}"
+        sys.stderr.write(f"\r{text}   " if self.tty else text + "\n")
+        sys.stderr.flush()
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """Readable lines of the chosen region's numbers from the run's results."""
+    crit = results.get("criteria") or []
+    if not crit:
+        return [f"no criteria: {results.get('error') or 'too few shots'}"]
+    c = crit[0]
+    region = results["regions"][0]
+    ratio = region.get("splitting_ratio")
+    lines = [f"regions: {region['name']}" + (f" (splitting ratio {ratio:.3f})" if ratio else ""),
+             f"shots per direction: {c['n_shots']}"]
+
+    def fmt(key: str, label: str) -> str:
+        e = c[key]
+        if e["value"] is None:
+            return f"{label:28s} n/a"
+        s = f"{label:28s} {e['value']:8.4f} +- {e['error']:.4f}"
+        if "certified" in e:
+            s += "   < 1: CERTIFIED" if e["certified"] else "   not certified"
+            if e["sigma_below_1"] is not None:
+                s += f" ({e['sigma_below_1']:.1f} sigma below 1 after bias)"
+        return s
+
+    lines += [fmt("N", "N (atoms)"), fmt("xi_R2", "xi_R^2 (Wineland)"), fmt("xi_R2_dB", "xi_R^2 (dB)"),
+              fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
+    xt = results.get("crosstalk_chosen")
+    if xt:
+        lines.append(f"crosstalk: N_AB = {xt['n_ab']:.2f} atoms; coherent-state bound E_EPR >= "
+                     f"{xt['epr_bound_ab']:.4f} (A->B), {xt['epr_bound_ba']:.4f} (B->A)")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_lab_config(args.config)
+        if args.shots is not None and args.shots < 1:
+            raise PlanError(f"--shots {args.shots}: expected a number of shots >= 1")
+        plan = parse_plan(_plan_text(args), args.plan, config.microwave_calibration)
+        session = RunSession(config, plan, args.out, seed=args.seed)
+    except (LabConfigError, PlanError, SessionError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    progress = _Progress(session, not args.no_progress)
+    session.add_progress_listener(progress)
+
+    resumes = [0]
+
+    def on_state(ev: StateEvent) -> None:
+        # headless: nobody to press Resume; reconnect-and-retry a few times, then give up
+        if ev.state is RunState.PAUSED and session.error:
+            resumes[0] += 1
+            if resumes[0] > AUTO_RESUMES:
+                print(f"\n{PROG}: paused {AUTO_RESUMES} times on faults, aborting: {session.error}",
+                      file=sys.stderr)
+                threading.Thread(target=_command, args=(session.abort,), daemon=True).start()
+                return
+            print(f"\n{PROG}: paused: {session.error} (resume {resumes[0]} of {AUTO_RESUMES} in "
+                  f"{RESUME_DELAY_S:g} s; Ctrl-C stops)", file=sys.stderr)
+            timer = threading.Timer(RESUME_DELAY_S, _resume, (session,))
+            timer.daemon = True
+            timer.start()
+
+    session.add_state_listener(on_state)
+    try:
+        session.start()
+    except DriverError as exc:
+        print(f"{PROG}: instruments: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: {plan.n_shots} shots ({plan.state.kind}) on the {config.name}, writing {session.path}",
+          file=sys.stderr)
+    interrupts = 0
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        try:
+            if interrupts == 1:
+                print(f"\n{PROG}: stopping after the current shot (Ctrl-C again to abort)", file=sys.stderr)
+                session.stop()
+            else:
+                session.abort()
+        except SessionError:
+            pass
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while session.wait(0.2) is None:
+            pass
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    final = session.final_state
+    if progress.enabled and progress.tty:
+        sys.stderr.write("\n")
+    results = session.results or {}
+    if args.json:
+        print(json.dumps({"file": str(session.path), "final_state": final.value if final else None,
+                          "failed_shots": len(session.failed_shots), "results": results}, allow_nan=False))
+    else:
+        print(f"run {final.value if final else 'unknown'}: {session.path}")
+        if session.failed_shots:
+            print(f"{len(session.failed_shots)} failed shot(s), e.g. {session.failed_shots[0][1]}")
+        for line in summary_lines(results):
+            print(line)
+    return 0 if final is RunState.COMPLETED else 1
+
+
+def _resume(session: RunSession) -> None:
+    if session.state is RunState.PAUSED:
+        _command(session.resume)
+
+
+def _command(command: Any) -> None:
+    try:
+        command()
+    except SessionError:      # the run moved on meanwhile (stopped, ended)
+        pass

@@ -1,0 +1,274 @@
+"""The lab configuration: which instruments, where, how the sequencer drives them, the calibration
+the analysis uses, the live monitor's regions and where runs are written.
+
+One TOML file (``configs/virtual-lab.toml``, ``configs/real-lab.template.toml``; fields and units in
+docs/running.md). Every error names the file, the field, the value and what was expected
+(:class:`LabConfigError`). Relative paths in the file are relative to the file's directory.
+Run files are only ever written inside ``lab.data_dir`` (:meth:`LabConfig.output_path`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from analysis.geometries import Split
+from analysis.imaging import CalibrationError, ImagingCalibration
+from sequences.instruments import SequencerConfig
+from sequences.plan import MicrowaveCalibration, PlanError
+from sequences.tomlfields import FieldError, Table, parse_toml, read_text
+
+
+class LabConfigError(FieldError):
+    """The lab configuration is invalid: names the file, the field, the value and what was expected."""
+
+
+KINDS = ("virtual", "real")
+CAMERA_KINDS = ("virtual", "genicam")
+COMPRESSIONS = ("none", "blosc-lz4")
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """Camera selection: the virtual lab's camera, or a GenICam device through .cti producers."""
+
+    kind: str = "virtual"
+    cti: tuple[str, ...] = ()
+    serial_number: str = ""
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """The live monitor: the region split shown first, the scans, the warm-up and references.
+
+    ``split_axis``/``split_position_px``/``gap_px``: the configured split (geometry frame: pixels
+    from the |2> cloud centre). ``scan_gap_px``: gap of the splitting-ratio scan;
+    ``gap_widths_px``: widths of the gap-width scan at ``split_position_px``.
+    ``reference_basis``: optimal-reference basis size (0: each shot's own references).
+    """
+
+    split_axis: str = "x"
+    split_position_px: float = 0.0
+    gap_px: float = 1.0
+    scan_gap_px: float = 1.0
+    gap_widths_px: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+    warmup_shots: int = 20
+    reference_basis: int = 0
+    confidence: float = 0.95
+
+    @property
+    def split(self) -> Split:
+        return Split(self.split_axis, self.split_position_px, self.gap_px)
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """A validated lab configuration (see the module docstring)."""
+
+    source: str
+    kind: str
+    name: str
+    data_dir: Path
+    microwave_address: str
+    microwave_timeout_s: float
+    card_address: str
+    card_timeout_s: float
+    camera: CameraSettings
+    sequencer: SequencerConfig
+    microwave_calibration: MicrowaveCalibration
+    imaging_calibration: ImagingCalibration
+    calibration_record: Mapping[str, Any]
+    monitor: MonitorSettings
+    compression: str = "none"
+    fsync: bool = False
+    virtual_lab: Mapping[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+    def output_path(self, name: str | Path | None, *, default_stem: str = "run") -> Path:
+        """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing).
+
+        Relative names are relative to ``data_dir``; absolute ones must lie inside it. Raises
+        LabConfigError for a path that escapes ``data_dir`` (``..``, another directory, a symlink
+        pointing out) or that is not an ``.h5`` file name.
+        """
+        root = self.data_dir.resolve()
+        if name is None or str(name) == "":
+            from datetime import datetime, timezone
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            name = f"{default_stem}-{stamp}.h5"
+        p = Path(name)
+        candidate = p if p.is_absolute() else root / p
+        resolved = candidate.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise LabConfigError(f"{self.source}: output {str(name)!r} resolves to {resolved}, outside "
+                                 f"the data directory {root} (lab.data_dir); run files are only "
+                                 f"written inside it")
+        if resolved.suffix != ".h5":
+            raise LabConfigError(f"{self.source}: output {str(name)!r}: expected a file name ending in .h5")
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+        return resolved
+
+    def as_json_dict(self) -> dict[str, Any]:
+        """What the run file records about the configuration (the TOML text and key facts)."""
+        return {"source": self.source, "kind": self.kind, "name": self.name, "toml": self.text}
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _channels(t: Table) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key in list(t.data):
+        out[key] = t.integer(key, minimum=0, maximum=15)
+    t.done()
+    for needed in ("mw_gate", "probe", "camera"):
+        if needed not in out:
+            raise t.fail(needed, None, "an output bit 0..15 (channels mw_gate, probe and camera are required)")
+    bits = list(out.values())
+    if len(set(bits)) != len(bits):
+        raise t.fail("", out, "a different output bit for every channel")
+    return out
+
+
+def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, Any]]:
+    ckind = t.string("kind", "virtual" if kind == "virtual" else "genicam", choices=CAMERA_KINDS)
+    if kind == "virtual" and ckind != "virtual":
+        raise t.fail("kind", ckind, "'virtual' in a virtual lab (lab.kind = 'virtual')")
+    cti_raw = t.raw("cti", [])
+    if isinstance(cti_raw, str):
+        cti_raw = [cti_raw]
+    if not isinstance(cti_raw, list) or not all(isinstance(c, str) and c for c in cti_raw):
+        raise t.fail("cti", cti_raw, "a list of .cti file paths")
+    if ckind == "genicam" and not cti_raw:
+        raise t.fail("cti", cti_raw, "at least one GenTL producer (.cti) for a GenICam camera")
+    settings = CameraSettings(ckind, tuple(str(_path(base, c)) for c in cti_raw),
+                              t.string("serial_number", ""),
+                              t.number("timeout_s", 5.0, minimum=0.01, maximum=600.0, unit="s"))
+    roi = {"camera_width": t.integer("width", 0, minimum=0, maximum=100_000),
+           "camera_height": t.integer("height", 0, minimum=0, maximum=100_000),
+           "camera_offset_x": t.integer("offset_x", 0, minimum=0, maximum=100_000),
+           "camera_offset_y": t.integer("offset_y", 0, minimum=0, maximum=100_000),
+           "camera_trigger_line": t.string("trigger_line", "Line0")}
+    fmt = t.string("pixel_format", "")
+    roi["camera_pixel_format"] = fmt or None
+    t.done()
+    return settings, roi
+
+
+def _monitor(t: Table) -> MonitorSettings:
+    widths_raw = t.raw("gap_widths_px", list(MonitorSettings.gap_widths_px))
+    if (not isinstance(widths_raw, list) or not widths_raw
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                       and w >= 0 for w in widths_raw)):
+        raise t.fail("gap_widths_px", widths_raw, "a non-empty list of gap widths >= 0 (px)")
+    m = MonitorSettings(
+        split_axis=t.string("split_axis", "x", choices=("x", "y")),
+        split_position_px=t.number("split_position_px", 0.0, minimum=-1e4, maximum=1e4, unit="px"),
+        gap_px=t.number("gap_px", 1.0, minimum=0.0, maximum=1e3, unit="px"),
+        scan_gap_px=t.number("scan_gap_px", 1.0, minimum=0.0, maximum=1e3, unit="px"),
+        gap_widths_px=tuple(float(w) for w in widths_raw),
+        warmup_shots=t.integer("warmup_shots", 20, minimum=3, maximum=100_000),
+        reference_basis=t.integer("reference_basis", 0, minimum=0, maximum=10_000),
+        confidence=t.number("confidence", 0.95, minimum=0.5, maximum=0.999999))
+    t.done()
+    return m
+
+
+def _calibration(t: Table, base: Path, source: str) -> tuple[MicrowaveCalibration, ImagingCalibration,
+                                                              dict[str, Any]]:
+    """[calibration]: ``record = "file.toml"`` (a calibration record) or inline microwave/imaging tables."""
+    if t.has("record"):
+        rec_path = _path(base, t.string("record"))
+        t.done()
+        data = parse_toml(read_text(rec_path, LabConfigError), str(rec_path), LabConfigError)
+        return _calibration(Table(data, str(rec_path), "", LabConfigError), rec_path.parent, str(rec_path))
+    mw_raw = t.raw("microwave", None)
+    im_raw = t.raw("imaging", None)
+    ident = t.string("id", "")
+    t.done()
+    if not isinstance(mw_raw, Mapping):
+        raise t.fail("microwave", mw_raw, "a table (frequency_hz, power_dbm, x, y)")
+    if not isinstance(im_raw, Mapping):
+        raise t.fail("imaging", im_raw, "a table of imaging constants (analysis.imaging.ImagingCalibration)")
+    try:
+        mw = MicrowaveCalibration.from_mapping({"record": ident, **mw_raw}, f"{source}: calibration.microwave")
+    except PlanError as exc:
+        raise LabConfigError(str(exc)) from None
+    try:
+        im = ImagingCalibration.from_dict(im_raw, source=f"{source}: calibration.imaging")
+    except CalibrationError as exc:
+        raise LabConfigError(str(exc)) from None
+    record = {"id": ident, "source": source, "microwave": dict(mw_raw), "imaging": im.to_dict()}
+    return mw, im, record
+
+
+def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path | None = None
+                     ) -> LabConfig:
+    """Validate TOML text as a lab configuration; relative paths are taken from ``base_dir``."""
+    base = base_dir if base_dir is not None else Path(".")
+    top = Table(parse_toml(text, source, LabConfigError), source, "", LabConfigError)
+    lab = top.table("lab", required=True)
+    kind = lab.string("kind", choices=KINDS)
+    name = lab.string("name", kind + " lab")
+    data_dir = _path(base, lab.string("data_dir", "runs"))
+    lab.done()
+    mw = top.table("microwave")
+    mw_address = mw.string("address", "") if kind == "virtual" else mw.string("address")
+    mw_timeout = mw.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    mw.done()
+    card = top.table("timing_card")
+    card_address = card.string("address", "") if kind == "virtual" else card.string("address")
+    card_timeout = card.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    channels = _channels(card.table("channels", required=True))
+    card.done()
+    camera, roi = _camera(top.table("camera"), base, kind)
+    seq = top.table("sequencer")
+    seq_kw: dict[str, Any] = dict(
+        start_mode=seq.string("start_mode", "software", choices=("software", "hardware")),
+        verify_program=seq.boolean("verify_program", True),
+        card_margin_s=seq.number("card_margin_s", 2.0, minimum=0.001, maximum=600.0, unit="s"),
+        fetch_slice_s=seq.number("fetch_slice_s", 0.1, minimum=0.001, maximum=10.0, unit="s"),
+        rf_off_at_end=seq.boolean("rf_off_at_end", True))
+    seq.done()
+    virtual = dict(top.raw("virtual_lab", {})) if top.has("virtual_lab") else {}
+    if kind == "real" and virtual:
+        raise top.fail("virtual_lab", "...", "no [virtual_lab] table in a real lab's configuration")
+    mwcal, imcal, record = _calibration(top.table("calibration", required=True), base, source)
+    monitor = _monitor(top.table("monitor"))
+    run = top.table("run")
+    compression = run.string("compression", "none", choices=COMPRESSIONS)
+    fsync = run.boolean("fsync", False)
+    run.done()
+    top.done()
+    if (roi["camera_width"] == 0) != (roi["camera_height"] == 0):
+        raise LabConfigError(f"{source}: camera.width and camera.height: give both (ROI in sensor "
+                             f"pixels) or neither (the virtual lab's full frame)")
+    if kind == "real" and roi["camera_width"] == 0:
+        raise LabConfigError(f"{source}: camera.width/height: expected the ROI in sensor pixels for a "
+                             f"real camera")
+    try:
+        sequencer = SequencerConfig(channels=channels, camera_width=max(1, roi["camera_width"]),
+                                    camera_height=max(1, roi["camera_height"]),
+                                    camera_offset_x=roi["camera_offset_x"],
+                                    camera_offset_y=roi["camera_offset_y"],
+                                    camera_pixel_format=roi["camera_pixel_format"],
+                                    camera_trigger_line=roi["camera_trigger_line"],
+                                    extra={"roi_from_lab": roi["camera_width"] == 0}, **seq_kw)
+    except ValueError as exc:
+        raise LabConfigError(f"{source}: sequencer: {exc}") from None
+    return LabConfig(source=source, kind=kind, name=name, data_dir=data_dir,
+                     microwave_address=mw_address, microwave_timeout_s=mw_timeout,
+                     card_address=card_address, card_timeout_s=card_timeout, camera=camera,
+                     sequencer=sequencer, microwave_calibration=mwcal, imaging_calibration=imcal,
+                     calibration_record=record, monitor=monitor, compression=compression,
+                     fsync=fsync, virtual_lab=virtual, text=text)
+
+
+def load_lab_config(path: str | Path) -> LabConfig:
+    """Read and validate a lab configuration file."""
+    p = Path(path)
+    return parse_lab_config(read_text(p, LabConfigError), str(p), base_dir=p.resolve().parent)

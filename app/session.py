@@ -1,0 +1,427 @@
+"""One run of the experiment, from a lab configuration and a plan to a closed run file.
+
+:class:`RunSession` is what the command line (``steerlab run``) and the GUI both drive. It starts
+the virtual lab when the configuration says so, opens the drivers, prepares the instruments,
+creates the run file and runs the sequencer in its own thread. Every shot goes through the shot
+publisher to two consumers in their own threads: the run writer (blocking queue: never loses a
+shot; if it fails the run ends FAULTED) and the live monitor (drop-oldest queue: a slow monitor is
+reported and skips shots; the final results are then recomputed from the file). At the end the
+monitor's results with the region definitions are written into the file, which is closed with the
+run's end state. No Qt: listeners are called in the session's threads; a GUI forwards them
+through queued signals.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.geometries import Split
+from app.labconfig import LabConfig
+from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.runfile import open_run
+from app.runfile.writer import RunWriter
+from drivers.errors import DriverError
+from drivers.prawndo import PrawnDO
+from drivers.sma100b import SMA100B
+from sequences.control import Abort, Pause, Resume, RunControl, RunState, StateEvent, Stop
+from sequences.instruments import Instruments
+from sequences.plan import RunPlan
+from sequences.publish import ConsumerEvent, ConsumerThread, Overflow, ShotPublisher
+from sequences.sequencer import Progress, Sequencer
+from sequences.shot import ShotRecord
+
+log = logging.getLogger(__name__)
+
+INSTRUMENTS = ("microwave", "timing_card", "camera")
+END_STATES = {RunState.COMPLETED: "completed", RunState.STOPPED: "stopped",
+              RunState.ABORTED: "aborted", RunState.FAULTED: "faulted"}
+
+
+class SessionError(RuntimeError):
+    """The session cannot do what was asked (wrong state, instruments unreachable at start, ...)."""
+
+
+@dataclass
+class InstrumentStatus:
+    """What the operator sees of one instrument."""
+
+    name: str
+    address: str
+    connected: bool
+    identity: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    last_error: str = ""
+
+
+def region_plan(config: LabConfig, chosen: Split | None = None) -> RegionPlan:
+    """The monitor's geometries from the configuration (or another chosen split)."""
+    m = config.monitor
+    return RegionPlan(chosen or m.split, m.scan_gap_px, m.gap_widths_px)
+
+
+def virtual_lab_settings(config: LabConfig, plan: RunPlan) -> dict[str, Any]:
+    """The [virtual_lab] table with the plan's prepared state applied (kind, N, its rms, squeezing)."""
+    data = dict(config.virtual_lab)
+    st = plan.state
+    data.update(state=st.kind, atom_number=int(st.atom_number), atom_number_rms=float(st.atom_number_sd))
+    if st.kind == "squeezed":
+        data["squeezing_db"] = float(st.squeezing_dB)
+    data.setdefault("channels", dict(config.sequencer.channels))
+    return data
+
+
+class RunSession:
+    """One run: ``start()``, then operator commands, ``wait()``, ``close()`` (or a ``with`` block).
+
+    ``seed``: the virtual lab's seed (default: the plan's ``state.seed``, else 0).
+    """
+
+    def __init__(self, config: LabConfig, plan: RunPlan, output: str | Path | None = None, *,
+                 seed: int | None = None, monitor_queue: int = 64) -> None:
+        self.config = config
+        self.plan = plan
+        self.path = config.output_path(output, default_stem=f"{plan.name}-{plan.state.kind}")
+        if self.path.exists():
+            raise SessionError(f"{self.path} already exists; a run never overwrites a file")
+        self.seed = seed if seed is not None else (plan.state.seed or 0)
+        self.control = RunControl()
+        self.publisher = ShotPublisher()
+        self.monitor = RunMonitor(config.imaging_calibration, region_plan(config),
+                                  warmup_shots=config.monitor.warmup_shots,
+                                  reference_basis=config.monitor.reference_basis,
+                                  confidence=config.monitor.confidence)
+        self.lab: Any = None
+        self.instruments: Instruments | None = None
+        self.sequencer: Sequencer | None = None
+        self.writer: RunWriter | None = None
+        self.description: dict[str, Any] = {}
+        self.final_state: RunState | None = None
+        self.results: dict[str, Any] | None = None
+        self.consumer_events: list[ConsumerEvent] = []
+        self.failed_shots: list[tuple[int, str]] = []
+        self.last_progress: Progress | None = None
+        self.started_at = 0.0
+        self._monitor_queue = monitor_queue
+        self._progress_listeners: list[Callable[[Progress], None]] = []
+        self._shot_listeners: list[Callable[[ShotRecord], None]] = []
+        self._end_listeners: list[Callable[[RunState], None]] = []
+        self._errors: dict[str, str] = {}
+        self._last_settings: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+        self._consumers: list[ConsumerThread] = []
+        self._done = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.publisher.add_listener(self._on_consumer_event)
+
+    # --- listeners (called in the session's threads) ---------------------------------------------
+    def add_state_listener(self, listener: Callable[[StateEvent], None]) -> None:
+        """``listener(StateEvent)`` on every run-state transition."""
+        self.control.add_listener(listener)
+
+    def add_progress_listener(self, listener: Callable[[Progress], None]) -> None:
+        """``listener(Progress)`` after every published shot (sequencer thread)."""
+        self._progress_listeners.append(listener)
+
+    def add_shot_listener(self, listener: Callable[[ShotRecord], None]) -> None:
+        """``listener(ShotRecord)`` after the monitor has counted an ok shot (monitor thread)."""
+        self._shot_listeners.append(listener)
+
+    def add_end_listener(self, listener: Callable[[RunState], None]) -> None:
+        """``listener(final state)`` once the file is closed (session thread)."""
+        self._end_listeners.append(listener)
+
+    # --- life cycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the lab (if virtual), connect and prepare the instruments, create the file, run.
+
+        Raises DriverError if an instrument is unreachable or refuses a setting (nothing is left
+        running and no file is created), SessionError if already started.
+        """
+        if self._thread is not None:
+            raise SessionError("this session was already started; a session runs once")
+        try:
+            self._open_instruments()
+            assert self.instruments is not None
+            seq = Sequencer(self.plan, self.instruments, self._sequencer_config(), publisher=self.publisher,
+                            control=self.control)
+            self.sequencer = seq
+            self.description = seq.prepare()
+            self._remember_description()
+            self.writer = RunWriter(
+                self.path, frame_names=self.plan.imaging.frame_names, frame_shape=seq.frame_shape,
+                plan_toml=self.plan.text, plan_json=self.plan.to_json(),
+                calibration=dict(self.config.calibration_record), instruments=self.description,
+                config=self.config.as_json_dict() | {"seed": self.seed},
+                run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync)
+        except BaseException:
+            self._shutdown_instruments()
+            raise
+        writer_sub = self.publisher.subscribe("writer", maxsize=64, overflow=Overflow.BLOCK)
+        monitor_sub = self.publisher.subscribe("monitor", maxsize=self._monitor_queue,
+                                               overflow=Overflow.DROP_OLDEST)
+        self._consumers = [ConsumerThread(writer_sub, self._write, name="run-writer").start(),
+                           ConsumerThread(monitor_sub, self._monitor, name="run-monitor").start()]
+        seq.add_progress_listener(self._on_progress)
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="run-session", daemon=False)
+        self._thread.start()
+
+    def _sequencer_config(self) -> Any:
+        sc = self.config.sequencer
+        if sc.extra.get("roi_from_lab") and self.lab is not None:
+            h, w = self.lab.config.frame_shape
+            sc = dataclasses.replace(sc, camera_width=w, camera_height=h, camera_offset_x=0,
+                                     camera_offset_y=0)
+        return sc
+
+    def _open_instruments(self) -> None:
+        cfg = self.config
+        if cfg.kind == "virtual":
+            from drivers.simulated.lab import VirtualLab, VirtualLabConfig
+            lab_cfg = VirtualLabConfig.from_mapping(virtual_lab_settings(cfg, self.plan),
+                                                    f"{cfg.source}: [virtual_lab]")
+            self.lab = VirtualLab(lab_cfg, seed=self.seed)
+            self.lab.start()
+            mw_address, card_address, camera = (self.lab.microwave_address, self.lab.card_address,
+                                                self.lab.camera)
+        else:
+            from drivers.camera import GenICamCamera
+            mw_address, card_address = cfg.microwave_address, cfg.card_address
+            camera = GenICamCamera(cti_files=list(cfg.camera.cti),
+                                   serial_number=cfg.camera.serial_number or None)
+        self.instruments = Instruments(SMA100B(mw_address, timeout_s=cfg.microwave_timeout_s),
+                                       PrawnDO(card_address, timeout_s=cfg.card_timeout_s), camera)
+
+    def _shutdown_instruments(self) -> None:
+        inst, self.instruments = self.instruments, None
+        if inst is not None:
+            for close in (inst.microwave.close, inst.card.close, inst.camera.close):  # type: ignore[attr-defined]
+                try:
+                    close()
+                except Exception as exc:           # closing after a fault: report, go on
+                    log.warning("closing an instrument failed: %s", exc)
+        if self.lab is not None:
+            self.lab.stop()
+
+    def _run(self) -> None:
+        assert self.sequencer is not None
+        final = RunState.FAULTED
+        try:
+            final = self.sequencer.run()
+        finally:
+            for c in self._consumers:
+                c.join()
+            self._finish(final)
+
+    def _finish(self, final: RunState) -> None:
+        try:
+            self.results = self._final_results()
+            if self.writer is not None:
+                try:
+                    self.writer.write_results(self.results)
+                finally:
+                    self.writer.close(END_STATES.get(final, "faulted"))
+        except Exception as exc:
+            log.exception("finishing the run file failed")
+            self._errors["writer"] = f"{type(exc).__name__}: {exc}"
+            final = RunState.FAULTED
+        finally:
+            self._shutdown_instruments()
+            self.final_state = final
+            self._done.set()
+            for listener in list(self._end_listeners):
+                try:
+                    listener(final)
+                except Exception:
+                    log.exception("end listener failed")
+
+    def _final_results(self) -> dict[str, Any]:
+        """The monitor's results; recomputed from the file if the live monitor skipped shots."""
+        written_ok = (self.writer.n_shots if self.writer is not None else 0) - len(self.failed_shots)
+        monitor = self.monitor
+        if monitor.snapshot(crosstalk=False).shots_seen < written_ok:
+            log.info("the live monitor skipped shots: recomputing the results from %s", self.path)
+            monitor = self.recompute(region_plan(self.config))
+        out = monitor.results_json()
+        out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
+        out["calibration_id"] = self.config.calibration_record.get("id", "")
+        return out
+
+    def recompute(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None
+                  ) -> RunMonitor:
+        """A new monitor over every ok shot in the file so far, with other regions (file re-read)."""
+        mon = RunMonitor(self.config.imaging_calibration, regions,
+                         warmup_shots=self.config.monitor.warmup_shots,
+                         reference_basis=self.config.monitor.reference_basis,
+                         confidence=self.config.monitor.confidence)
+        with open_run(self.path) as run:
+            total = run.n_shots
+            for i, shot in enumerate(run.iter_shots(status=None)):
+                if shot.is_ok and shot.frames is not None:
+                    mon.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
+                if progress is not None:
+                    progress(i + 1, total)
+        return mon
+
+    def wait(self, timeout: float | None = None) -> RunState | None:
+        """Wait for the run to end and the file to be closed; the final state (None on timeout)."""
+        if self._thread is None:
+            raise SessionError("the session was not started")
+        if not self._done.wait(timeout):
+            return None
+        self._thread.join()
+        return self.final_state
+
+    def close(self, timeout: float = 30.0) -> RunState | None:
+        """End the run if it is live (stop; abort if it does not end within ``timeout``), wait for
+        the file to be closed, release everything. Idempotent."""
+        if self._closed:
+            return self.final_state
+        if self._thread is None:
+            self._shutdown_instruments()
+            self._closed = True
+            return None
+        if not self.control.state.is_final:
+            self.stop()
+            if self.wait(timeout) is None:
+                self.abort()
+        final = self.wait()
+        self._closed = True
+        return final
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- operator commands ----------------------------------------------------------------------
+    def _submit(self, command: Any) -> RunState:
+        if not self.control.allowed(command):
+            raise SessionError(f"{type(command).__name__} is not possible while the run is "
+                               f"{self.control.state.value}")
+        return self.control.submit(command)
+
+    def pause(self) -> RunState:
+        """Pause after the current shot."""
+        return self._submit(Pause())
+
+    def resume(self) -> RunState:
+        """Resume (after a fault the sequencer reconnects the failed instrument first)."""
+        return self._submit(Resume())
+
+    def stop(self) -> RunState:
+        """Finish the current shot, then end the run (file closed as 'stopped')."""
+        return self._submit(Stop())
+
+    def abort(self) -> RunState:
+        """End now; the current shot is recorded as failed."""
+        return self._submit(Abort())
+
+    def reconnect(self, instrument: str) -> None:
+        """Reconnect one instrument now (run paused or not running); DriverError if it fails."""
+        if instrument not in INSTRUMENTS:
+            raise SessionError(f"unknown instrument {instrument!r}: expected one of {INSTRUMENTS}")
+        if self.sequencer is None:
+            raise SessionError("the run has not been started")
+        if self.control.state in (RunState.RUNNING, RunState.PAUSING, RunState.STOPPING):
+            raise SessionError("pause the run before reconnecting an instrument")
+        try:
+            self.sequencer.reconnect({instrument})
+        except DriverError as exc:
+            self._errors[instrument] = f"reconnect failed: {exc}"
+            raise
+        self._errors.pop(instrument, None)
+
+    # --- observation ------------------------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        return self.control.state
+
+    @property
+    def error(self) -> str:
+        """The current fault text (empty when none)."""
+        return self.control.error
+
+    def snapshot(self) -> MonitorSnapshot:
+        """The live monitor's numbers, images and scans now."""
+        return self.monitor.snapshot()
+
+    def instrument_status(self) -> dict[str, InstrumentStatus]:
+        """Connection, identity, settings read back with the last shot, last error; per instrument."""
+        inst = self.instruments
+        out: dict[str, InstrumentStatus] = {}
+        d = self.description
+        with self._lock:
+            settings = dict(self._last_settings)
+            errors = dict(self._errors)
+        if inst is not None:
+            mw, card, cam = inst.microwave, inst.card, inst.camera
+            out["microwave"] = InstrumentStatus("microwave", mw.address, mw.connected,
+                                                d.get("microwave", {}).get("identity", ""),
+                                                settings.get("microwave", {}), errors.get("microwave", ""))
+            tc = d.get("timing_card", {})
+            out["timing_card"] = InstrumentStatus("timing_card", card.address, card.is_connected,
+                                                  f"PrawnDO {tc.get('board', '')} {tc.get('version', '')}".strip(),
+                                                  settings.get("timing_card", {}), errors.get("timing_card", ""))
+            ci = d.get("camera", {}).get("identity", {})
+            out["camera"] = InstrumentStatus("camera", ci.get("device_id", ""), True,
+                                             f"{ci.get('vendor', '')} {ci.get('model', '')} "
+                                             f"{ci.get('serial_number', '')}".strip(),
+                                             settings.get("camera", {}), errors.get("camera", ""))
+        return out
+
+    def time_left_s(self) -> float | None:
+        """Estimated seconds to the end of the plan from the mean time per slot so far."""
+        p = self.last_progress
+        if p is None or p.ok_shots == 0:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        return elapsed / p.ok_shots * max(0, p.planned - p.ok_shots)
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _remember_description(self) -> None:
+        d = self.description
+        with self._lock:
+            self._last_settings = {"microwave": dict(d.get("microwave", {}).get("settings", {})),
+                                   "timing_card": {k: v for k, v in d.get("timing_card", {}).items()
+                                                   if k not in ("channels",)},
+                                   "camera": dict(d.get("camera", {}).get("settings", {}))}
+
+    def _write(self, shot: ShotRecord) -> None:
+        assert self.writer is not None
+        self.writer.write_shot(shot)
+
+    def _monitor(self, shot: ShotRecord) -> None:
+        if not shot.is_ok or shot.frames is None:
+            return
+        self.monitor.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
+        for listener in list(self._shot_listeners):
+            try:
+                listener(shot)
+            except Exception:
+                log.exception("shot listener failed")
+
+    def _on_progress(self, p: Progress) -> None:
+        self.last_progress = p
+        if p.status != "ok":
+            self.failed_shots.append((p.index, p.reason))
+            name = p.reason.split(":", 1)[0]
+            if name in INSTRUMENTS:
+                with self._lock:
+                    self._errors[name] = p.reason
+        for listener in list(self._progress_listeners):
+            try:
+                listener(p)
+            except Exception:
+                log.exception("progress listener failed")
+
+    def _on_consumer_event(self, event: ConsumerEvent) -> None:
+        self.consumer_events.append(event)
