@@ -9,6 +9,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "criteria": "criteria",
     "run": "run",
+    "gui": "gui",
 }
 
 

@@ -125,6 +125,7 @@ class RunMonitor:
         self._n_images = 0
         self._seen = 0
         self._counted = 0
+        self.last_index = -1
         self._latest: tuple[int, str, ShotImages] | None = None
         self._history: dict[str, list[float]] = {}
         self._ratios = np.zeros(0)
@@ -136,6 +137,7 @@ class RunMonitor:
             raise ValueError(f"shot {index}: direction {direction!r}: expected x, y or z")
         with self._lock:
             self._seen += 1
+            self.last_index = max(self.last_index, int(index))
             if self._counter is None:
                 self._buffer.append((index, direction, frames))
                 images = self._plain(frames)

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from sequences.shot import ShotRecord
 log = logging.getLogger(__name__)
 
 INSTRUMENTS = ("microwave", "timing_card", "camera")
+RECENT_SHOTS = 128     # ok shots kept in memory to bring a recomputed monitor up to date
 END_STATES = {RunState.COMPLETED: "completed", RunState.STOPPED: "stopped",
               RunState.ABORTED: "aborted", RunState.FAULTED: "faulted"}
 
@@ -118,6 +120,8 @@ class RunSession:
         self._done = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
+        self._monitor_lock = threading.Lock()
+        self._recent: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=RECENT_SHOTS)
         self.publisher.add_listener(self._on_consumer_event)
 
     # --- listeners (called in the session's threads) ---------------------------------------------
@@ -270,6 +274,23 @@ class RunSession:
                     progress(i + 1, total)
         return mon
 
+    def switch_regions(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None
+                       ) -> RunMonitor:
+        """Recount every shot so far with other regions (from the file, no re-acquisition) and
+        make that monitor the live one; the shots that arrive meanwhile are added too."""
+        for _ in range(10):
+            mon = self.recompute(regions, progress)
+            with self._monitor_lock:
+                newer = [r for r in self._recent if r[0] > mon.last_index]
+                covered = not self._recent or self._recent[0][0] <= mon.last_index + 1 \
+                    or self.monitor.last_index <= mon.last_index
+                if covered:
+                    for index, direction, frames in newer:
+                        mon.add(index, direction, frames)
+                    self.monitor = mon
+                    return mon
+        raise SessionError("the run is faster than the recount of its shots: try again when paused")
+
     def wait(self, timeout: float | None = None) -> RunState | None:
         """Wait for the run to end and the file to be closed; the final state (None on timeout)."""
         if self._thread is None:
@@ -402,7 +423,10 @@ class RunSession:
     def _monitor(self, shot: ShotRecord) -> None:
         if not shot.is_ok or shot.frames is None:
             return
-        self.monitor.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
+        frames = frames_by_name(shot.frames, shot.frame_names)
+        with self._monitor_lock:
+            self._recent.append((shot.index, shot.direction, frames))
+            self.monitor.add(shot.index, shot.direction, frames)
         for listener in list(self._shot_listeners):
             try:
                 listener(shot)

@@ -1,0 +1,403 @@
+"""The operator's window: run control, instruments, images with regions, live criteria and scans.
+
+The window only displays and commands: runs go through :class:`app.session.RunSession` (sequencer
+in its own threads), numbers come from :mod:`app.monitoring` / :mod:`analysis`. Display updates
+are throttled to 5 per second; recounts and file loading run in background threads with progress.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.gui.export import export_report
+from app.gui.panels import InstrumentsPanel, NumbersPanel, RegionEditor, RunPanel
+from app.gui.sources import ReviewSource, SessionBridge, run_in_thread
+from app.gui.views import ImagesPanel, PlotsPanel
+from app.labconfig import LabConfigError, load_lab_config
+from app.monitoring import MonitorSnapshot, RegionPlan
+from app.session import RunSession, SessionError, region_plan
+from sequences.plan import PlanError, parse_plan
+from sequences.sequencer import Progress
+
+log = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
+PLAN_TEMPLATE = """name = "gui"
+[run]
+shots = {shots}
+[state]
+kind = "{state}"
+[directions]
+order = "{order}"
+block = {block}
+"""
+REFRESH_MS = 200
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """``settings``: where the window keeps its state (tests pass a temporary file);
+    ``confirm``: asks the operator a yes/no question (tests answer without a dialog)."""
+
+    background_finished = QtCore.Signal(str)   # a recount / review load ended ('' or the error)
+    run_finished = QtCore.Signal(str)          # final state of a run, or 'failed: why' at start
+
+    def __init__(self, *, config_path: str | Path | None = None,
+                 settings: QtCore.QSettings | None = None,
+                 confirm: Callable[[str, str], bool] | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("steerlab")
+        self.settings = settings or QtCore.QSettings("steerlab", "steerlab")
+        self._confirm = confirm or self._ask
+        self.session: RunSession | None = None
+        self.bridge: SessionBridge | None = None
+        self.review: ReviewSource | None = None
+        self._dirty = False
+        self._closing = False
+        self._busy = 0
+        self._last_progress: Progress | None = None
+
+        self.run_panel = RunPanel()
+        self.regions = RegionEditor()
+        self.instruments = InstrumentsPanel()
+        self.numbers = NumbersPanel()
+        self.images = ImagesPanel()
+        self.plots = PlotsPanel()
+        self.crosstalk = QtWidgets.QLabel("")
+        self.crosstalk.setWordWrap(True)
+
+        left = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(left)
+        lv.addWidget(self.run_panel)
+        lv.addWidget(self.regions)
+        lv.addStretch(1)
+        right = QtWidgets.QWidget()
+        rv = QtWidgets.QVBoxLayout(right)
+        rv.addWidget(self.numbers)
+        box = QtWidgets.QGroupBox("Crosstalk (chosen regions)")
+        QtWidgets.QVBoxLayout(box).addWidget(self.crosstalk)
+        rv.addWidget(box)
+        rv.addWidget(self.instruments, 1)
+        centre = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        centre.addWidget(self.images)
+        centre.addWidget(self.plots)
+        centre.setSizes([420, 380])
+        main = QtWidgets.QSplitter()
+        main.addWidget(left)
+        main.addWidget(centre)
+        main.addWidget(right)
+        main.setSizes([300, 760, 420])
+        main.setObjectName("main_splitter")
+        self.splitter = main
+        self.setCentralWidget(main)
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setMaximumWidth(240)
+        self.progress_bar.hide()
+        self.statusBar().addPermanentWidget(self.progress_bar)
+        self._menus()
+
+        self.run_panel.start_requested.connect(self.start_run)
+        self.run_panel.command.connect(self.command)
+        self.run_panel.browse_config.connect(self._browse_config)
+        self.regions.regions_changed.connect(self.change_regions)
+        self.images.split_dragged.connect(self._dragged)
+        self.instruments.reconnect_requested.connect(self.reconnect)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self._refresh)
+        self.timer.start()
+        self._restore(config_path)
+
+    # --- menus, settings --------------------------------------------------------------------------
+    def _menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        a = m.addAction("&Open run for review…")
+        a.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        a.triggered.connect(self._open_dialog)
+        e = m.addAction("&Export report…")
+        e.setShortcut(QtGui.QKeySequence("Ctrl+E"))
+        e.triggered.connect(self._export_dialog)
+        m.addSeparator()
+        q = m.addAction("&Quit")
+        q.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
+        q.triggered.connect(self.close)
+
+    def _restore(self, config_path: str | Path | None) -> None:
+        s = self.settings
+        self.run_panel.config_edit.setText(str(config_path or s.value("run/config", str(DEFAULT_CONFIG))))
+        self.run_panel.state_combo.setCurrentText(str(s.value("run/state", "squeezed")))
+        self.run_panel.shots_spin.setValue(int(s.value("run/shots", 300)))
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 900)
+        state = s.value("window/splitter")
+        if state is not None:
+            self.splitter.restoreState(state)
+        try:
+            self.regions.set_plan(region_plan(load_lab_config(self.run_panel.config_edit.text())))
+        except (LabConfigError, OSError):
+            pass
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("run/config", self.run_panel.config_edit.text())
+        s.setValue("run/state", self.run_panel.state_combo.currentText())
+        s.setValue("run/shots", self.run_panel.shots_spin.value())
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/splitter", self.splitter.saveState())
+        s.sync()
+
+    def _browse_config(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Lab configuration",
+                                                        str(DEFAULT_CONFIG.parent), "TOML (*.toml)")
+        if path:
+            self.run_panel.config_edit.setText(path)
+
+    def _ask(self, title: str, text: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(self, title, text)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def _error(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+        self.run_panel.error_label.setText(text)
+
+    # --- run --------------------------------------------------------------------------------------
+    def start_run(self, params: dict[str, Any]) -> None:
+        """Build the plan from the run panel and start a session (instrument set-up in a thread)."""
+        if self.session is not None and not self.session.state.is_final:
+            self._error("a run is in progress")
+            return
+        try:
+            config = load_lab_config(params["config"] or DEFAULT_CONFIG)
+            text = PLAN_TEMPLATE.format(**params)
+            plan = parse_plan(text, "plan from the window", config.microwave_calibration)
+            session = RunSession(config, plan, params.get("out"))
+        except (LabConfigError, PlanError, SessionError, ValueError) as exc:
+            self._error(str(exc))
+            return
+        self.review = None
+        self.session = session
+        self.bridge = SessionBridge(session, self)
+        self.bridge.state_changed.connect(self._state_changed)
+        self.bridge.progress.connect(self._progress)
+        self.bridge.shot_counted.connect(self._mark_dirty)
+        self.bridge.ended.connect(self._ended)
+        session.monitor.regions = self.regions.plan()
+        self.run_panel.file_label.setText(str(session.path))
+        self.run_panel.set_state("starting")
+        self.statusBar().showMessage("connecting the instruments…")
+        task = run_in_thread(lambda progress: session.start(), self)
+        task.failed.connect(self._start_failed)
+        task.done.connect(lambda _: self.statusBar().showMessage(f"running: {session.path}", 5000))
+
+    def _start_failed(self, text: str) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.run_panel.set_state("idle", f"could not start: {text}")
+        self.run_finished.emit(f"failed: {text}")
+
+    def command(self, name: str) -> None:
+        if self.session is None:
+            return
+        try:
+            getattr(self.session, name)()
+        except SessionError as exc:
+            self._error(str(exc))
+
+    def reconnect(self, instrument: str) -> None:
+        session = self.session
+        if session is None:
+            return
+
+        def work(progress: Callable[[int, int], None]) -> str:
+            session.reconnect(instrument)
+            return instrument
+
+        task = run_in_thread(work, self)
+        task.done.connect(lambda name: self.statusBar().showMessage(f"{name} reconnected", 5000))
+        task.failed.connect(self._error)
+        task.done.connect(lambda _: self._refresh_instruments())
+        task.failed.connect(lambda _: self._refresh_instruments())
+
+    def _state_changed(self, state: str, reason: str) -> None:
+        error = self.session.error if self.session is not None else ""
+        self.run_panel.set_state(state, error)
+        self._refresh_instruments()
+
+    def _progress(self, p: Progress) -> None:
+        self._last_progress = p
+        left = self.session.time_left_s() if self.session is not None else None
+        self.run_panel.set_progress(p.ok_shots, p.planned, p.failed_shots, left)
+
+    def _ended(self, final: str) -> None:
+        self.run_panel.set_state("idle", self.session.error if self.session else "")
+        self.run_panel.state_label.setText(f"{final} (file closed)")
+        self._dirty = True
+        self._refresh()
+        self.run_finished.emit(final)
+        if self._closing:
+            self.close()
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _refresh_instruments(self) -> None:
+        if self.session is not None:
+            self.instruments.update_status(self.session.instrument_status())
+
+    # --- display ----------------------------------------------------------------------------------
+    def current_snapshot(self) -> MonitorSnapshot | None:
+        if self.review is not None:
+            return self.review.snapshot()
+        if self.session is not None:
+            return self.session.snapshot()
+        return None
+
+    def _refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        snap = self.current_snapshot()
+        if snap is None:
+            return
+        self.show_snapshot(snap)
+        if self.session is not None and self.review is None:
+            self._refresh_instruments()
+
+    def show_snapshot(self, snap: MonitorSnapshot) -> None:
+        info = (f"{snap.shots_counted} shots counted"
+                + (f" (masks centred after {snap.warmup_shots})" if snap.counter is not None else
+                   f"; centring masks: {snap.shots_seen}/{snap.warmup_shots} shots")
+                + (f"; {snap.error}" if snap.error and snap.counter is not None else ""))
+        if snap.result is not None:
+            res = snap.result
+            info += "; shots per direction " + ", ".join(f"{k}={v}" for k, v in res.n_shots.items())
+            ratio = snap.splitting_ratios[0] if snap.splitting_ratios.size else float("nan")
+            info += f"; splitting ratio {ratio:.3f}"
+        self.numbers.show_result(snap.result, info)
+        if snap.crosstalk is not None:
+            xt = snap.crosstalk
+            self.crosstalk.setText(
+                f"N_AB = {xt.n_ab[0]:.2f} atoms detected in both regions (σ_blur = "
+                f"{self._sigma_blur():.2f} px). A coherent state could reach E_EPR A→B = "
+                f"{xt.epr_bound_ab[0]:.4f}, B→A = {xt.epr_bound_ba[0]:.4f} from this alone.")
+        self.images.show_snapshot(snap)
+        self.plots.show_snapshot(snap)
+
+    def _sigma_blur(self) -> float:
+        if self.review is not None:
+            return self.review.calibration.sigma_blur_px
+        if self.session is not None:
+            return self.session.config.imaging_calibration.sigma_blur_px
+        return float("nan")
+
+    # --- regions ----------------------------------------------------------------------------------
+    def _dragged(self, position_px: float, gap_px: float) -> None:
+        self.regions.set_split(position_px, gap_px)
+        self.change_regions(self.regions.plan())
+
+    def change_regions(self, plan: RegionPlan) -> None:
+        """Recount every shot so far with ``plan`` (from the file, in a thread, with progress)."""
+        if self.review is not None:
+            review = self.review
+            self._background("recounting the run", lambda progress: review.recount(plan, progress))
+        elif self.session is not None and self.session.sequencer is not None:
+            session = self.session
+            self._background("recounting the shots so far",
+                             lambda progress: session.switch_regions(plan, progress))
+        elif self.session is not None:
+            self.session.monitor.regions = plan
+
+    def _background(self, what: str, fn: Callable[[Callable[[int, int], None]], Any]) -> None:
+        self._busy += 1
+        self.progress_bar.show()
+        self.progress_bar.setFormat(f"{what}: %v/%m")
+        self.regions.apply_button.setEnabled(False)
+        task = run_in_thread(fn, self)
+        task.progress.connect(lambda i, n: (self.progress_bar.setMaximum(max(1, n)),
+                                            self.progress_bar.setValue(i)))
+        task.done.connect(lambda _: self._background_done(""))
+        task.failed.connect(self._background_done)
+
+    def _background_done(self, error: str) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self.progress_bar.hide()
+            self.regions.apply_button.setEnabled(True)
+        if error:
+            self._error(error)
+        self._dirty = True
+        self._refresh()
+        self.background_finished.emit(error)
+
+    # --- review, export ---------------------------------------------------------------------------
+    def _open_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open run", "", "Run files (*.h5)")
+        if path:
+            self.open_review(path)
+
+    def open_review(self, path: str | Path) -> None:
+        """Show a finished (or crashed) run with the same views; regions can be changed."""
+        if self.session is not None and not self.session.state.is_final:
+            self._error("a run is in progress: stop it before opening another run")
+            return
+        try:
+            review = ReviewSource(path)
+        except Exception as exc:          # RunFileError, CalibrationError, ...: one clear line
+            self._error(f"cannot open {path}: {exc}")
+            return
+        self.review = review
+        self.session = None
+        regions = review.default_regions()
+        self.regions.set_plan(regions)
+        self.run_panel.file_label.setText(f"review: {review.path} ({review.end_state}, "
+                                          f"{review.n_shots} shots)")
+        self.setWindowTitle(f"steerlab: {review.path.name}")
+        self._background(f"reading {review.path.name}", lambda progress: review.recount(regions, progress))
+
+    def _export_dialog(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Export report to")
+        if path:
+            self.export(path)
+
+    def export(self, directory: str | Path) -> list[Path]:
+        """Plots (PNG) and numbers (CSV, JSON) of the current analysis into ``directory``."""
+        snap = self.current_snapshot()
+        if snap is None:
+            self._error("nothing to export yet")
+            return []
+        source = self.review.path if self.review is not None else (
+            self.session.path if self.session is not None else None)
+        files = export_report(Path(directory), snap, self, source=source)
+        self.statusBar().showMessage(f"exported {len(files)} files to {directory}", 10000)
+        return files
+
+    # --- closing ----------------------------------------------------------------------------------
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        session = self.session
+        if session is not None and session.sequencer is not None and session.final_state is None:
+            if self._closing:
+                event.ignore()
+                return
+            if not self._confirm("Run in progress",
+                                 "A run is in progress. Stop it after the current shot and close? "
+                                 "The run file stays complete."):
+                event.ignore()
+                return
+            self._closing = True
+            try:
+                session.stop()
+            except SessionError:
+                pass
+            self.statusBar().showMessage("stopping the run…")
+            event.ignore()                # closes when the session reports the file closed
+            return
+        self.save_settings()
+        self.timer.stop()
+        if session is not None:
+            session.close()
+        event.accept()

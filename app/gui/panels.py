@@ -1,0 +1,292 @@
+"""Small panels of the main window: run control, instruments, live numbers, region editor."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from analysis.criteria import CriteriaResult
+from analysis.geometries import Checkerboard, Geometry, RandomCells, Split, Stripes
+from app.monitoring import RegionPlan
+
+GREEN, AMBER, RED, GREY = "#1b7f3b", "#b36b00", "#b3261e", "#666666"
+LIVE_STATES = ("running", "pausing", "paused", "stopping", "aborting")
+
+
+def verdict_colour(value: float, error: float, certified: bool | None = None) -> str:
+    """Green: below 1 (certified, or value + 2 error < 1); amber: below 1 within 2 errors; red: >= 1."""
+    if not math.isfinite(value):
+        return GREY
+    if certified or (certified is None and value + 2 * error < 1):
+        return GREEN
+    return AMBER if value < 1 else RED
+
+
+class RunPanel(QtWidgets.QGroupBox):
+    """Configuration, plan (state, direction cycle, shots), output name, run commands and progress."""
+
+    start_requested = QtCore.Signal(dict)
+    command = QtCore.Signal(str)          # pause | resume | stop | abort
+    browse_config = QtCore.Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Run", parent)
+        form = QtWidgets.QFormLayout(self)
+        self.config_edit = QtWidgets.QLineEdit()
+        browse = QtWidgets.QPushButton("…")
+        browse.setFixedWidth(28)
+        browse.clicked.connect(self.browse_config)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.config_edit)
+        row.addWidget(browse)
+        form.addRow("Configuration", row)
+        self.state_combo = QtWidgets.QComboBox()
+        self.state_combo.addItems(["squeezed", "coherent"])
+        form.addRow("State", self.state_combo)
+        self.cycle_combo = QtWidgets.QComboBox()
+        self.cycle_combo.addItem("x, y, z interleaved", ("xyz", 1))
+        self.cycle_combo.addItem("blocks of 10 (x, y, z)", ("xyz", 10))
+        self.cycle_combo.addItem("blocks of 50 (x, y, z)", ("xyz", 50))
+        form.addRow("Directions", self.cycle_combo)
+        self.shots_spin = QtWidgets.QSpinBox()
+        self.shots_spin.setRange(3, 10_000_000)
+        self.shots_spin.setSingleStep(30)
+        self.shots_spin.setValue(300)
+        form.addRow("Shots", self.shots_spin)
+        self.out_edit = QtWidgets.QLineEdit()
+        self.out_edit.setPlaceholderText("automatic name in the data directory")
+        form.addRow("Output file", self.out_edit)
+        buttons = QtWidgets.QGridLayout()
+        self.buttons: dict[str, QtWidgets.QPushButton] = {}
+        for i, name in enumerate(("start", "pause", "resume", "stop", "abort")):
+            b = QtWidgets.QPushButton(name.capitalize())
+            b.setObjectName(f"{name}_button")
+            self.buttons[name] = b
+            buttons.addWidget(b, i // 3, i % 3)
+            if name == "start":
+                b.clicked.connect(self._start)
+            else:
+                b.clicked.connect(lambda _=False, n=name: self.command.emit(n))
+        form.addRow(buttons)
+        self.state_label = QtWidgets.QLabel("idle")
+        self.state_label.setObjectName("state_label")
+        form.addRow("State", self.state_label)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setFormat("%v / %m shots")
+        form.addRow("Progress", self.progress)
+        self.time_label = QtWidgets.QLabel("")
+        form.addRow("Time left", self.time_label)
+        self.file_label = QtWidgets.QLabel("")
+        self.file_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.file_label.setWordWrap(True)
+        form.addRow("File", self.file_label)
+        self.error_label = QtWidgets.QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {RED}")
+        form.addRow(self.error_label)
+        self.set_state("idle")
+
+    def _start(self) -> None:
+        order, block = self.cycle_combo.currentData()
+        self.start_requested.emit({"config": self.config_edit.text().strip(),
+                                   "state": self.state_combo.currentText(), "order": order,
+                                   "block": block, "shots": self.shots_spin.value(),
+                                   "out": self.out_edit.text().strip() or None})
+
+    def set_state(self, state: str, error: str = "") -> None:
+        """Enable exactly the commands the run state allows."""
+        allowed = {"idle": {"start"}, "running": {"pause", "stop", "abort"},
+                   "pausing": {"resume", "stop", "abort"}, "paused": {"resume", "stop", "abort"},
+                   "stopping": {"abort"}, "aborting": set()}.get(state, {"start"})
+        for name, b in self.buttons.items():
+            b.setEnabled(name in allowed)
+        for w in (self.config_edit, self.state_combo, self.cycle_combo, self.shots_spin, self.out_edit):
+            w.setEnabled(state not in LIVE_STATES)
+        self.state_label.setText(state)
+        self.error_label.setText(error)
+
+    def set_progress(self, done: int, planned: int, failed: int, left_s: float | None) -> None:
+        self.progress.setMaximum(max(1, planned))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"%v / %m shots" + (f", {failed} failed" if failed else ""))
+        self.time_label.setText("" if left_s is None else f"{left_s:.0f} s")
+
+
+class InstrumentsPanel(QtWidgets.QGroupBox):
+    """Connection, identity, key settings and last error per instrument, with reconnect buttons."""
+
+    reconnect_requested = QtCore.Signal(str)
+    KEYS = {"microwave": ("mw.frequency_hz", "mw.level_dbm", "mw.phase_deg", "frequency_hz",
+                          "level_dbm", "phase_deg", "output_enabled"),
+            "timing_card": ("card.status", "version", "board", "start_mode"),
+            "camera": ("cam.width", "cam.height", "width", "height", "pixel_format", "exposure_s")}
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Instruments", parent)
+        self.table = QtWidgets.QTableWidget(3, 5)
+        self.table.setHorizontalHeaderLabels(["instrument", "link", "identity", "settings", "last error"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.table)
+        row = QtWidgets.QHBoxLayout()
+        self.reconnect_buttons: dict[str, QtWidgets.QPushButton] = {}
+        for name in ("microwave", "timing_card", "camera"):
+            b = QtWidgets.QPushButton(f"Reconnect {name.replace('_', ' ')}")
+            b.clicked.connect(lambda _=False, n=name: self.reconnect_requested.emit(n))
+            self.reconnect_buttons[name] = b
+            row.addWidget(b)
+        layout.addLayout(row)
+        for i, name in enumerate(("microwave", "timing_card", "camera")):
+            self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(name.replace("_", " ")))
+
+    def update_status(self, status: dict[str, Any]) -> None:
+        for i, name in enumerate(("microwave", "timing_card", "camera")):
+            st = status.get(name)
+            if st is None:
+                continue
+            link = QtWidgets.QTableWidgetItem("connected" if st.connected else "DISCONNECTED")
+            link.setForeground(QtGui.QColor(GREEN if st.connected else RED))
+            self.table.setItem(i, 1, link)
+            self.table.setItem(i, 2, QtWidgets.QTableWidgetItem(st.identity))
+            keys = [k for k in self.KEYS[name] if k in st.settings]
+            text = ", ".join(f"{k.split('.')[-1]}={st.settings[k]}" for k in keys)
+            self.table.setItem(i, 3, QtWidgets.QTableWidgetItem(text))
+            err = QtWidgets.QTableWidgetItem(st.last_error)
+            err.setForeground(QtGui.QColor(RED))
+            self.table.setItem(i, 4, err)
+        self.table.resizeColumnsToContents()
+
+
+class NumbersPanel(QtWidgets.QGroupBox):
+    """N, xi_R^2 (dB), E_Ent, E_EPR A->B and B->A with errors, colour-coded against 1."""
+
+    ROWS = (("N", "N (atoms)"), ("xi_R2", "ξ_R² (Wineland)"), ("xi_R2_dB", "ξ_R² (dB)"),
+            ("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A"),
+            ("product_A", "non-inferred product A"), ("product_B", "non-inferred product B"))
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Monitor (chosen regions)", parent)
+        grid = QtWidgets.QGridLayout(self)
+        font = QtGui.QFont()
+        font.setPointSize(font.pointSize() + 3)
+        font.setBold(True)
+        self.values: dict[str, QtWidgets.QLabel] = {}
+        for r, (key, label) in enumerate(self.ROWS):
+            grid.addWidget(QtWidgets.QLabel(label), r, 0)
+            v = QtWidgets.QLabel("—")
+            v.setObjectName(f"value_{key}")
+            v.setFont(font)
+            v.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            grid.addWidget(v, r, 1)
+            self.values[key] = v
+        self.info = QtWidgets.QLabel("waiting for shots")
+        self.info.setWordWrap(True)
+        grid.addWidget(self.info, len(self.ROWS), 0, 1, 2)
+
+    def show_result(self, result: CriteriaResult | None, info: str) -> None:
+        self.info.setText(info)
+        for key, _ in self.ROWS:
+            label = self.values[key]
+            if result is None:
+                label.setText("—")
+                label.setStyleSheet("")
+                continue
+            est = result[key]
+            v, e = float(est.value[0]), float(est.error[0])
+            digits = 1 if key == "N" else (2 if key == "xi_R2_dB" else 3)
+            label.setText(f"{v:.{digits}f} ± {e:.{digits}f}" if math.isfinite(v) else "n/a")
+            colour = ""
+            if key in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
+                colour = verdict_colour(v, e, bool(result.certified(key)[0]))
+            elif key in ("xi_R2", "product_A", "product_B"):
+                colour = verdict_colour(v, e)
+            elif key == "xi_R2_dB":
+                colour = verdict_colour(10 ** (v / 10), e * math.log(10) / 10 * 10 ** (v / 10))
+            label.setStyleSheet(f"color: {colour}" if colour else "")
+
+
+class RegionEditor(QtWidgets.QGroupBox):
+    """The chosen regions: a split (axis, position, gap) or a pattern; emits a RegionPlan on Apply."""
+
+    regions_changed = QtCore.Signal(object)
+    PATTERNS = ("split", "stripes", "checkerboard", "random cells")
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Regions", parent)
+        form = QtWidgets.QFormLayout(self)
+        self.pattern = QtWidgets.QComboBox()
+        self.pattern.addItems(self.PATTERNS)
+        form.addRow("Pattern", self.pattern)
+        self.axis = QtWidgets.QComboBox()
+        self.axis.addItems(["x", "y"])
+        form.addRow("Axis", self.axis)
+        self.position = QtWidgets.QDoubleSpinBox()
+        self.position.setRange(-500, 500)
+        self.position.setSingleStep(0.5)
+        self.position.setSuffix(" px")
+        form.addRow("Gap position", self.position)
+        self.gap = QtWidgets.QDoubleSpinBox()
+        self.gap.setRange(0, 100)
+        self.gap.setSingleStep(0.5)
+        self.gap.setSuffix(" px")
+        form.addRow("Gap width", self.gap)
+        self.cell = QtWidgets.QDoubleSpinBox()
+        self.cell.setRange(0.5, 100)
+        self.cell.setValue(4.0)
+        self.cell.setSuffix(" px")
+        form.addRow("Period / cell", self.cell)
+        self.scan_gap = QtWidgets.QDoubleSpinBox()
+        self.scan_gap.setRange(0, 50)
+        self.scan_gap.setValue(1.0)
+        self.scan_gap.setSuffix(" px")
+        form.addRow("Ratio-scan gap", self.scan_gap)
+        self.apply_button = QtWidgets.QPushButton("Apply (recount all shots)")
+        self.apply_button.clicked.connect(self.apply)
+        form.addRow(self.apply_button)
+        self.pattern.currentTextChanged.connect(self._enable)
+        self.widths: tuple[float, ...] = RegionPlan().gap_widths_px
+        self._enable()
+
+    def _enable(self) -> None:
+        split = self.pattern.currentText() == "split"
+        self.position.setEnabled(split)
+        self.gap.setEnabled(split)
+        self.cell.setEnabled(not split)
+        self.axis.setEnabled(self.pattern.currentText() in ("split", "stripes"))
+
+    def set_plan(self, plan: RegionPlan) -> None:
+        g = plan.chosen
+        if isinstance(g, Split):
+            self.pattern.setCurrentText("split")
+            self.axis.setCurrentText(g.axis)
+            self.position.setValue(g.position_px)
+            self.gap.setValue(g.gap_px)
+        self.scan_gap.setValue(plan.scan_gap_px or 0.0)
+        self.widths = plan.gap_widths_px
+
+    def set_split(self, position_px: float, gap_px: float) -> None:
+        """From the draggable gap lines on the image."""
+        self.pattern.setCurrentText("split")
+        self.position.setValue(round(position_px, 2))
+        self.gap.setValue(round(max(0.0, gap_px), 2))
+
+    def chosen(self) -> Geometry:
+        kind = self.pattern.currentText()
+        if kind == "split":
+            return Split(self.axis.currentText(), self.position.value(), self.gap.value())
+        if kind == "stripes":
+            return Stripes(self.axis.currentText(), self.cell.value())
+        if kind == "checkerboard":
+            return Checkerboard(self.cell.value())
+        return RandomCells(self.cell.value(), seed=1)
+
+    def plan(self) -> RegionPlan:
+        g = self.chosen()
+        return RegionPlan(g, self.scan_gap.value() if self.scan_gap.value() >= 0 else None,
+                          self.widths if isinstance(g, Split) else ())
+
+    def apply(self) -> None:
+        self.regions_changed.emit(self.plan())

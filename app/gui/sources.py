@@ -1,0 +1,120 @@
+"""What the window shows: a live run (RunSession) or a finished run file under review.
+
+Both give a :class:`app.monitoring.MonitorSnapshot` and can recount every shot with other regions.
+Listeners of the session run in its threads; :class:`SessionBridge` turns them into Qt signals
+(queued to the GUI thread). Long work runs in :func:`run_in_thread` with progress signals.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore
+
+from analysis.imaging import ImagingCalibration
+from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.runfile import open_run
+from app.session import RunSession
+from sequences.control import StateEvent
+from sequences.sequencer import Progress
+
+
+class Task(QtCore.QObject):
+    """Signals of one background job."""
+
+    progress = QtCore.Signal(int, int)
+    done = QtCore.Signal(object)
+    failed = QtCore.Signal(str)
+
+
+def run_in_thread(fn: Callable[[Callable[[int, int], None]], Any], parent: QtCore.QObject) -> Task:
+    """Run ``fn(progress)`` in a thread; the Task's signals arrive in the GUI thread."""
+    task = Task(parent)
+
+    def body() -> None:
+        try:
+            result = fn(lambda i, n: task.progress.emit(i, n))
+        except Exception as exc:          # shown to the operator, never a crash of the window
+            task.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            task.done.emit(result)
+
+    thread = threading.Thread(target=body, name="gui-task", daemon=True)
+    task.thread = thread  # type: ignore[attr-defined]
+    thread.start()
+    return task
+
+
+class SessionBridge(QtCore.QObject):
+    """Qt signals for a RunSession's listeners."""
+
+    state_changed = QtCore.Signal(str, str)      # state, reason
+    progress = QtCore.Signal(object)              # Progress
+    shot_counted = QtCore.Signal()
+    ended = QtCore.Signal(str)
+
+    def __init__(self, session: RunSession, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        session.add_state_listener(self._state)
+        session.add_progress_listener(self._progress)
+        session.add_shot_listener(lambda shot: self.shot_counted.emit())
+        session.add_end_listener(lambda final: self.ended.emit(final.value))
+
+    def _state(self, ev: StateEvent) -> None:
+        self.state_changed.emit(ev.state.value, ev.reason)
+
+    def _progress(self, p: Progress) -> None:
+        self.progress.emit(p)
+
+
+class ReviewSource:
+    """A run file under review: its shots recounted with the run's (or another) calibration."""
+
+    def __init__(self, path: str | Path, calibration: ImagingCalibration | None = None) -> None:
+        self.path = Path(path)
+        with open_run(self.path) as run:
+            record = run.calibration or {}
+            self.results = run.results
+            self.end_state = run.end_state
+            self.n_shots = run.n_shots
+        if calibration is None:
+            imaging = record.get("imaging") if isinstance(record, dict) else None
+            if not imaging:
+                raise ValueError(f"{self.path}: no imaging calibration in the run file; open it with a "
+                                 f"calibration record")
+            calibration = ImagingCalibration.from_dict(imaging, source=f"{self.path}: calibration")
+        self.calibration = calibration
+        self.warmup = int((self.results or {}).get("warmup_shots", 20))
+        self.reference_basis = int((self.results or {}).get("reference_basis", 0))
+        self.monitor: RunMonitor | None = None
+
+    def default_regions(self) -> RegionPlan:
+        """The regions recorded in the run's results (else the default split)."""
+        from analysis.geometries import Split
+        regions = (self.results or {}).get("regions") or []
+        if regions and regions[0].get("axis"):
+            r = regions[0]
+            gaps = tuple(x["gap_px"] for x in regions if x.get("kind") == "gap_scan")
+            scan = [x["gap_px"] for x in regions if x.get("kind") == "ratio_scan"]
+            return RegionPlan(Split(r["axis"], r["position_px"], r["gap_px"], r.get("a_side", "low")),
+                              scan[0] if scan else None, gaps)
+        return RegionPlan()
+
+    def recount(self, regions: RegionPlan, progress: Callable[[int, int], None]) -> RunMonitor:
+        mon = RunMonitor(self.calibration, regions, warmup_shots=self.warmup,
+                         reference_basis=self.reference_basis)
+        with open_run(self.path) as run:
+            total = run.n_shots
+            for i, shot in enumerate(run.iter_shots(status=None)):
+                if shot.is_ok and shot.frames is not None:
+                    mon.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
+                if i % 10 == 0 or i + 1 == total:
+                    progress(i + 1, total)
+        self.monitor = mon
+        return mon
+
+    def snapshot(self) -> MonitorSnapshot | None:
+        return self.monitor.snapshot() if self.monitor is not None else None

@@ -1,0 +1,237 @@
+"""Images with region overlays and draggable gap lines; convergence and scan plots (pyqtgraph)."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from analysis.geometries import Split
+from app.monitoring import MonitorSnapshot
+
+pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
+COLOURS = {"E_Ent": "#6a3d9a", "E_EPR_AB": "#1f78b4", "E_EPR_BA": "#e31a1c", "xi_R2": "#33a02c",
+           "product_A": "#a6cee3", "product_B": "#fb9a99", "N_A": "#1f78b4", "N_B": "#e31a1c"}
+
+
+class ImagesPanel(QtWidgets.QWidget):
+    """|2> and |1> atom-number images (latest shot or ensemble average) with the A/B masks.
+
+    On the |2> image the gap edges of a split are draggable lines; ``split_dragged(position_px,
+    gap_px)`` reports the new split in the geometry frame (|2> pixels from the |2> cloud centre).
+    """
+
+    split_dragged = QtCore.Signal(float, float)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        top = QtWidgets.QHBoxLayout()
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(["latest shot", "ensemble average"])
+        top.addWidget(QtWidgets.QLabel("Show"))
+        top.addWidget(self.mode)
+        self.masks = QtWidgets.QCheckBox("masks")
+        self.masks.setChecked(True)
+        top.addWidget(self.masks)
+        self.caption = QtWidgets.QLabel("")
+        top.addWidget(self.caption, 1)
+        layout.addLayout(top)
+        self.glw = pg.GraphicsLayoutWidget()
+        layout.addWidget(self.glw, 1)
+        self.plots, self.images, self.overlays = {}, {}, {}
+        for col, state in enumerate((2, 1)):
+            p = self.glw.addPlot(row=0, col=col, title=f"|{state}⟩ atoms per pixel")
+            p.setAspectLocked(True)
+            p.invertY(True)
+            img = pg.ImageItem()
+            over = pg.ImageItem()
+            over.setZValue(5)
+            p.addItem(img)
+            p.addItem(over)
+            self.plots[state], self.images[state], self.overlays[state] = p, img, over
+        self.colorbar = pg.ColorBarItem(colorMap="viridis", interactive=False, width=12)
+        self.colorbar.setImageItem([self.images[2], self.images[1]])
+        self.glw.addItem(self.colorbar, row=0, col=2)
+        # items are created once and updated: removing pyqtgraph items from a scene over and over
+        # crashes PySide6 6.12 (a None refcount bug in itemChange), so nothing is ever removed
+        self.lines: list[pg.InfiniteLine] = []
+        for _ in range(2):
+            line = pg.InfiniteLine(pos=0.0, angle=90, movable=True, pen=pg.mkPen("w", width=1.5),
+                                   hoverPen=pg.mkPen("y", width=2))
+            line.setZValue(10)
+            line.setVisible(False)
+            line.sigPositionChangeFinished.connect(self._dragged)
+            self.plots[2].addItem(line)
+            self.lines.append(line)
+        self._frame: tuple[float, float] | None = None   # (image centre, scale) along the split axis
+        self._axis = "x"
+        self._snapshot: MonitorSnapshot | None = None
+        self._mask_key: object = None
+        self.mode.currentIndexChanged.connect(lambda _: self.show_snapshot(self._snapshot))
+        self.masks.toggled.connect(lambda _: self.show_snapshot(self._snapshot))
+
+    def image_item(self, state: int) -> pg.ImageItem:
+        return self.images[state]
+
+    def show_snapshot(self, snap: MonitorSnapshot | None) -> None:
+        self._snapshot = snap
+        if snap is None:
+            return
+        average = self.mode.currentIndex() == 1
+        for state in (2, 1):
+            img = None
+            if average:
+                img = snap.mean_n2 if state == 2 else snap.mean_n1
+            elif snap.latest_images is not None:
+                img = snap.latest_images.image(state).atoms
+            if img is not None:
+                self.images[state].setImage(img, autoLevels=False)
+        levels = self._levels(snap, average)
+        if levels is not None:
+            self.colorbar.setLevels(levels)
+        self.caption.setText("ensemble average of %d shots" % snap.shots_seen if average else
+                             f"shot {snap.latest_index} ({snap.latest_direction})")
+        self._show_masks(snap)
+
+    def _levels(self, snap: MonitorSnapshot, average: bool) -> tuple[float, float] | None:
+        ref = snap.mean_n2 if snap.mean_n2 is not None else None
+        if ref is None:
+            return None
+        hi = float(np.percentile(ref, 99.9)) * (1.0 if average else 1.6)
+        return (-0.1 * hi, max(hi, 1e-3))
+
+    def _show_masks(self, snap: MonitorSnapshot) -> None:
+        counter = snap.counter
+        show = self.masks.isChecked() and counter is not None
+        for state in (2, 1):
+            self.overlays[state].setVisible(show)
+        key = (id(counter), snap.geometries[0] if snap.geometries else None, show)
+        if key == self._mask_key:
+            return                       # same masks: keep the overlay and the lines being dragged
+        self._mask_key = key
+        for line in self.lines:
+            line.setVisible(False)
+        if not show or counter is None:
+            return
+        for state in (2, 1):
+            w_a, w_b = counter.weights(0, state)
+            rgba = np.zeros(w_a.shape + (4,), dtype=np.uint8)
+            rgba[..., 0] = 255 * (w_a > 0)
+            rgba[..., 2] = 255 * (w_b > 0)
+            rgba[..., 3] = (70 * np.clip(w_a + w_b, 0, 1)).astype(np.uint8)
+            self.overlays[state].setImage(rgba, autoLevels=False, levels=(0, 255))
+        g = snap.geometries[0]
+        if isinstance(g, Split):
+            c = counter.clouds[2]
+            kx, ky = counter.scale(2)
+            centre, scale = (c.centre_x_px, kx) if g.axis == "x" else (c.centre_y_px, ky)
+            self._frame, self._axis = (centre, scale), g.axis
+            for line, edge in zip(self.lines, g.edges_px):
+                line.setAngle(90 if g.axis == "x" else 0)
+                line.setValue(centre + scale * edge)
+                line.setVisible(True)
+
+    def _dragged(self, _line: pg.InfiniteLine) -> None:
+        if self._frame is None or len(self.lines) != 2:
+            return
+        centre, scale = self._frame
+        a, b = sorted((line.value() - centre) / scale for line in self.lines)
+        self.split_dragged.emit((a + b) / 2.0, b - a)
+
+
+class PlotsPanel(QtWidgets.QTabWidget):
+    """Convergence vs shot number, splitting-ratio scan (Fig. 2a/3a), gap-width scan (Fig. 3b/3c)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.convergence = pg.PlotWidget(title="Convergence (chosen regions)")
+        self.ratio = pg.PlotWidget(title="Splitting-ratio scan")
+        self.gap = pg.GraphicsLayoutWidget()
+        self.gap_epr = self.gap.addPlot(row=0, col=0, title="E_EPR vs gap width")
+        self.gap_atoms = self.gap.addPlot(row=1, col=0, title="atoms in A and B")
+        for w, name in ((self.convergence, "Convergence"), (self.ratio, "Splitting ratio"),
+                        (self.gap, "Gap width")):
+            self.addTab(w, name)
+        for p, xl in ((self.convergence.getPlotItem(), "shots"), (self.ratio.getPlotItem(), "N_A / N"),
+                      (self.gap_epr, "gap width (px)"), (self.gap_atoms, "gap width (px)")):
+            p.showGrid(x=True, y=True, alpha=0.2)
+            p.setLabel("bottom", xl)
+            p.addLegend(offset=(-10, 10))
+        for p in (self.convergence.getPlotItem(), self.ratio.getPlotItem(), self.gap_epr):
+            p.addLine(y=1.0, pen=pg.mkPen("k", style=QtCore.Qt.PenStyle.DashLine))
+        self._items: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.ErrorBarItem]] = {}
+        self.convergence.setBackground("w")
+        self.ratio.setBackground("w")
+        self.gap.setBackground("w")
+
+    def _series(self, plot: pg.PlotItem, key: str, name: str) -> tuple[pg.PlotDataItem, pg.ErrorBarItem]:
+        """The (curve, error bars) of one quantity on one plot, created on first use, then reused."""
+        k = (id(plot), key)
+        if k not in self._items:
+            colour = COLOURS[key]
+            bars = pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), height=np.zeros(1), pen=pg.mkPen(colour))
+            curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                              symbolBrush=colour, name=name)
+            plot.addItem(bars)
+            self._items[k] = (curve, bars)
+        return self._items[k]
+
+    def _curve(self, plot: pg.PlotItem, x: np.ndarray, y: np.ndarray, err: np.ndarray, key: str,
+               name: str) -> None:
+        curve, bars = self._series(plot, key, name)
+        ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(err)
+        curve.setData(x[ok], y[ok])
+        bars.setVisible(bool(ok.any()))
+        if ok.any():
+            bars.setData(x=x[ok], y=y[ok], height=2 * err[ok])
+
+    def _hide(self, plot: pg.PlotItem) -> None:
+        for (pid, _), (curve, bars) in self._items.items():
+            if pid == id(plot):
+                curve.setData([], [])
+                bars.setVisible(False)
+
+    def show_snapshot(self, snap: MonitorSnapshot | None) -> None:
+        if snap is None:
+            return
+        conv = self.convergence.getPlotItem()
+        h = snap.history
+        if "shots" in h:
+            for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
+                self._curve(conv, h["shots"], h[key], h[key + ".error"], key, name)
+            xi = 10 ** (h["xi_R2_dB"] / 10)
+            self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h["xi_R2_dB.error"], "xi_R2", "ξ_R²")
+            conv.setYRange(0, 2)
+        else:
+            self._hide(conv)
+        res = snap.result
+        ratio = self.ratio.getPlotItem()
+        if res is None:
+            for p in (ratio, self.gap_epr, self.gap_atoms):
+                self._hide(p)
+            return
+        idx = snap.indices("ratio_scan")
+        if idx.size:
+            x = snap.splitting_ratios[idx]
+            for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A"),
+                              ("product_A", "product A"), ("product_B", "product B")):
+                est = res[key]
+                self._curve(ratio, x, est.value[idx], est.error[idx], key, name)
+            ratio.setYRange(0, 2)
+        else:
+            self._hide(ratio)
+        gidx = snap.indices("gap_scan")
+        if gidx.size:
+            widths = np.array([snap.geometries[i].gap_px for i in gidx])
+            for key, name in (("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
+                est = res[key]
+                self._curve(self.gap_epr, widths, est.value[gidx], est.error[gidx], key, name)
+            self.gap_epr.setYRange(0, 2)
+            if snap.counter is not None and snap.mean_n1 is not None and snap.mean_n2 is not None:
+                counts = snap.counter.count(snap.mean_n1, snap.mean_n2)
+                zero = np.zeros(gidx.size)
+                self._curve(self.gap_atoms, widths, counts.n_a[gidx], zero, "N_A", "N_A")
+                self._curve(self.gap_atoms, widths, counts.n_b[gidx], zero, "N_B", "N_B")
+        else:
+            self._hide(self.gap_epr)
+            self._hide(self.gap_atoms)

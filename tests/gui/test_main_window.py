@@ -1,0 +1,156 @@
+"""The operator window (offscreen): a virtual-lab run from the window, review, regions, export,
+settings and closing during a run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from app.gui.main_window import MainWindow
+from app.gui.panels import AMBER, GREEN, RED, verdict_colour
+from app.runfile import open_run
+from app.session import RunSession
+from tests.app.test_session import lab_config, plan
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def small_config_file(tmp_path: Path) -> Path:
+    from tests.app.test_run_cli import small_config
+    return small_config(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QtCore.QSettings:
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = lab_config(tmp)
+    with RunSession(cfg, plan(cfg, 90), "review.h5", seed=5) as s:
+        s.start()
+        assert s.wait(120) is not None
+    return s.path
+
+
+def make_window(qtbot, settings: QtCore.QSettings, config: Path | None = None, **kw) -> MainWindow:
+    w = MainWindow(config_path=config, settings=settings, **kw)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_verdict_colours() -> None:
+    assert verdict_colour(0.7, 0.1) == GREEN
+    assert verdict_colour(0.9, 0.1) == AMBER
+    assert verdict_colour(1.1, 0.1) == RED
+    assert verdict_colour(0.95, 0.1, certified=True) == GREEN
+
+
+def test_a_run_from_the_window(qtbot, tmp_path: Path, settings: QtCore.QSettings) -> None:
+    w = make_window(qtbot, settings, small_config_file(tmp_path))
+    w.run_panel.shots_spin.setValue(60)
+    with qtbot.waitSignal(w.run_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(w.run_panel.buttons["start"], QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.run_panel.state_label.text() == "running", timeout=30_000)
+        assert not w.run_panel.buttons["start"].isEnabled() and w.run_panel.buttons["pause"].isEnabled()
+    assert finished.args == ["completed"]
+    assert w.run_panel.progress.value() == 60
+    w._dirty = True
+    w._refresh()
+    text = w.numbers.values["E_Ent"].text()
+    assert "±" in text
+    assert w.instruments.table.item(0, 2).text().startswith("Rohde&Schwarz")
+    with open_run(w.session.path) as run:
+        assert run.n_shots == 60 and run.end_state == "completed"
+        e_ent = run.results["criteria"][0]["E_Ent"]["value"]
+    shown = float(text.split("±")[0])
+    assert shown == pytest.approx(e_ent, abs=0.0006)
+
+
+def test_review_shows_the_runs_numbers_and_regions_recount(qtbot, settings: QtCore.QSettings,
+                                                           finished_run: Path, tmp_path: Path) -> None:
+    w = make_window(qtbot, settings)
+    with qtbot.waitSignal(w.background_finished, timeout=60_000) as done:
+        w.open_review(finished_run)
+    assert done.args == [""]
+    with open_run(finished_run) as run:
+        stored = run.results["criteria"][0]
+    snap = w.current_snapshot()
+    assert snap is not None and snap.result is not None
+    assert snap.result["E_Ent"].value[0] == pytest.approx(stored["E_Ent"]["value"], rel=1e-9)
+    assert w.images.images[2].image is not None and w.images.overlays[2].isVisible()
+    # move the gap by entry: every shot is recounted with the new split
+    w.regions.position.setValue(2.0)
+    w.regions.gap.setValue(3.0)
+    with qtbot.waitSignal(w.background_finished, timeout=60_000):
+        w.regions.apply_button.click()
+    snap2 = w.current_snapshot()
+    assert snap2.geometries[0].position_px == 2.0 and snap2.geometries[0].gap_px == 3.0
+    assert snap2.splitting_ratios[0] > snap.splitting_ratios[0]         # A (x below the gap) grew
+    # dragging the gap lines does the same
+    lines = w.images.lines
+    assert all(line.isVisible() for line in lines)
+    with qtbot.waitSignal(w.background_finished, timeout=60_000):
+        lines[1].setValue(lines[1].value() + 2.0)
+        lines[1].sigPositionChangeFinished.emit(lines[1])
+    assert w.current_snapshot().geometries[0].gap_px == pytest.approx(5.0, abs=0.02)
+    # export
+    files = w.export(tmp_path / "report")
+    names = {f.name for f in files}
+    assert {"numbers.csv", "numbers.json", "images.png", "splitting_ratio.png"} <= names
+    report = json.loads((tmp_path / "report" / "numbers.json").read_text())
+    assert report["chosen"]["E_Ent"]["value"] == pytest.approx(
+        float(w.current_snapshot().result["E_Ent"].value[0]))
+    assert all((tmp_path / "report" / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
+
+
+def test_bad_review_file_is_one_clear_message(qtbot, settings: QtCore.QSettings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    w = make_window(qtbot, settings)
+    w.open_review(bad)
+    assert "not an HDF5 file" in w.run_panel.error_label.text()
+    assert w.review is None
+
+
+def test_settings_persist(qtbot, settings: QtCore.QSettings, tmp_path: Path) -> None:
+    cfg = small_config_file(tmp_path)
+    w = make_window(qtbot, settings, cfg)
+    w.run_panel.shots_spin.setValue(123)
+    w.run_panel.state_combo.setCurrentText("coherent")
+    w.close()
+    w2 = make_window(qtbot, settings)
+    assert w2.run_panel.config_edit.text() == str(cfg)
+    assert w2.run_panel.shots_spin.value() == 123
+    assert w2.run_panel.state_combo.currentText() == "coherent"
+
+
+def test_closing_during_a_run_asks_then_stops_with_the_file_intact(qtbot, settings: QtCore.QSettings,
+                                                                  tmp_path: Path) -> None:
+    answers: list[bool] = [False, True]
+    asked: list[str] = []
+
+    def confirm(title: str, text: str) -> bool:
+        asked.append(title)
+        return answers.pop(0)
+
+    w = make_window(qtbot, settings, small_config_file(tmp_path), confirm=confirm)
+    w.run_panel.shots_spin.setValue(100_000)
+    w.run_panel.buttons["start"].click()
+    qtbot.waitUntil(lambda: w.session is not None and w.session.last_progress is not None
+                    and w.session.last_progress.ok_shots >= 10, timeout=60_000)
+    assert not w.close()                    # "no": the window stays, the run goes on
+    assert w.isVisible() and w.session.state.value == "running"
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as finished:
+        w.close()                           # "yes": stop after the current shot, then close
+    assert finished.args == ["stopped"] and asked == ["Run in progress", "Run in progress"]
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    with open_run(w.session.path) as run:
+        assert run.end_state == "stopped" and run.closed_cleanly
+        assert np.all(np.diff(run.table()["index"]) == 1)
