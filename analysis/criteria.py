@@ -52,19 +52,30 @@ class CriteriaError(ValueError):
 
 @dataclass(frozen=True)
 class DetectionNoise:
-    """Detection-noise (co)variance of the regions' spin components, in hbar^2."""
+    """Detection-noise (co)variance of the regions' spin components, in hbar^2.
 
-    var_a: float
-    var_b: float
-    cov_ab: float = 0.0
+    Scalars (one geometry, or the same for all) or arrays of shape (G,), one value per geometry.
+    """
+
+    var_a: float | NDArray[np.float64]
+    var_b: float | NDArray[np.float64]
+    cov_ab: float | NDArray[np.float64] = 0.0
 
     def __post_init__(self) -> None:
         for name in ("var_a", "var_b", "cov_ab"):
-            v = getattr(self, name)
-            if not math.isfinite(v):
-                raise ValueError(f"detection noise {name} must be finite, got {v}")
-        if self.var_a < 0 or self.var_b < 0:
+            v = np.asarray(getattr(self, name), dtype=np.float64)
+            if v.ndim > 1 or not np.all(np.isfinite(v)):
+                raise ValueError(f"detection noise {name} must be finite (a number or one per "
+                                 f"geometry), got {getattr(self, name)}")
+        if np.any(np.asarray(self.var_a) < 0) or np.any(np.asarray(self.var_b) < 0):
             raise ValueError(f"detection-noise variances must be >= 0, got {self.var_a}, {self.var_b}")
+
+    def at(self, geometry: int) -> tuple[float, float, float]:
+        """(var_a, var_b, cov_ab) of one geometry."""
+        def one(v: Any) -> float:
+            a = np.asarray(v, dtype=np.float64)
+            return float(a if a.ndim == 0 else a[geometry])
+        return one(self.var_a), one(self.var_b), one(self.cov_ab)
 
 
 @dataclass(frozen=True)
@@ -151,8 +162,8 @@ class CriteriaResult:
         out["confidence"] = self.confidence
         out["error_method"] = f"delete-a-group jackknife, {self.n_groups} groups"
         if self.corrected is not None and self.detection_noise is not None:
-            dn = self.detection_noise
-            out["detection_noise"] = {"var_a": dn.var_a, "var_b": dn.var_b, "cov_ab": dn.cov_ab}
+            va, vb, cab = self.detection_noise.at(geometry)
+            out["detection_noise"] = {"var_a": va, "var_b": vb, "cov_ab": cab}
             out["corrected"] = {k: v for k, v in self.corrected.to_dict(geometry).items()
                                 if k in self.estimates}
         return out

@@ -6,6 +6,16 @@ splitting-ratio scan (every gap position across the cloud along the split axis) 
 scan at the chosen position, so one pass over the shots gives the numbers of every view
 (Fig. 2a/3a, 3b/3c). Masks are centred on the average of the first ``warmup_shots`` shots and then
 stay fixed, so every shot of a run is counted with the same masks. No Qt, no drivers.
+
+Detection noise (``detection_noise=True``, default): the same masks, moved sideways onto an empty
+part of each state's image (no atoms there), count every shot's atom-number images a second time.
+Those counts are atom-free images through the same pipeline and masks: photon, read and fringe
+noise of the same exposures, minus the extra photon noise where atoms absorb, so the estimate
+errs on the small side (a slight under-correction, never a false violation from over-subtraction).
+Per geometry: Var(S^A), Var(S^B), Cov(S^A, S^B) of S = (c1 - c2)/2 over the shots (ddof = 1). The
+criteria are reported raw and with this (co)variance subtracted (analysis.criteria.DetectionNoise).
+The estimate needs room beside the clouds (a frame at least ~3 ROI widths wide); otherwise only
+raw values are reported.
 """
 from __future__ import annotations
 
@@ -19,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analysis.criteria import CriteriaError, CriteriaResult, StreamingCriteria
+from analysis.criteria import CriteriaError, CriteriaResult, DetectionNoise, StreamingCriteria
 from analysis.crosstalk import Crosstalk, region_crosstalk
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import ImagingCalibration, ShotImages
@@ -101,7 +111,8 @@ class RunMonitor:
 
     def __init__(self, calibration: ImagingCalibration, regions: RegionPlan | None = None, *,
                  warmup_shots: int = 20, reference_basis: int = 0, confidence: float = 0.95,
-                 roi_sigmas: float = 3.5, history_every: int = 5) -> None:
+                 roi_sigmas: float = 3.5, history_every: int = 5,
+                 detection_noise: bool = True) -> None:
         if warmup_shots < 3:
             raise ValueError(f"warmup_shots = {warmup_shots}: expected >= 3")
         self.calibration = calibration
@@ -111,6 +122,9 @@ class RunMonitor:
         self.confidence = confidence
         self.roi_sigmas = roi_sigmas
         self.history_every = max(1, int(history_every))
+        self.use_detection_noise = detection_noise
+        self._det_sums: NDArray[np.float64] | None = None   # (n, sums of S^A S^B, squares, product)
+        self._empty: RegionCounter | None = None
         self._lock = threading.RLock()
         self._plain = AtomImager(calibration)
         self._imager = self._plain
@@ -148,7 +162,7 @@ class RunMonitor:
                 return
             images = self._imager(frames)
             self._accumulate(images)
-            self._count(index, direction, images)
+            self._count(index, direction, images, frames)
 
     def _accumulate(self, images: ShotImages) -> None:
         if self._sum1 is None:
@@ -170,6 +184,7 @@ class RunMonitor:
         self._clouds, self._roi = clouds, roi
         self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence)
         self._ratios = self._counter.splitting_ratios(m1, m2)
+        self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
         if self.reference_basis > 0:
             mask = fit_mask_around_clouds(m1.shape, clouds.values())
             self._imager = AtomImager(self.calibration, basis_frames=self.reference_basis,
@@ -181,29 +196,80 @@ class RunMonitor:
         for index, direction, frames in buffered:
             images = self._imager(frames)
             self._accumulate(images)
-            self._count(index, direction, images)
+            self._count(index, direction, images, frames)
 
-    def _count(self, index: int, direction: str, images: ShotImages) -> None:
+    def _count(self, index: int, direction: str, images: ShotImages,
+               frames: Mapping[str, NDArray[Any]]) -> None:
         assert self._counter is not None and self._criteria is not None
         c = self._counter.count(images.n1.atoms, images.n2.atoms)
         self._criteria.add(direction, c.n1a, c.n2a, c.n1b, c.n2b)
+        if self.use_detection_noise:
+            self._add_atom_free(images)
         self._counted += 1
         self._latest = (index, direction, images)
         if self._counted % self.history_every == 0 and self._criteria.ready():
             self._record_history()
 
+    def _empty_counter(self, counter: RegionCounter) -> RegionCounter | None:
+        """The masks shifted sideways (along x) onto atom-free pixels of each state's image."""
+        h, w = counter.image_shape
+        hx = counter.roi_half_px[0]
+        shifted = {}
+        for state, c in counter.clouds.items():
+            kx = counter.scale(state)[0]
+            half = hx * kx
+            room_right = w - 1 - (c.centre_x_px + half)
+            room_left = c.centre_x_px - half
+            need = 2 * half + 4.0
+            if room_right >= need:
+                dx = need
+            elif room_left >= need:
+                dx = -need
+            else:
+                return None
+            shifted[state] = dataclasses.replace(c, centre_x_px=c.centre_x_px + dx)
+        return RegionCounter(counter.geometries, shifted, counter.image_shape,
+                             roi_half_px=counter.roi_half_px)
+
+    def _add_atom_free(self, images: ShotImages) -> None:
+        if self._empty is None:
+            return
+        c = self._empty.count(images.n1.atoms, images.n2.atoms)
+        v = np.stack([(c.n1a - c.n2a) / 2, (c.n1b - c.n2b) / 2])    # (2, G): S^A, S^B
+        row = np.concatenate([v, v * v, v[:1] * v[1:]])               # (5, G)
+        if self._det_sums is None:
+            self._det_sums = np.zeros((6,) + v.shape[1:])
+        self._det_sums[0] += 1
+        self._det_sums[1:] += row
+
+    def detection_noise(self) -> DetectionNoise | None:
+        """Per-geometry detection-noise (co)variance of S^A, S^B (hbar^2); None before 3 shots or
+        without room for the atom-free masks."""
+        with self._lock:
+            s = self._det_sums
+            if s is None or s[0, 0] < 3:
+                return None
+            n = s[0]
+            mean = s[1:3] / n
+            var = np.maximum((s[3:5] - n * mean ** 2) / (n - 1), 0.0)
+            cov = (s[5] - n * mean[0] * mean[1]) / (n - 1)
+            return DetectionNoise(var[0], var[1], cov)
+
     def _record_history(self) -> None:
         assert self._criteria is not None
         try:
-            res = self._criteria.result()
+            res = self.result()
         except CriteriaError:
             return
         h = self._history
         h.setdefault("shots", []).append(float(self._counted))
-        for name in ("N", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA"):
-            est = res[name]
-            h.setdefault(name, []).append(float(est.value[0]))
-            h.setdefault(name + ".error", []).append(float(est.error[0]))
+        for prefix, r in (("", res), ("corrected.", res.corrected)):
+            if r is None:
+                continue
+            for name in ("N", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA"):
+                est = r[name]
+                h.setdefault(prefix + name, []).append(float(est.value[0]))
+                h.setdefault(prefix + name + ".error", []).append(float(est.error[0]))
 
     # --- output -----------------------------------------------------------------------------------
     @property
@@ -223,6 +289,7 @@ class RunMonitor:
             if self._criteria is None:
                 raise CriteriaError(f"masks not centred yet: {len(self._buffer)} of "
                                     f"{self.warmup_shots} warm-up shots received")
+            self._criteria.detection_noise = self.detection_noise()
             return self._criteria.result()
 
     def snapshot(self, *, crosstalk: bool = True) -> MonitorSnapshot:

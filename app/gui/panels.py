@@ -173,34 +173,50 @@ class NumbersPanel(QtWidgets.QGroupBox):
         font = QtGui.QFont()
         font.setPointSize(font.pointSize() + 3)
         font.setBold(True)
+        grid.addWidget(QtWidgets.QLabel("detection noise subtracted"), 0, 1)
+        grid.addWidget(QtWidgets.QLabel("raw"), 0, 2)
         self.values: dict[str, QtWidgets.QLabel] = {}
-        for r, (key, label) in enumerate(self.ROWS):
+        self.raw: dict[str, QtWidgets.QLabel] = {}
+        for r, (key, label) in enumerate(self.ROWS, start=1):
             grid.addWidget(QtWidgets.QLabel(label), r, 0)
             v = QtWidgets.QLabel("—")
             v.setObjectName(f"value_{key}")
             v.setFont(font)
             v.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(v, r, 1)
+            raw = QtWidgets.QLabel("—")
+            raw.setObjectName(f"raw_{key}")
+            grid.addWidget(raw, r, 2)
             self.values[key] = v
+            self.raw[key] = raw
         self.info = QtWidgets.QLabel("waiting for shots")
         self.info.setWordWrap(True)
-        grid.addWidget(self.info, len(self.ROWS), 0, 1, 2)
+        grid.addWidget(self.info, len(self.ROWS) + 1, 0, 1, 3)
+
+    @staticmethod
+    def _text(result: CriteriaResult, key: str) -> tuple[str, float, float]:
+        est = result[key]
+        v, e = float(est.value[0]), float(est.error[0])
+        digits = 1 if key == "N" else (2 if key == "xi_R2_dB" else 3)
+        return (f"{v:.{digits}f} ± {e:.{digits}f}" if math.isfinite(v) else "n/a"), v, e
 
     def show_result(self, result: CriteriaResult | None, info: str) -> None:
+        """Main column: detection-noise-corrected values when available (else raw), colour-coded."""
         self.info.setText(info)
+        main = result.corrected if result is not None and result.corrected is not None else result
         for key, _ in self.ROWS:
-            label = self.values[key]
-            if result is None:
+            label, raw = self.values[key], self.raw[key]
+            if result is None or main is None:
                 label.setText("—")
+                raw.setText("—")
                 label.setStyleSheet("")
                 continue
-            est = result[key]
-            v, e = float(est.value[0]), float(est.error[0])
-            digits = 1 if key == "N" else (2 if key == "xi_R2_dB" else 3)
-            label.setText(f"{v:.{digits}f} ± {e:.{digits}f}" if math.isfinite(v) else "n/a")
+            text, v, e = self._text(main, key)
+            label.setText(text)
+            raw.setText(self._text(result, key)[0])
             colour = ""
             if key in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
-                colour = verdict_colour(v, e, bool(result.certified(key)[0]))
+                colour = verdict_colour(v, e, bool(main.certified(key)[0]))
             elif key in ("xi_R2", "product_A", "product_B"):
                 colour = verdict_colour(v, e)
             elif key == "xi_R2_dB":

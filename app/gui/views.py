@@ -197,14 +197,18 @@ class PlotsPanel(QtWidgets.QTabWidget):
         conv = self.convergence.getPlotItem()
         h = snap.history
         if "shots" in h:
+            pre = "corrected." if "corrected.E_Ent" in h else ""
             for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
-                self._curve(conv, h["shots"], h[key], h[key + ".error"], key, name)
-            xi = 10 ** (h["xi_R2_dB"] / 10)
-            self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h["xi_R2_dB.error"], "xi_R2", "ξ_R²")
+                self._curve(conv, h["shots"], h[pre + key], h[pre + key + ".error"], key, name)
+            xi = 10 ** (h[pre + "xi_R2_dB"] / 10)
+            self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"], "xi_R2",
+                        "ξ_R²")
+            conv.setTitle("Convergence (chosen regions" + (", detection noise subtracted)" if pre else ")"))
             conv.setYRange(0, 2)
         else:
             self._hide(conv)
-        res = snap.result
+        res = snap.result.corrected if snap.result is not None and snap.result.corrected is not None \
+            else snap.result
         ratio = self.ratio.getPlotItem()
         if res is None:
             for p in (ratio, self.gap_epr, self.gap_atoms):
