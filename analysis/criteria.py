@@ -52,9 +52,10 @@ class CriteriaError(ValueError):
 
 @dataclass(frozen=True)
 class DetectionNoise:
-    """Detection-noise (co)variance of the regions' spin components, in hbar^2.
-
-    Scalars (one geometry, or the same for all) or arrays of shape (G,), one value per geometry.
+    """The (co)variance to subtract from Var(S^A), Var(S^B), Cov(S^A, S^B), in hbar^2: detection
+    noise, possibly combined with imaging terms (a negative variance adds a deficit back, e.g.
+    analysis.detection_noise.imaging_correction). Scalars (the same for every geometry) or arrays
+    of shape (G,), one value per geometry.
     """
 
     var_a: float | NDArray[np.float64]
@@ -67,8 +68,6 @@ class DetectionNoise:
             if v.ndim > 1 or not np.all(np.isfinite(v)):
                 raise ValueError(f"detection noise {name} must be finite (a number or one per "
                                  f"geometry), got {getattr(self, name)}")
-        if np.any(np.asarray(self.var_a) < 0) or np.any(np.asarray(self.var_b) < 0):
-            raise ValueError(f"detection-noise variances must be >= 0, got {self.var_a}, {self.var_b}")
 
     def at(self, geometry: int) -> tuple[float, float, float]:
         """(var_a, var_b, cov_ab) of one geometry."""

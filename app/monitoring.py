@@ -12,8 +12,13 @@ part of each state's image (no atoms there), count every shot's atom-number imag
 Those counts are atom-free images through the same pipeline and masks: photon, read and fringe
 noise of the same exposures, minus the extra photon noise where atoms absorb, so the estimate
 errs on the small side (a slight under-correction, never a false violation from over-subtraction).
-Per geometry: Var(S^A), Var(S^B), Cov(S^A, S^B) of S = (c1 - c2)/2 over the shots (ddof = 1). The
-criteria are reported raw and with this (co)variance subtracted (analysis.criteria.DetectionNoise).
+Per geometry: Var(S^A), Var(S^B), Cov(S^A, S^B) of S = (c1 - c2)/2 over the shots (ddof = 1).
+The optical point-spread function also spreads each atom over a region edge deterministically,
+which lowers Var(S^R) by D_R/4 and raises Cov(S^A, S^B) by W_AB/4 compared with whole atoms
+(analysis.crosstalk.partition_terms, from the warm-up's mean images and the calibration's PSF).
+The correction subtracted is detection noise - D/4 (variances) and detection noise + W_AB/4
+(covariance) (analysis.detection_noise.imaging_correction); the criteria are reported raw and
+corrected, side by side.
 The estimate needs room beside the clouds (a frame at least ~3 ROI widths wide); otherwise only
 raw values are reported.
 """
@@ -30,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaError, CriteriaResult, DetectionNoise, StreamingCriteria
-from analysis.crosstalk import Crosstalk, region_crosstalk
+from analysis.crosstalk import Crosstalk, PartitionTerms, partition_terms, region_crosstalk
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import ImagingCalibration, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
@@ -125,6 +130,7 @@ class RunMonitor:
         self.use_detection_noise = detection_noise
         self._det_sums: NDArray[np.float64] | None = None   # (n, sums of S^A S^B, squares, product)
         self._empty: RegionCounter | None = None
+        self._partition: PartitionTerms | None = None
         self._lock = threading.RLock()
         self._plain = AtomImager(calibration)
         self._imager = self._plain
@@ -185,6 +191,10 @@ class RunMonitor:
         self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence)
         self._ratios = self._counter.splitting_ratios(m1, m2)
         self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
+        if self._empty is not None:
+            cal = self.calibration
+            self._partition = partition_terms(self._counter, m1, m2,
+                                              (cal.psf_sigma_x_px, cal.psf_sigma_y_px))
         if self.reference_basis > 0:
             mask = fit_mask_around_clouds(m1.shape, clouds.values())
             self._imager = AtomImager(self.calibration, basis_frames=self.reference_basis,
@@ -243,8 +253,18 @@ class RunMonitor:
         self._det_sums[1:] += row
 
     def detection_noise(self) -> DetectionNoise | None:
-        """Per-geometry detection-noise (co)variance of S^A, S^B (hbar^2); None before 3 shots or
-        without room for the atom-free masks."""
+        """Per geometry, hbar^2: detection-noise (co)variance of S^A, S^B combined with the PSF
+        partition terms (what the corrected criteria subtract); None before 3 shots or without
+        room for the atom-free masks. :meth:`raw_detection_noise` is the noise alone."""
+        det = self.raw_detection_noise()
+        if det is None or self._partition is None:
+            return det
+        pt = self._partition
+        return DetectionNoise(np.asarray(det.var_a) - pt.d_a / 4, np.asarray(det.var_b) - pt.d_b / 4,
+                              np.asarray(det.cov_ab) + pt.w_ab / 4)
+
+    def raw_detection_noise(self) -> DetectionNoise | None:
+        """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2."""
         with self._lock:
             s = self._det_sums
             if s is None or s[0, 0] < 3:

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     app.setOrganizationName("steerlab")
     window = MainWindow(config_path=args.config,
                         confirm=(lambda title, text: True) if args.screenshot else None)
+    if args.screenshot:
+        window.resize(1500, 900)
     window.show()
     status = {"code": 0}
 

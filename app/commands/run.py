@@ -125,7 +125,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 
     cor = c.get("corrected") or {}
     if cor:
-        lines.append(f"{'':28s} {'detection noise subtracted':>26s}   | raw")
+        lines.append(f"{'':28s} {'corrected (detection noise, PSF)':>40s}   | raw")
 
     def one(e: dict[str, Any]) -> str:
         if e["value"] is None:
@@ -144,8 +144,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
               fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
     if cor:
         dn = c["detection_noise"]
-        lines.append(f"detection noise (atom-free masks beside the clouds): Var(S^A) = {dn['var_a']:.2f}, "
-                     f"Var(S^B) = {dn['var_b']:.2f}, Cov = {dn['cov_ab']:.2f} hbar^2")
+        lines.append(f"subtracted (detection noise from atom-free masks beside the clouds, minus PSF "
+                     f"partition terms): Var(S^A) {dn['var_a']:.2f}, Var(S^B) {dn['var_b']:.2f}, "
+                     f"Cov {dn['cov_ab']:.2f} hbar^2")
     xt = results.get("crosstalk_chosen")
     if xt:
         lines.append(f"crosstalk: N_AB = {xt['n_ab']:.2f} atoms; coherent-state bound E_EPR >= "

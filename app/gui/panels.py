@@ -173,7 +173,7 @@ class NumbersPanel(QtWidgets.QGroupBox):
         font = QtGui.QFont()
         font.setPointSize(font.pointSize() + 3)
         font.setBold(True)
-        grid.addWidget(QtWidgets.QLabel("detection noise subtracted"), 0, 1)
+        grid.addWidget(QtWidgets.QLabel("corrected (detection noise, PSF)"), 0, 1)
         grid.addWidget(QtWidgets.QLabel("raw"), 0, 2)
         self.values: dict[str, QtWidgets.QLabel] = {}
         self.raw: dict[str, QtWidgets.QLabel] = {}

@@ -67,6 +67,7 @@ class ImagesPanel(QtWidgets.QWidget):
         self._axis = "x"
         self._snapshot: MonitorSnapshot | None = None
         self._mask_key: object = None
+        self._zoomed: object = None
         self.mode.currentIndexChanged.connect(lambda _: self.show_snapshot(self._snapshot))
         self.masks.toggled.connect(lambda _: self.show_snapshot(self._snapshot))
 
@@ -113,6 +114,15 @@ class ImagesPanel(QtWidgets.QWidget):
             line.setVisible(False)
         if not show or counter is None:
             return
+        if self._zoomed is not counter:            # frame the clouds once per set of masks
+            self._zoomed = counter
+            hx, hy = counter.roi_half_px
+            for state in (2, 1):
+                c = counter.clouds[state]
+                kx, ky = counter.scale(state)
+                self.plots[state].setRange(xRange=(c.centre_x_px - 2.5 * hx * kx, c.centre_x_px + 2.5 * hx * kx),
+                                           yRange=(c.centre_y_px - 2.5 * hy * ky, c.centre_y_px + 2.5 * hy * ky),
+                                           padding=0)
         for state in (2, 1):
             w_a, w_b = counter.weights(0, state)
             rgba = np.zeros(w_a.shape + (4,), dtype=np.uint8)
@@ -203,7 +213,7 @@ class PlotsPanel(QtWidgets.QTabWidget):
             xi = 10 ** (h[pre + "xi_R2_dB"] / 10)
             self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"], "xi_R2",
                         "ξ_R²")
-            conv.setTitle("Convergence (chosen regions" + (", detection noise subtracted)" if pre else ")"))
+            conv.setTitle("Convergence (chosen regions" + (", corrected)" if pre else ")"))
             conv.setYRange(0, 2)
         else:
             self._hide(conv)

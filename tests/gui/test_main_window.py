@@ -68,7 +68,7 @@ def test_a_run_from_the_window(qtbot, tmp_path: Path, settings: QtCore.QSettings
     assert w.instruments.table.item(0, 2).text().startswith("Rohde&Schwarz")
     with open_run(w.session.path) as run:
         assert run.n_shots == 60 and run.end_state == "completed"
-        e_ent = run.results["criteria"][0]["E_Ent"]["value"]
+        e_ent = run.results["criteria"][0]["corrected"]["E_Ent"]["value"]
     shown = float(text.split("±")[0])
     assert shown == pytest.approx(e_ent, abs=0.0006)
 
