@@ -10,6 +10,7 @@ COMMANDS: dict[str, str] = {
     "criteria": "criteria",
     "run": "run",
     "gui": "gui",
+    "analyze": "analyze",
 }
 
 

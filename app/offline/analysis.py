@@ -1,0 +1,360 @@
+"""Offline analysis of a run file: atom numbers and criteria for any regions, from the raw frames.
+
+Two passes over the ok shots, in chunks (never all frames in memory): (1) the ensemble-average
+atom-number images of |1> and |2> (the masks are centred on them, physics.md), (2) the region
+counts of every geometry, accumulated as grouped power sums (analysis.moments.GroupedSums, the
+k-th shot of a direction in jackknife group k % 20, as in the live monitor), plus the atom-free
+counts of the same masks moved onto empty pixels (detection noise, see app.monitoring). Each chunk's
+partial sums are computed by a pure function of (file, rows, ...), so the chunks can run in this
+process, in worker processes or on a Dask cluster, and are always combined in chunk order: every
+execution path gives bit-identical numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analysis.criteria import CriteriaResult, DetectionNoise, result_from_sums
+from analysis.crosstalk import Crosstalk, partition_terms, region_crosstalk
+from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
+from analysis.imaging import ImagingCalibration, shot_atom_images
+from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
+from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
+from app.runfile import RunFileError, open_run
+
+Progress = Callable[[int, int], None]
+DEFAULT_CHUNK = 64
+
+
+def _frames_dict(frames: NDArray[Any], names: Sequence[str]) -> dict[str, NDArray[Any]]:
+    return {n: frames[i] for i, n in enumerate(names)}
+
+
+def mean_images_chunk(path: str, rows: tuple[int, int], calibration: dict[str, float]
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+    """Sums of the |1> and |2> atom-number images over the ok shots of file rows [a, b)."""
+    cal = ImagingCalibration.from_dict(calibration)
+    s1 = s2 = None
+    n = 0
+    with open_run(path) as run:
+        status = run.table()["status"][rows[0]:rows[1]]
+        names = run.frame_names
+        for k, frames in _shots(run, rows):
+            if _status(status[k]) != "ok":
+                continue
+            im = shot_atom_images(_frames_dict(frames, names), cal)
+            if s1 is None:
+                s1, s2 = np.zeros_like(im.n1.atoms), np.zeros_like(im.n2.atoms)
+            s1 += im.n1.atoms
+            s2 += im.n2.atoms
+            n += 1
+    if s1 is None:
+        return np.zeros(0), np.zeros(0), 0
+    return s1, s2, n
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """What a worker needs to rebuild the region counter (plain data)."""
+
+    geometries: tuple[Geometry, ...]
+    clouds: dict[int, CloudShape]
+    empty_clouds: dict[int, CloudShape] | None
+    shape: tuple[int, int]
+    roi_half_px: tuple[float, float]
+
+    def counter(self) -> RegionCounter:
+        return RegionCounter(list(self.geometries), self.clouds, self.shape, roi_half_px=self.roi_half_px)
+
+    def empty_counter(self) -> RegionCounter | None:
+        if self.empty_clouds is None:
+            return None
+        return RegionCounter(list(self.geometries), self.empty_clouds, self.shape,
+                             roi_half_px=self.roi_half_px)
+
+
+def count_chunk(path: str, rows: tuple[int, int], offsets: tuple[int, int, int],
+                calibration: dict[str, float], spec: CounterSpec
+                ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    """Grouped power sums (3, K, G, F), shots per direction (3,), atom-free sums (6, G) of rows
+    [a, b); ``offsets``: ok shots per direction before row a (for the jackknife groups)."""
+    cal = ImagingCalibration.from_dict(calibration)
+    counter, empty = spec.counter(), spec.empty_counter()
+    g = counter.n_geometries
+    sums = GroupedSums.empty(g)
+    sums.counts[:] = offsets
+    det = np.zeros((6, g))
+    with open_run(path) as run:
+        table = run.table()
+        status = table["status"][rows[0]:rows[1]]
+        dirs = table["direction"][rows[0]:rows[1]]
+        names = run.frame_names
+        for k, frames in _shots(run, rows):
+            if _status(status[k]) != "ok":
+                continue
+            im = shot_atom_images(_frames_dict(frames, names), cal)
+            c = counter.count(im.n1.atoms, im.n2.atoms)
+            sa, sb, ntot = spin_components(c.n1a, c.n2a, c.n1b, c.n2b)
+            sums.add_shot(_status(dirs[k]), sa, sb, ntot)
+            if empty is not None:
+                e = empty.count(im.n1.atoms, im.n2.atoms)
+                v = np.stack([(e.n1a - e.n2a) / 2, (e.n1b - e.n2b) / 2])
+                det += np.concatenate([[np.ones(g)], v, v * v, v[:1] * v[1:]])
+    return sums.sums, sums.counts - np.asarray(offsets), det
+
+
+def _shots(run: Any, rows: tuple[int, int]) -> Any:
+    """(k, frames of row rows[0] + k) for the rows of a chunk, read in blocks."""
+    for first, block in run.iter_frames(rows[0], rows[1], chunk=16):
+        for j in range(block.shape[0]):
+            yield first + j - rows[0], block[j]
+
+
+def _status(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _empty_clouds(clouds: dict[int, CloudShape], shape: tuple[int, int], hx: float,
+                  scale: dict[int, float]) -> dict[int, CloudShape] | None:
+    """Cloud shapes moved sideways so the masks fall on atom-free pixels (None: no room)."""
+    w = shape[1]
+    out = {}
+    for s, c in clouds.items():
+        half = hx * scale[s]
+        need = 2 * half + 4.0
+        if w - 1 - (c.centre_x_px + half) >= need:
+            dx = need
+        elif c.centre_x_px - half >= need:
+            dx = -need
+        else:
+            return None
+        out[s] = dataclasses.replace(c, centre_x_px=c.centre_x_px + dx)
+    return out
+
+
+@dataclass
+class Analysis:
+    """Criteria for a list of geometries of one run (arrays of shape (G,) inside ``result``)."""
+
+    path: Path
+    geometries: list[Geometry]
+    splitting_ratios: NDArray[np.float64]
+    n_a: NDArray[np.float64]
+    n_b: NDArray[np.float64]
+    result: CriteriaResult
+    crosstalk: Crosstalk
+    detection_noise: DetectionNoise | None
+
+    @property
+    def best(self) -> CriteriaResult:
+        """The corrected result if available, else the raw one."""
+        return self.result.corrected if self.result.corrected is not None else self.result
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per geometry: name, split parameters, ratio, N_A, N_B, every criterion raw and corrected."""
+        def num(x: Any) -> float | None:
+            x = float(x)
+            return x if math.isfinite(x) else None
+        rows = []
+        for i, g in enumerate(self.geometries):
+            row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": num(self.splitting_ratios[i]),
+                                   "N_A": num(self.n_a[i]), "N_B": num(self.n_b[i]),
+                                   "crosstalk_n_ab": num(self.crosstalk.n_ab[i])}
+            if isinstance(g, Split):
+                row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
+            for label, res in (("", self.result), ("corrected.", self.result.corrected)):
+                if res is None:
+                    continue
+                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N"):
+                    row[label + q] = num(res[q].value[i])
+                    row[label + q + "_error"] = num(res[q].error[i])
+                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
+                    row[label + q + "_certified"] = bool(res.certified(q)[i])
+            rows.append(row)
+        return rows
+
+
+class RunAnalysis:
+    """A run file opened for offline analysis (notebook API).
+
+    ``calibration``: another imaging calibration instead of the run's own record. ``executor``: a
+    concurrent.futures Executor or a dask.distributed Client to spread the chunks (default: this
+    process). ``chunk``: shots per chunk.
+    """
+
+    def __init__(self, path: str | Path, calibration: ImagingCalibration | None = None, *,
+                 executor: Any = None, chunk: int = DEFAULT_CHUNK, confidence: float = 0.95) -> None:
+        self.path = Path(path)
+        with open_run(self.path) as run:
+            table = run.table()
+            record = run.calibration
+            self.plan = run.plan
+            self.end_state = run.end_state
+            self.frame_shape = run.frame_shape
+        if calibration is None:
+            imaging = record.get("imaging") if isinstance(record, dict) else None
+            if not imaging:
+                raise RunFileError(f"{self.path}: the run file holds no imaging calibration "
+                                   f"(calibration_json has no 'imaging'); pass a calibration record")
+            calibration = ImagingCalibration.from_dict(imaging, source=f"{self.path}: calibration")
+        self.calibration = calibration
+        self.executor = executor
+        self.chunk = max(1, int(chunk))
+        self.confidence = confidence
+        status = np.array([_status(s) for s in table["status"]])
+        dirs = np.array([_status(d) for d in table["direction"]])
+        self.ok = status == "ok"
+        self.directions = dirs
+        if self.ok.sum() < 9:
+            raise RunFileError(f"{self.path}: only {int(self.ok.sum())} ok shots; at least 3 per "
+                               f"direction are needed")
+        n = len(status)
+        self.chunks = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
+        self._means: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    @property
+    def state(self) -> str:
+        """The prepared state from the plan ('squeezed', 'coherent' or '?')."""
+        return str((self.plan or {}).get("state", {}).get("kind", "?"))
+
+    # --- execution ------------------------------------------------------------------------------
+    def _map(self, fn: Callable[..., Any], args: list[tuple[Any, ...]], progress: Progress | None,
+             what: str) -> list[Any]:
+        ex = self.executor
+        total = len(args)
+        out: list[Any] = [None] * total
+        if ex is None:
+            for i, a in enumerate(args):
+                out[i] = fn(*a)
+                if progress:
+                    progress(i + 1, total)
+            return out
+        if isinstance(ex, Executor):
+            futures = [ex.submit(fn, *a) for a in args]
+            for i, f in enumerate(futures):
+                out[i] = f.result()
+                if progress:
+                    progress(i + 1, total)
+            return out
+        # a dask.distributed Client
+        futures = [ex.submit(fn, *a, pure=False) for a in args]
+        for i, f in enumerate(futures):
+            out[i] = f.result()
+            if progress:
+                progress(i + 1, total)
+        return out
+
+    # --- pass 1 -----------------------------------------------------------------------------------
+    def mean_images(self, progress: Progress | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Ensemble-average |1> and |2> atom-number images (atoms per pixel) of the ok shots."""
+        if self._means is None:
+            cal = self.calibration.to_dict()
+            parts = self._map(mean_images_chunk, [(str(self.path), c, cal) for c in self.chunks],
+                              progress, "mean images")
+            s1 = s2 = None
+            n = 0
+            for p1, p2, k in parts:                 # in chunk order
+                if k == 0:
+                    continue
+                s1 = p1.copy() if s1 is None else s1 + p1
+                s2 = p2.copy() if s2 is None else s2 + p2
+                n += k
+            assert s1 is not None and s2 is not None
+            self._means = (s1 / n, s2 / n)
+        return self._means
+
+    def clouds(self) -> dict[int, CloudShape]:
+        m1, m2 = self.mean_images()
+        return {1: cloud_shape(m1), 2: cloud_shape(m2)}
+
+    def roi_half_px(self) -> tuple[float, float]:
+        return default_roi_half_px(self.clouds()[2])
+
+    # --- pass 2 -----------------------------------------------------------------------------------
+    def analyse(self, geometries: Sequence[Geometry], progress: Progress | None = None,
+                *, detection_noise: bool = True) -> Analysis:
+        """Criteria (raw and corrected), splitting ratios, N_A, N_B and crosstalk per geometry."""
+        geoms = list(geometries)
+        m1, m2 = self.mean_images()
+        clouds = self.clouds()
+        roi = self.roi_half_px()
+        counter = RegionCounter(geoms, clouds, m1.shape, roi_half_px=roi)
+        scale = {s: counter.scale(s)[0] for s in (1, 2)}
+        empty = _empty_clouds(clouds, m1.shape, roi[0], scale) if detection_noise else None
+        spec = CounterSpec(tuple(geoms), clouds, empty, m1.shape, roi)
+        offsets = self._offsets()
+        cal = self.calibration.to_dict()
+        parts = self._map(count_chunk, [(str(self.path), c, offsets[i], cal, spec)
+                                        for i, c in enumerate(self.chunks)], progress, "counting")
+        sums = GroupedSums.empty(len(geoms))
+        det = np.zeros((6, len(geoms)))
+        for s, n, d in parts:                        # in chunk order: identical on every path
+            sums.sums += s
+            sums.counts += n
+            det += d
+        dn = None
+        if empty is not None and det[0, 0] >= 3:
+            k = det[0]
+            mean = det[1:3] / k
+            var = np.maximum((det[3:5] - k * mean ** 2) / (k - 1), 0.0)
+            cov = (det[5] - k * mean[0] * mean[1]) / (k - 1)
+            pt = partition_terms(counter, m1, m2, (self.calibration.psf_sigma_x_px,
+                                                   self.calibration.psf_sigma_y_px))
+            dn = DetectionNoise(var[0] - pt.d_a / 4, var[1] - pt.d_b / 4, cov + pt.w_ab / 4)
+        result = result_from_sums(sums, detection_noise=dn, confidence=self.confidence)
+        mean_counts = counter.count(m1, m2)
+        xt = region_crosstalk(counter, m1, m2, self.calibration.sigma_blur_px)
+        return Analysis(self.path, geoms, mean_counts.splitting_ratio(), mean_counts.n_a,
+                        mean_counts.n_b, result, xt, dn)
+
+    def _offsets(self) -> list[tuple[int, int, int]]:
+        """Ok shots per direction before each chunk."""
+        out = []
+        seen = np.zeros(3, dtype=int)
+        for a, b in self.chunks:
+            out.append((int(seen[0]), int(seen[1]), int(seen[2])))
+            for d, ok in zip(self.directions[a:b], self.ok[a:b]):
+                if ok:
+                    seen[DIRECTION_INDEX[d]] += 1
+        return out
+
+    # --- the paper's views --------------------------------------------------------------------------
+    def ratio_scan(self, axis: str = "x", gap_px: float = 1.0, progress: Progress | None = None,
+                   *, step_px: float = 0.5) -> Analysis:
+        """Gap positions across the cloud along ``axis`` every ``step_px`` (Fig. 2a/3a; the masks
+        are fractional, so sub-pixel steps are exact)."""
+        hx, hy = self.roi_half_px()
+        return self.analyse(splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px),
+                            progress)
+
+    def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 1.0) -> float:
+        """Gap position (px from the |2> centre) whose splitting ratio N_A/N is closest to ``ratio``."""
+        hx, hy = self.roi_half_px()
+        m1, m2 = self.mean_images()
+        geoms = splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px=0.25)
+        counter = RegionCounter(geoms, self.clouds(), m1.shape, roi_half_px=(hx, hy))
+        r = counter.splitting_ratios(m1, m2)
+        i = int(np.nanargmin(np.abs(r - ratio)))
+        return float(geoms[i].position_px)
+
+    def gap_scan(self, position_px: float, widths_px: Sequence[float], axis: str = "x",
+                 progress: Progress | None = None) -> Analysis:
+        """Gap widths at a fixed gap centre (Fig. 3b/3c)."""
+        return self.analyse(gap_width_scan(axis, position_px, widths_px), progress)
+
+    def patterns(self, geometries: Sequence[Geometry], progress: Progress | None = None) -> Analysis:
+        """Any list of region patterns (Fig. 2b)."""
+        return self.analyse(geometries, progress)
+
+
+def open_analysis(path: str | Path, calibration: ImagingCalibration | None = None, **kw: Any) -> RunAnalysis:
+    """Open a run for analysis (see RunAnalysis)."""
+    return RunAnalysis(path, calibration, **kw)
