@@ -11,6 +11,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "gui": "gui",
     "analyze": "analyze",
+    "calibrate": "calibrate",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from analysis.geometries import Split
 from analysis.imaging import CalibrationError, ImagingCalibration
+from calibration.record import RecordError, load_record
 from sequences.instruments import SequencerConfig
 from sequences.plan import MicrowaveCalibration, PlanError
 from sequences.tomlfields import FieldError, Table, parse_toml, read_text
@@ -184,8 +185,11 @@ def _calibration(t: Table, base: Path, source: str) -> tuple[MicrowaveCalibratio
     if t.has("record"):
         rec_path = _path(base, t.string("record"))
         t.done()
-        data = parse_toml(read_text(rec_path, LabConfigError), str(rec_path), LabConfigError)
-        return _calibration(Table(data, str(rec_path), "", LabConfigError), rec_path.parent, str(rec_path))
+        try:
+            rec = load_record(rec_path)
+        except RecordError as exc:
+            raise LabConfigError(f"{source}: calibration.record: {exc}") from None
+        return rec.microwave_calibration(), rec.imaging_calibration(), rec.to_json_dict() | {"source": str(rec_path)}
     mw_raw = t.raw("microwave", None)
     im_raw = t.raw("imaging", None)
     ident = t.string("id", "")

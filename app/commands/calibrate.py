@@ -1,0 +1,145 @@
+"""Run a calibration procedure and write the updated calibration record (TOML) and a plot of the fit.
+
+Procedures: rabi (pulse-length scan through the instruments: virtual lab or real), reinaudi
+(effective cross-section from several probe intensities), detectivity (differential detectivity
+of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (small-cloud Gaussian fit),
+detection-noise (atom-free shots), blur (Joffe bound with the PSF), or all of them in this order.
+Procedures other than rabi set the probe intensity, the atom number or the cloud size, which only
+the virtual lab can do from here; on a real lab they stop with a clear message.
+Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.labconfig import LabConfigError, load_lab_config
+from calibration import procedures as P
+from calibration.record import CalibrationRecord, RecordError, load_record
+
+PROG = "steerlab calibrate"
+NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise", "blur")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=NAMES + ("all",), help="procedure")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab configuration (default: virtual lab)")
+    parser.add_argument("--record", help="calibration record to start from (default: the configuration's)")
+    parser.add_argument("--out", required=True, help="where to write the updated record (TOML)")
+    parser.add_argument("--plot-dir", default=".", help="directory for the fit plots (PNG)")
+    parser.add_argument("--seed", type=int, default=0, help="virtual lab seed")
+    parser.add_argument("--atoms-only", action="store_true",
+                        help="rabi on the simulated atoms directly instead of through the instruments")
+
+
+def _record_from_config(cal: dict[str, Any], source: str) -> CalibrationRecord:
+    mw = dict(cal.get("microwave", {}))
+    return CalibrationRecord(str(cal.get("id") or "from-config"), mw, dict(cal["imaging"]),
+                             dict(cal.get("uncertainty", {})), dict(cal.get("origin", {})), source=source)
+
+
+def _rabi_instruments(config: Any, record: CalibrationRecord, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    from app.session import virtual_lab_settings
+    from calibration.instrument_rabi import rabi_scan
+    from drivers.prawndo import PrawnDO
+    from drivers.sma100b import SMA100B
+    from sequences.instruments import Instruments
+    import dataclasses
+    f = float(record.microwave.get("rabi_frequency_hz", 1.0 / (4 * record.microwave["x"]["pulse_s"])))
+    lengths = np.linspace(0.0, 2.0 / f, 21)
+    if config.kind == "virtual":
+        from drivers.simulated.lab import VirtualLab, VirtualLabConfig
+        from sequences.plan import parse_plan
+        plan = parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\n', "calibrate",
+                          config.microwave_calibration)
+        lab = VirtualLab(VirtualLabConfig.from_mapping(virtual_lab_settings(config, plan), config.source), seed=seed)
+        lab.start()
+        try:
+            h, w = lab.config.frame_shape
+            sc = dataclasses.replace(config.sequencer, camera_width=w, camera_height=h) \
+                if config.sequencer.extra.get("roi_from_lab") else config.sequencer
+            inst = Instruments(SMA100B(lab.microwave_address), PrawnDO(lab.card_address), lab.camera)
+            try:
+                t, p1 = rabi_scan(inst, sc, record, lengths)
+            finally:
+                inst.microwave.close()
+                inst.card.close()
+        finally:
+            lab.stop()
+        return t, p1, f"virtual lab through the instruments, seed {seed}"
+    from drivers.camera import GenICamCamera
+    inst = Instruments(SMA100B(config.microwave_address, timeout_s=config.microwave_timeout_s),
+                       PrawnDO(config.card_address, timeout_s=config.card_timeout_s),
+                       GenICamCamera(cti_files=list(config.camera.cti),
+                                     serial_number=config.camera.serial_number or None))
+    try:
+        t, p1 = rabi_scan(inst, config.sequencer, record, lengths)
+    finally:
+        inst.microwave.close()
+        inst.card.close()
+        inst.camera.close()
+    return t, p1, f"{config.name} instruments"
+
+
+def run(args: argparse.Namespace) -> int:
+    from drivers.errors import DriverError
+    try:
+        config = load_lab_config(args.config)
+        record = load_record(args.record) if args.record else _record_from_config(
+            dict(config.calibration_record), config.source)
+    except (LabConfigError, RecordError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    names = NAMES if args.name == "all" else (args.name,)
+    if config.kind != "virtual" and any(n not in ("rabi", "blur") for n in names):
+        print(f"{PROG}: {args.name}: needs control of the probe intensity, atom number or cloud size, "
+              f"which only the virtual lab offers from steerlab; on the real lab only 'rabi' and "
+              f"'blur' run here", file=sys.stderr)
+        return 2
+    plots = Path(args.plot_dir)
+    plots.mkdir(parents=True, exist_ok=True)
+    src = None
+    if config.kind == "virtual":
+        from drivers.simulated.lab import VirtualLabConfig
+        from app.session import virtual_lab_settings
+        from sequences.plan import parse_plan
+        plan = parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\natom_number_sd = 0.0\n', "calibrate",
+                          config.microwave_calibration)
+        sim = VirtualLabConfig.from_mapping(virtual_lab_settings(config, plan), config.source).simulation
+        src = P.VirtualAtoms(sim, seed=args.seed)
+    try:
+        for name in names:
+            png = plots / f"calibration-{name}.png"
+            if name == "rabi":
+                if args.atoms_only and src is not None:
+                    result = P.rabi_virtual(src, record, png)
+                    how = f"simulated atoms, seed {args.seed}"
+                else:
+                    t, p1, how = _rabi_instruments(config, record, args.seed)
+                    result = P.rabi_from_populations(t, p1, record, png, how)
+            elif name == "blur":
+                result, how = P.blur(record, png), "Joffe bound with the record's PSF"
+            else:
+                fn = {"reinaudi": P.reinaudi, "detectivity": P.detectivity,
+                      "projection-noise": P.projection_noise, "psf": P.psf,
+                      "detection-noise": P.detection_noise}[name]
+                result, how = fn(src, record, png), f"virtual lab atoms, seed {args.seed}"
+            result.apply(record, how)
+            for section, key, value, err in result.updates:
+                print(f"{name}: {section}.{key} = {value:.6g} +- {err:.2g}")
+            print(f"{name}: plot {result.plot}")
+    except DriverError as exc:
+        print(f"{PROG}: instruments: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    record.id = f"{record.id}+{args.name}"
+    out = record.save(args.out)
+    print(f"{PROG}: record written to {out}")
+    return 0

@@ -1,0 +1,332 @@
+"""The calibration procedures: acquisition (a sequence of shots with one parameter varied) + a fit
++ a plot + the record's updated values.
+
+Acquisition goes through a :class:`Source`: :class:`VirtualAtoms` renders shots of the simulated
+atoms with the parameter set directly (probe intensity, atom number, pulse, cloud size, no atoms);
+the Rabi scan can also run through the instruments (calibration.instrument_rabi). Atom numbers are
+counted with the record being calibrated (analysis.imaging), in boxes of +-4 rms around each
+state's cloud found on the mean image. Units: seconds, hertz, pixels, atoms, camera counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+
+from analysis.cloud import cloud_shape  # noqa: E402
+from analysis.imaging import FRAME_ORDER, ImagingCalibration, atom_number_image  # noqa: E402
+from calibration import fits  # noqa: E402
+from calibration.record import CalibrationRecord  # noqa: E402
+
+FrameStack = NDArray[np.uint16]   # (S, 5, H, W) in FRAME order atoms2, atoms1, ref2, ref1, dark
+
+
+@dataclass
+class Result:
+    """What a procedure found: record updates (section, name, value, uncertainty), details, plot."""
+
+    name: str
+    updates: list[tuple[str, str, float, float]]
+    details: dict[str, Any] = field(default_factory=dict)
+    plot: Path | None = None
+
+    def apply(self, record: CalibrationRecord, source: str) -> None:
+        for section, key, value, err in self.updates:
+            record.set(section, key, value, err, f"steerlab calibrate {self.name}: {source}")
+
+
+class VirtualAtoms:
+    """Shots of the simulated atoms with one parameter set per call (the virtual lab's truth inside)."""
+
+    def __init__(self, config: Any, seed: int = 0) -> None:
+        from drivers.simulated.atoms import SimulationConfig
+        self.config: SimulationConfig = config
+        self.seed = seed
+        self._next = 0
+
+    def shots(self, n: int, *, pulses: Sequence[Any] = (), config: Any = None,
+              atoms_loaded: bool = True, exposures: Any = None) -> FrameStack:
+        from drivers.simulated.atoms import simulate_shot
+        cfg = config or self.config
+        out = []
+        for _ in range(n):
+            seq = np.random.SeedSequence(self.seed, spawn_key=(self._next,))
+            self._next += 1
+            out.append(simulate_shot(cfg, seed=seq, pulses=pulses, atoms_loaded=atoms_loaded,
+                                     exposures=exposures).frames)
+        return np.stack(out)
+
+    def with_spin(self, **kw: Any) -> Any:
+        return dataclasses.replace(self.config, spin=dataclasses.replace(self.config.spin, **kw))
+
+    def with_imaging(self, **kw: Any) -> Any:
+        return dataclasses.replace(self.config, imaging=dataclasses.replace(self.config.imaging, **kw))
+
+    def with_cloud(self, **kw: Any) -> Any:
+        return dataclasses.replace(self.config, cloud=dataclasses.replace(self.config.cloud, **kw))
+
+
+def _split(frames: FrameStack) -> dict[str, NDArray[np.uint16]]:
+    """A stack (S, 5, H, W) as {frame name: (S, H, W)}."""
+    return {name: frames[:, i] for i, name in enumerate(FRAME_ORDER)}
+
+
+def _images(frames: FrameStack, cal: ImagingCalibration) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    f = _split(frames)
+    n1 = atom_number_image(f["atoms1"], f["ref1"], f["dark"], cal, 1).atoms
+    n2 = atom_number_image(f["atoms2"], f["ref2"], f["dark"], cal, 2).atoms
+    return n1, n2
+
+
+def _box(mean: NDArray[np.float64], sigmas: float = 4.0) -> tuple[slice, slice]:
+    c = cloud_shape(mean)
+    h, w = mean.shape
+    x0, x1 = int(max(0, c.centre_x_px - sigmas * c.sigma_x_px)), int(min(w, c.centre_x_px + sigmas * c.sigma_x_px + 1))
+    y0, y1 = int(max(0, c.centre_y_px - sigmas * c.sigma_y_px)), int(min(h, c.centre_y_px + sigmas * c.sigma_y_px + 1))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def state_totals(frames: FrameStack, cal: ImagingCalibration, boxes: tuple[Any, Any] | None = None
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[Any, Any]]:
+    """Atoms of |1> and |2> per shot (boxes around each cloud, from the mean images unless given)."""
+    n1, n2 = _images(frames, cal)
+    if boxes is None:
+        boxes = (_box(n1.mean(axis=0)), _box(n2.mean(axis=0)))
+    b1, b2 = boxes
+    return n1[:, b1[0], b1[1]].sum(axis=(1, 2)), n2[:, b2[0], b2[1]].sum(axis=(1, 2)), boxes
+
+
+def _plot(path: Path | None, draw: Callable[[Any], None], title: str) -> Path | None:
+    if path is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw(ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _rabi_pulse(area: float) -> Any:
+    from drivers.simulated.spin import RabiPulse
+    return RabiPulse(area, math.pi / 2)           # about y: rotates the x-polarised spin into z
+
+
+# --- 1. Rabi frequency ---------------------------------------------------------------------------
+def rabi_from_populations(t_s: NDArray[np.float64], p1: NDArray[np.float64], record: CalibrationRecord,
+                          plot: Path | None, source: str) -> Result:
+    """Fit P1(t) of a pulse-length scan; Rabi frequency and pi/2 pulse lengths (x and y)."""
+    guess = float(record.microwave.get("rabi_frequency_hz", 1.0 / (4 * record.microwave["x"]["pulse_s"])))
+    fit = fits.rabi(t_s, p1, guess)
+    f, df = abs(fit["f_hz"]), fit.errors["f_hz"]
+    t90, dt90 = 1 / (4 * f), df / (4 * f * f)
+    tt = np.linspace(0, t_s.max(), 400)
+
+    def draw(ax: Any) -> None:
+        ax.plot(t_s * 1e6, p1, "o", ms=3, label=f"data ({source})")
+        ax.plot(tt * 1e6, fit["c"] + fit["a"] * np.sin(2 * np.pi * fit["f_hz"] * tt + fit["phi"]), "-",
+                label=f"fit: Omega/2pi = {f:.1f} +- {df:.1f} Hz")
+        ax.set(xlabel="pulse length (us)", ylabel="P(|1>)")
+        ax.legend(fontsize=8)
+
+    return Result("rabi", [("microwave", "rabi_frequency_hz", f, df), ("microwave", "x.pulse_s", t90, dt90),
+                           ("microwave", "y.pulse_s", t90, dt90)],
+                  {"rabi_frequency_hz": f, "pi2_pulse_s": t90, "rms_residual": float(fit.residuals.std())},
+                  _plot(plot, draw, "Rabi oscillation"))
+
+
+def rabi_virtual(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+                 rabi_hz: float = 2000.0, points: int = 25, shots: int = 3) -> Result:
+    """Pulse-length scan on the simulated atoms (Rabi frequency ``rabi_hz``: the virtual lab's truth)."""
+    cal = record.imaging_calibration()
+    t = np.linspace(0, 2.0 / rabi_hz, points)
+    coh = src.with_spin(state="coherent")
+    frames = np.concatenate([src.shots(shots, pulses=(_rabi_pulse(2 * math.pi * rabi_hz * ti),),
+                                       config=coh) for ti in t])
+    n1, n2, _ = state_totals(frames, cal)
+    p1 = (n1 / (n1 + n2)).reshape(points, shots).mean(axis=1)
+    return rabi_from_populations(t, p1, record, plot, "virtual atoms")
+
+
+# --- 2. Effective cross-section (Reinaudi) ----------------------------------------------------------
+def reinaudi(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+             saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0), shots: int = 12) -> Result:
+    """alpha = sigma_0/sigma_eff from the same clouds imaged at several probe intensities."""
+    cal = record.imaging_calibration()
+    a_sums, b_sums = [], []
+    box = None
+    for s in saturations:
+        frames = src.shots(shots, config=src.with_imaging(probe_saturation=s))
+        f = _split(frames)
+        i_out = (f["atoms2"] - f["dark"].astype(float))
+        i_in = (f["ref2"] - f["dark"].astype(float))
+        if box is None:
+            box = _box(_images(frames, cal)[1].mean(axis=0))
+        od = -np.log(np.clip(i_out, 1e-3, None) / np.clip(i_in, 1e-3, None))[:, box[0], box[1]].sum(axis=(1, 2))
+        di = (i_in - i_out)[:, box[0], box[1]].sum(axis=(1, 2))
+        a_sums.append(od.mean())
+        b_sums.append(di.mean())
+    a, b = np.array(a_sums), np.array(b_sums)
+    fit = fits.reinaudi_alpha(a, b, cal.isat_counts)
+    alpha, dalpha = fit["alpha"], fit.errors["alpha"]
+
+    def draw(ax: Any) -> None:
+        ax.plot(saturations, alpha * a / fit["n"] + b / cal.isat_counts / fit["n"], "o-",
+                label=f"fitted alpha = {alpha:.4f} +- {dalpha:.4f}")
+        ax.plot(saturations, cal.alpha * a / fit["n"] + b / cal.isat_counts / fit["n"], "s--",
+                label=f"record's alpha = {cal.alpha:.4f}")
+        ax.set(xlabel="probe intensity (I/I_sat)", ylabel="relative atom number")
+        ax.legend(fontsize=8)
+
+    return Result("reinaudi", [("imaging", "alpha", alpha, dalpha)],
+                  {"alpha": alpha, "sigma_eff_over_sigma0": 1 / alpha, "saturations": list(saturations)},
+                  _plot(plot, draw, "Reinaudi: atom number independent of intensity"))
+
+
+# --- 3. Differential detectivity ---------------------------------------------------------------------
+def detectivity(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+                points: int = 12, shots: int = 6) -> Result:
+    """d1/d2 such that the detected total does not depend on the population (Rabi-rotated states)."""
+    cal = record.imaging_calibration()
+    raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
+    coh = src.with_spin(state="coherent", atom_number_rms=0.0)
+    frames = np.concatenate([src.shots(shots, pulses=(_rabi_pulse(th),), config=coh)
+                             for th in np.linspace(0.2, math.pi - 0.2, points)])
+    n1, n2, _ = state_totals(frames, raw)
+    fit = fits.linear(n2, n1)                      # n1 = d1 N - (d1/d2) n2
+    ratio, dratio = -fit["slope"], fit.errors["slope"]
+
+    def draw(ax: Any) -> None:
+        ax.plot(n2, n1, "o", ms=3)
+        x = np.linspace(n2.min(), n2.max(), 2)
+        ax.plot(x, fit["slope"] * x + fit["intercept"], "-", label=f"d1/d2 = {ratio:.4f} +- {dratio:.4f}")
+        ax.set(xlabel="detected |2> atoms", ylabel="detected |1> atoms")
+        ax.legend(fontsize=8)
+
+    return Result("detectivity", [("imaging", "detectivity_1", ratio * cal.detectivity_2, dratio * cal.detectivity_2)],
+                  {"d1_over_d2": ratio}, _plot(plot, draw, "Differential detectivity"))
+
+
+# --- 4. Projection-noise slope ---------------------------------------------------------------------------
+def projection_noise(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+                     atom_numbers: Sequence[int] = (100, 300, 500, 800, 1200), shots: int = 150) -> Result:
+    """Var(N1 - N2) vs N of coherent states split equally; the slope k (1 for calibrated numbers)."""
+    cal = dataclasses.replace(record.imaging_calibration(), projection_noise_slope=1.0)
+    means, variances, errs = [], [], []
+    for n in atom_numbers:
+        cfg = src.with_spin(state="coherent", atom_number_mean=int(n), atom_number_rms=0.0)
+        n1, n2, _ = state_totals(src.shots(shots, config=cfg), cal)
+        means.append(float((n1 + n2).mean()))
+        variances.append(float(np.var(n1 - n2, ddof=1)))
+        errs.append(variances[-1] * math.sqrt(2 / (shots - 1)))
+    fit = fits.linear(means, variances, sigma=errs)
+    k, dk = fit["slope"], fit.errors["slope"]
+
+    def draw(ax: Any) -> None:
+        ax.errorbar(means, variances, yerr=errs, fmt="o")
+        x = np.linspace(0, max(means) * 1.05, 2)
+        ax.plot(x, k * x + fit["intercept"], "-", label=f"slope {k:.4f} +- {dk:.4f}, offset "
+                f"{fit['intercept']:.0f} atoms^2 (detection noise)")
+        ax.set(xlabel="detected atom number N", ylabel="Var(N1 - N2)")
+        ax.legend(fontsize=8)
+
+    return Result("projection-noise", [("imaging", "projection_noise_slope", k, dk)],
+                  {"slope": k, "offset_atoms2": fit["intercept"]}, _plot(plot, draw, "Projection-noise slope"))
+
+
+# --- 5. Point-spread function ------------------------------------------------------------------------------
+def psf(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *, shots: int = 40,
+        recoil_sigma_px: float | None = None) -> Result:
+    """Gaussian fit of the mean image of a very small cloud; the PSF is its width with the cloud's own
+    size, the photon-recoil blur and the pixel integration (1/12 px^2) removed in quadrature."""
+    cal = record.imaging_calibration()
+    tiny = src.with_cloud(half_width_um=(0.3, 0.3), growth_at_delay=(1.0, 1.0))
+    cfg = dataclasses.replace(tiny, spin=dataclasses.replace(tiny.spin, state="coherent", atom_number_rms=0.0))
+    n2 = _images(src.shots(shots, config=cfg), cal)[1].mean(axis=0)
+    box = _box(n2, 6.0)
+    fit = fits.gaussian_2d(n2[box])
+    cloud_rms_px = 0.3 / math.sqrt(7) / cfg.cloud.pixel_size_um
+    if recoil_sigma_px is None:
+        im = cfg.imaging
+        recoil_sigma_px = fits.joffe_recoil_sigma_px(im.linewidth_rad_per_s, im.probe_saturation,
+                                                     im.recoil_velocity_m_per_s, 50e-6, im.pixel_size_um * 1e-6)
+    out = []
+    for axis in ("x", "y"):
+        s, ds = fit[f"sigma_{axis}"], fit.errors[f"sigma_{axis}"]
+        # integrating over a pixel adds 1/12 px^2 to the variance of a sampled Gaussian
+        psf_sq = s * s - cloud_rms_px ** 2 - recoil_sigma_px ** 2 - 1.0 / 12.0
+        p = math.sqrt(max(psf_sq, 0.0))
+        out.append((p, ds * s / max(p, 1e-9)))
+
+    def draw(ax: Any) -> None:
+        prof = n2[box].sum(axis=0)
+        ax.plot(prof, "o", label="column sum (x)")
+        xs = np.arange(prof.size)
+        ax.plot(xs, fit["amp"] * math.sqrt(2 * math.pi) * fit["sigma_y"] *
+                np.exp(-0.5 * ((xs - fit["x0"]) / fit["sigma_x"]) ** 2), "-",
+                label=f"PSF x {out[0][0]:.3f}, y {out[1][0]:.3f} px")
+        ax.set(xlabel="pixel", ylabel="atoms")
+        ax.legend(fontsize=8)
+
+    return Result("psf", [("imaging", "psf_sigma_x_px", out[0][0], out[0][1]),
+                          ("imaging", "psf_sigma_y_px", out[1][0], out[1][1])],
+                  {"fitted_sigma_px": (fit["sigma_x"], fit["sigma_y"]), "recoil_sigma_px": recoil_sigma_px,
+                   "cloud_rms_px": cloud_rms_px, "rms_residual_atoms": float(fit.residuals.std())},
+                  _plot(plot, draw, "Point-spread function"))
+
+
+# --- 6. Detection noise ----------------------------------------------------------------------------------------
+def detection_noise(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+                    shots: int = 120) -> Result:
+    """Atom-free shots through the full pipeline: rms 'atoms' per whole picture (the clouds' boxes)
+    of each state."""
+    cal = record.imaging_calibration()
+    boxes = state_totals(src.shots(20), cal)[2]          # where the clouds are
+    n1, n2, _ = state_totals(src.shots(shots, atoms_loaded=False), cal, boxes)
+    r1, r2 = float(np.std(n1, ddof=1)), float(np.std(n2, ddof=1))
+    e = 1 / math.sqrt(2 * (shots - 1))
+
+    def draw(ax: Any) -> None:
+        ax.hist(n1, bins=25, alpha=0.6, label=f"|1> rms {r1:.2f} atoms")
+        ax.hist(n2, bins=25, alpha=0.6, label=f"|2> rms {r2:.2f} atoms")
+        ax.set(xlabel="atoms counted without atoms", ylabel="shots")
+        ax.legend(fontsize=8)
+
+    return Result("detection-noise", [("imaging", "detection_noise_1_atoms", r1, r1 * e),
+                                      ("imaging", "detection_noise_2_atoms", r2, r2 * e)],
+                  {"rms_1": r1, "rms_2": r2}, _plot(plot, draw, "Detection noise (atom-free shots)"))
+
+
+# --- 7. Blur bound ------------------------------------------------------------------------------------------
+def blur(record: CalibrationRecord, plot: Path | None = None, *, linewidth_rad_s: float = 2 * math.pi * 6.065e6,
+         saturation: float = 1.0, recoil_velocity_m_s: float = 5.88e-3, pulse_s: float = 50e-6) -> Result:
+    """sigma_blur = sqrt(PSF^2 + recoil^2) (mean of x and y), the recoil from the Joffe bound."""
+    cal = record.imaging_calibration()
+    recoil = fits.joffe_recoil_sigma_px(linewidth_rad_s, saturation, recoil_velocity_m_s, pulse_s,
+                                        cal.pixel_size_m)
+    sx = math.hypot(cal.psf_sigma_x_px, recoil)
+    sy = math.hypot(cal.psf_sigma_y_px, recoil)
+    total = 0.5 * (sx + sy)
+    unc = record.uncertainty.get("imaging", {})
+    err = 0.5 * math.hypot(unc.get("psf_sigma_x_px", 0.0) * cal.psf_sigma_x_px / sx,
+                           unc.get("psf_sigma_y_px", 0.0) * cal.psf_sigma_y_px / sy)
+
+    def draw(ax: Any) -> None:
+        ax.bar(["PSF x", "PSF y", "recoil", "blur x", "blur y"],
+               [cal.psf_sigma_x_px, cal.psf_sigma_y_px, recoil, sx, sy])
+        ax.set(ylabel="rms (pixels)")
+
+    return Result("blur", [("imaging", "sigma_blur_px", total, err)],
+                  {"recoil_sigma_px": recoil, "blur_x_px": sx, "blur_y_px": sy},
+                  _plot(plot, draw, "Blur: PSF and photon recoil (Joffe bound)"))
