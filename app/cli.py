@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "gui": "gui",
     "analyze": "analyze",
     "calibrate": "calibrate",
+    "repair": "repair",
 }
 
 

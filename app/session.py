@@ -113,6 +113,7 @@ class RunSession:
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._shot_listeners: list[Callable[[ShotRecord], None]] = []
         self._end_listeners: list[Callable[[RunState], None]] = []
+        self._written_listeners: list[Callable[[ShotRecord], None]] = []
         self._errors: dict[str, str] = {}
         self._last_settings: dict[str, Any] = {}
         self._thread: threading.Thread | None = None
@@ -136,6 +137,10 @@ class RunSession:
     def add_shot_listener(self, listener: Callable[[ShotRecord], None]) -> None:
         """``listener(ShotRecord)`` after the monitor has counted an ok shot (monitor thread)."""
         self._shot_listeners.append(listener)
+
+    def add_written_listener(self, listener: Callable[[ShotRecord], None]) -> None:
+        """``listener(ShotRecord)`` once the shot is committed to the run file (writer thread)."""
+        self._written_listeners.append(listener)
 
     def add_end_listener(self, listener: Callable[[RunState], None]) -> None:
         """``listener(final state)`` once the file is closed (session thread)."""
@@ -419,6 +424,11 @@ class RunSession:
     def _write(self, shot: ShotRecord) -> None:
         assert self.writer is not None
         self.writer.write_shot(shot)
+        for listener in list(self._written_listeners):
+            try:
+                listener(shot)
+            except Exception:
+                log.exception("written listener failed")
 
     def _monitor(self, shot: ShotRecord) -> None:
         if not shot.is_ok or shot.frames is None:

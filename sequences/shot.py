@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -111,6 +112,9 @@ class ShotRecord:
     reason: str = ""
     attempt: int = 1
     extra: Mapping[str, Scalar] = field(default_factory=dict)
+    #: zlib.crc32 of the frames as little-endian uint16 bytes, computed when the shot is assembled
+    #: (in the producer's thread), so the checksum covers the whole way to the disk
+    frames_crc32: int = field(default=-1, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_int("index", self.index, 0)
@@ -147,6 +151,9 @@ class ShotRecord:
             view = frames.view()
             view.flags.writeable = False
             object.__setattr__(self, "frames", view)
+            if self.frames_crc32 < 0:
+                object.__setattr__(self, "frames_crc32",
+                                   zlib.crc32(np.ascontiguousarray(view, dtype="<u2")))
         object.__setattr__(self, "settings", MappingProxyType(_check_settings(self.settings)))
         object.__setattr__(self, "extra", MappingProxyType(_check_settings(self.extra)))
 

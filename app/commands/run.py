@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="virtual lab seed (default: the plan's, else 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--written-log", metavar="FILE",
+                        help="append the index of every shot committed to the run file (one per line, "
+                             "flushed at once): what a crash test checks the file against")
 
 
 def _plan_text(args: argparse.Namespace) -> str:
@@ -166,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = _Progress(session, not args.no_progress)
     session.add_progress_listener(progress)
+    log_file = open(args.written_log, "a", encoding="utf-8") if args.written_log else None  # noqa: SIM115
+    if log_file is not None:
+        def written(shot: Any) -> None:
+            log_file.write(f"{shot.index} {shot.status}\n")
+            log_file.flush()
+        session.add_written_listener(written)
 
     resumes = [0]
 
@@ -188,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         session.start()
     except DriverError as exc:
+        if log_file is not None:
+            log_file.close()
         print(f"{PROG}: instruments: {exc}", file=sys.stderr)
         return 1
     print(f"{PROG}: {plan.n_shots} shots ({plan.state.kind}) on the {config.name}, writing {session.path}",
@@ -217,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         if in_main:
             signal.signal(signal.SIGINT, previous)
     final = session.final_state
+    if log_file is not None:
+        log_file.close()
     if progress.enabled and progress.tty:
         sys.stderr.write("\n")
     results = session.results or {}

@@ -18,7 +18,7 @@ trap switch-off) and the state the emulated SMA100B really holds:
 
 The simulated atoms render the shot (:mod:`drivers.simulated.atoms`) and every exposure's frame is
 exposed on the virtual camera in edge order (a camera not armed for hardware triggers misses them,
-as a real one would). ``truths`` keeps, per program run, what the atoms underwent.
+as a real one would). ``truths`` keeps, per program run, what the atoms underwent (the last 2000).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import math
 import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ from drivers.simulated.virtual_camera import VirtualCamera
 log = logging.getLogger(__name__)
 
 Edges = list[tuple[float, int]]
+TRUTHS_KEPT = 2000
 DEFAULT_CHANNELS: dict[str, int] = {"mw_gate": 0, "probe": 1, "camera": 2, "tof_marker": 5}
 _STATE_KEYS = {"state": "state", "squeezing_db": "wineland_squeezing_db",
                "atom_number": "atom_number_mean", "atom_number_rms": "atom_number_rms",
@@ -284,7 +286,8 @@ class VirtualLab:
         h, w = self.config.frame_shape
         self.camera = VirtualCamera(sensor_width=w, sensor_height=h, adc_bits=self.config.adc_bits,
                                     serial_number=self.config.camera_serial, name="virtual lab camera")
-        self.truths: list[LabShot] = []
+        # what the atoms underwent, for checks; bounded so that a soak of many shots stays flat
+        self.truths: deque[LabShot] = deque(maxlen=TRUTHS_KEPT)
         self.errors: list[str] = []
         self._sequences = 0
         self._lock = threading.Lock()
