@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -290,6 +291,7 @@ class VirtualLab:
         self.truths: deque[LabShot] = deque(maxlen=TRUTHS_KEPT)
         self.errors: list[str] = []
         self._sequences = 0
+        self._simulation_s = 0.0
         self._lock = threading.Lock()
         self._unhook: Any = None
         self._stop = threading.Event()
@@ -391,9 +393,12 @@ class VirtualLab:
             with self._lock:
                 self.errors.append(str(exc))
             pulses = ()
+        t0 = time.perf_counter()
         shot = self.atoms.shot(seq - 1, pulses=pulses, exposures=exposures,
                                render=bool(cams))
+        spent = time.perf_counter() - t0
         with self._lock:
+            self._simulation_s += spent
             self.truths.append(LabShot(seq, mw, pulses, tuple(kinds), shot.truth))
         if shot.frames is not None:
             frames = shot.frames
@@ -404,6 +409,12 @@ class VirtualLab:
         """Programs the card has run since start."""
         with self._lock:
             return self._sequences
+
+    @property
+    def simulation_time_s(self) -> float:
+        """Wall time (s) spent in the simulated atoms (spin state, positions, rendering) since start."""
+        with self._lock:
+            return self._simulation_s
 
     def true_counts(self) -> np.ndarray:
         """(n1, n2) of every program run so far, shape (S, 2)."""

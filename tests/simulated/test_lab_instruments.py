@@ -1,0 +1,151 @@
+"""The virtual lab through the real drivers and sequencer: what the operator does to the instruments
+(RF off, wrong gate length) reaches the atoms; faults injected in the emulators reach the sequencer as
+driver errors and the run recovers; stop() leaves no thread behind."""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from drivers.prawndo import PrawnDO
+from drivers.simulated.atoms import count_atoms_plain
+from drivers.simulated.lab import VirtualLab, VirtualLabConfig
+from drivers.sma100b import SMA100B
+from sequences.control import RunState
+from sequences.instruments import Instruments, SequencerConfig
+from sequences.plan import parse_plan
+from sequences.publish import Overflow, ShotPublisher
+from sequences.sequencer import Sequencer
+from tests.simulated.test_lab import SMALL, calibration
+
+RETRY_PLAN = """
+[run]
+shots = {shots}
+[imaging]
+reference_delay_s = 5e-3
+dark_delay_s = 5e-3
+frame_timeout_s = 0.5
+[retry]
+max_attempts = 3
+reconnect_attempts = 2
+reconnect_delay_s = 0.05
+on_exhausted = "abort"
+"""
+
+
+@pytest.fixture
+def lab() -> Iterator[VirtualLab]:
+    with VirtualLab(VirtualLabConfig.from_mapping(SMALL, "test"), seed=5) as lab:
+        yield lab
+
+
+def run(lab: VirtualLab, shots: int, *, x_len: float = 1.0,
+        before_run: Callable[[SMA100B], None] | None = None) -> tuple[RunState, list]:
+    """Run ``shots`` through SMA100B/PrawnDO drivers and the sequencer; (final state, records)."""
+    cfg = lab.config
+    plan = parse_plan(RETRY_PLAN.format(shots=shots), "retry-plan.toml", calibration(cfg, x_len=x_len))
+    h, w = cfg.frame_shape
+    mw, card = SMA100B(lab.microwave_address, timeout_s=1.0), PrawnDO(lab.card_address, timeout_s=1.0)
+    pub = ShotPublisher()
+    sub = pub.subscribe("test", maxsize=10000, overflow=Overflow.BLOCK)
+    try:
+        seq = Sequencer(plan, Instruments(mw, card, lab.camera),
+                        SequencerConfig(channels=cfg.channels, camera_width=w, camera_height=h),
+                        publisher=pub)
+        seq.prepare()
+        if before_run is not None:
+            before_run(mw)
+        final = seq.run()
+    finally:
+        mw.close()
+        card.close()
+    return final, list(sub)
+
+
+def x_contrast(lab: VirtualLab, shots: list) -> np.ndarray:
+    """(N1 - N2) / N of the atoms' truth for every x shot."""
+    ok = [s for s in shots if s.is_ok]
+    assert len(ok) == len(lab.truths)
+    return np.array([(d.truth.n1 - d.truth.n2) / d.truth.n_atoms
+                     for s, d in zip(ok, lab.truths) if s.direction == "x"])
+
+
+def test_rf_switched_off_gives_no_pulse(lab: VirtualLab) -> None:
+    def off(mw: SMA100B) -> None:
+        mw.output_enabled = False
+
+    final, shots = run(lab, 6, before_run=off)
+    assert final is RunState.COMPLETED
+    assert all(t.pulses == () and not t.microwave.output_enabled for t in lab.truths)
+    # without the pi/2 pulse, x reads the squeezed S_z (~0), not the x polarisation (N1 - N2 = -N)
+    assert np.all(np.abs(x_contrast(lab, shots)) < 0.15)
+
+
+def test_half_gate_length_gives_a_quarter_turn(lab: VirtualLab) -> None:
+    final, shots = run(lab, 6, x_len=0.5)
+    assert final is RunState.COMPLETED
+    x = [d for s, d in zip(shots, lab.truths) if s.direction == "x"]
+    assert all(d.pulses[0].area_rad == pytest.approx(math.pi / 4, rel=1e-6) for d in x)
+    # a pi/4 turn about y: N1 - N2 = -N sin(pi/4) (a full pi/2 gives -N)
+    assert np.mean(x_contrast(lab, shots)) == pytest.approx(-math.sin(math.pi / 4), abs=0.08)
+
+
+def _inject_after(lab: VirtualLab, n: int, fault: Callable[[], None]) -> None:
+    """Apply ``fault`` once, right after the lab has rendered its ``n``-th program run."""
+    def hook(_edges: object) -> None:
+        if lab.sequences_run == n:
+            fault()
+    lab.card_emulator.on_sequence(hook)
+
+
+@pytest.mark.parametrize("fault, instrument, text", [
+    ("error reply", "microwave", "Settings conflict"),
+    ("card dropped", "timing_card", ""),
+    ("frames lost", "camera", "frames arrived"),
+])
+def test_emulator_faults_reach_the_sequencer_as_driver_errors(lab: VirtualLab, fault: str,
+                                                               instrument: str, text: str) -> None:
+    inject = {"error reply": lambda: lab.microwave_emulator.push_error(-221, "Settings conflict"),
+              "card dropped": lab.card_emulator.drop_connections,
+              "frames lost": lambda: lab.camera.drop_next_frames(2)}[fault]
+    _inject_after(lab, 2, inject)
+    final, shots = run(lab, 6)
+    assert final is RunState.COMPLETED
+    failed = [s for s in shots if not s.is_ok]
+    assert len(failed) == 1 and failed[0].reason.startswith(f"{instrument}:") and text in failed[0].reason
+    ok = [s for s in shots if s.is_ok]
+    assert [s.direction for s in ok] == list("xyzxyz")
+    # a failed attempt may have run its program; the frames after the retry are still their own
+    assert len(lab.truths) == lab.sequences_run >= len(ok)
+    last = lab.truths[-1].truth
+    n1, n2 = count_atoms_plain(ok[-1].frames, lab.config.simulation, last.exposures)
+    assert n2 / 1.031 == pytest.approx(last.n2, abs=30) and n1 / (1.05 * 1.031) == pytest.approx(last.n1, abs=30)
+
+
+def test_program_without_armed_camera_counts_missed_triggers(lab: VirtualLab) -> None:
+    final, _ = run(lab, 1)
+    assert final is RunState.COMPLETED and lab.camera.stats.triggers_missed == 0
+    card = PrawnDO(lab.card_address, timeout_s=1.0)
+    try:                  # the card runs its last program again, the camera is disarmed
+        card.connect()
+        card.start()
+        card.wait_until_stopped(2.0)
+    finally:
+        card.close()
+    assert lab.sequences_run == 2 and lab.truths[-1].exposure_kinds[0] == "atoms2"
+    assert lab.camera.stats.triggers_missed == 5
+
+
+def test_stop_joins_every_thread() -> None:
+    before = set(threading.enumerate())
+    lab = VirtualLab(VirtualLabConfig.from_mapping({**SMALL, "trigger_period_s": 0.01}, "test"), seed=1)
+    lab.start()
+    final, shots = run(lab, 3)
+    assert final is RunState.COMPLETED and lab.simulation_time_s > 0
+    assert len(set(threading.enumerate()) - before) > 0
+    lab.stop()
+    lab.stop()                  # idempotent
+    assert set(threading.enumerate()) - before == set()
