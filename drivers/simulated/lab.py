@@ -292,6 +292,9 @@ class VirtualLab:
         self.errors: list[str] = []
         self._sequences = 0
         self._simulation_s = 0.0
+        # wall time (s) of the lab's whole work per program run (edges -> pulses, atoms, frames
+        # handed to the camera), summed since start; the simulated atoms alone: simulation_time_s
+        self.render_seconds = 0.0
         self._lock = threading.Lock()
         self._unhook: Any = None
         self._stop = threading.Event()
@@ -365,6 +368,14 @@ class VirtualLab:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _render(self, edges: Edges) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._render_shot(edges)
+        finally:
+            with self._lock:
+                self.render_seconds += time.perf_counter() - t0
+
+    def _render_shot(self, edges: Edges) -> None:
         with self._lock:
             self._sequences += 1
             seq = self._sequences
