@@ -104,13 +104,20 @@ def test_hardware_start_waits_for_the_experiment_trigger(lab: VirtualLab) -> Non
     assert all(r.hardware_start for r in lab.card_emulator.records)
 
 
-def _wineland(lab: VirtualLab, shots: list) -> float:
+def _moments(lab: VirtualLab, shots: list, *, from_frames: bool) -> tuple[float, float, float]:
+    """(Wineland xi_R^2, mean x reading, Var y reading) of (N1 - N2)/2, from the truth or counted
+    back from the frames (raw counts divided by the detectivities)."""
     by: dict[str, list[float]] = {"x": [], "y": [], "z": []}
     n_tot = []
     for s, d in zip(shots, lab.truths):
-        by[s.direction].append((d.truth.n1 - d.truth.n2) / 2)
-        n_tot.append(d.truth.n_atoms)
-    return float(np.mean(n_tot) * np.var(by["z"], ddof=1) / np.mean(by["x"]) ** 2)
+        n1, n2 = d.truth.n1, d.truth.n2
+        if from_frames:
+            n1, n2 = count_atoms_plain(s.frames, lab.config.simulation, d.truth.exposures)
+            n1, n2 = n1 / (1.05 * 1.031), n2 / 1.031
+        by[s.direction].append((n1 - n2) / 2)
+        n_tot.append(n1 + n2)
+    xi2 = float(np.mean(n_tot) * np.var(by["z"], ddof=1) / np.mean(by["x"]) ** 2)
+    return xi2, float(np.mean(by["x"])), float(np.var(by["y"], ddof=1))
 
 
 @pytest.mark.parametrize("state, low, high", [("squeezed", 0.3, 0.75), ("coherent", 0.7, 1.5)])
@@ -118,7 +125,14 @@ def test_prepared_state_reaches_the_measurement(state: str, low: float, high: fl
     cfg = VirtualLabConfig.from_mapping({**SMALL, "state": state}, "test")
     with VirtualLab(cfg, seed=3) as lab:
         shots = run(lab, 150, calibration(cfg))
-        assert low < _wineland(lab, shots) < high
+        n = np.mean([d.truth.n_atoms for d in lab.truths])
+        for from_frames in (False, True):
+            xi2, x_mean, y_var = _moments(lab, shots, from_frames=from_frames)
+            assert low < xi2 < high
+            # the plan's x pulse (phase +90 deg) reads -S_x: the polarisation comes out negative
+            assert x_mean == pytest.approx(-n / 2, rel=0.1)
+            # the squeezed state's anti-squeezed S_y; coherent: N/4 (+ detection noise from frames)
+            assert (y_var > 0.5 * n) if state == "squeezed" else (y_var < 0.4 * n)
 
 
 def _state(**kw: object) -> MicrowaveState:
