@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
 from drivers.prawndo import PrawnDO
+from drivers.pulse_program import compile_program
 from drivers.simulated.atoms import count_atoms_plain
 from drivers.simulated.lab import VirtualLab, VirtualLabConfig
+from drivers.simulated.lab_pulses import pulses_from_timeline, state_in_force
+from drivers.simulated.sma100b_emulator import MicrowaveState
 from drivers.sma100b import SMA100B
 from sequences.control import RunState
 from sequences.instruments import Instruments, SequencerConfig
@@ -149,3 +153,69 @@ def test_stop_joins_every_thread() -> None:
     lab.stop()
     lab.stop()                  # idempotent
     assert set(threading.enumerate()) - before == set()
+
+
+def test_a_setting_changed_during_the_gate_splits_the_pulse() -> None:
+    """In real time (time_scale 1) the phase the generator held at each moment of the gate counts."""
+    cfg = VirtualLabConfig.from_mapping({**SMALL, "time_scale": 1.0}, "test")
+    program = compile_program({"mw_gate": [(1e-3, 0.3)], "probe": [(0.31, 50e-6)],
+                               "camera": [(0.31, 100e-6)]}, cfg.channels)
+    with VirtualLab(cfg, seed=2) as lab:
+        mw, card = SMA100B(lab.microwave_address, timeout_s=1.0), PrawnDO(lab.card_address, timeout_s=1.0)
+        try:
+            mw.connect()
+            mw.frequency_hz, mw.level_dbm = cfg.resonance_hz, cfg.reference_level_dbm
+            mw.pulse_source, mw.pulse_polarity = "EXT", "NORM"
+            mw.pulse_modulation_enabled = mw.output_enabled = True
+            mw.phase_deg = 90.0
+            card.connect()
+            card.program(program.instructions)
+            card.start()
+            time.sleep(0.15)
+            mw.phase_deg = 0.0
+            card.wait_until_stopped(3.0)
+        finally:
+            mw.close()
+            card.close()
+        (done,) = lab.truths
+    first, second = done.pulses
+    assert (first.phase_rad, second.phase_rad) == (pytest.approx(math.pi / 2), 0.0)
+    omega = 2 * math.pi * cfg.rabi_frequency_hz
+    assert first.area_rad + second.area_rad == pytest.approx(omega * 0.3, rel=1e-6)
+    # the change came ~0.15 s after the start (scheduling on a busy machine: generous bounds)
+    assert 0.08 < first.area_rad / omega < 0.25
+    assert done.microwave.phase_deg == 0.0
+
+
+def _mw(phase: float, output: bool = True) -> MicrowaveState:
+    return MicrowaveState(6.834682611e9, -10.0, phase, "EXT", "NORM", True, output)
+
+
+def test_pulses_follow_the_timeline_of_settings() -> None:
+    cfg = VirtualLabConfig()
+    gate = [(0.0, 0), (1e-3, 1), (3e-3, 0)]
+    kw = dict(gate_bit=0, rabi_hz_at=cfg.rabi_frequency_at, resonance_hz=cfg.resonance_hz)
+    omega = 2 * math.pi * cfg.rabi_frequency_hz
+    # phase changes at 2 ms: two pulses; RF off from 2.5 ms: the second is cut short
+    timeline = [(0.0, _mw(90.0)), (2e-3, _mw(0.0)), (2.5e-3, _mw(0.0, output=False))]
+    a, b = pulses_from_timeline(gate, timeline, 5e-3, **kw)  # type: ignore[arg-type]
+    assert (a.area_rad, a.phase_rad) == pytest.approx((omega * 1e-3, math.pi / 2))
+    assert (b.area_rad, b.phase_rad) == pytest.approx((omega * 0.5e-3, 0.0))
+    # a change that repeats the same carrier does not split the pulse
+    (c,) = pulses_from_timeline(gate, [(0.0, _mw(90.0)), (2e-3, _mw(90.0))], 5e-3, **kw)  # type: ignore[arg-type]
+    assert c.area_rad == pytest.approx(omega * 2e-3)
+    assert state_in_force(timeline, 2.2e-3).phase_deg == 0.0 and state_in_force(timeline, -1).phase_deg == 90.0
+
+
+def test_timeline_maps_monotonic_time_onto_the_program(lab: VirtualLab) -> None:
+    tl = lab.microwave_timeline
+    t0 = time.monotonic()
+    lab.microwave_emulator.device.execute(":SOUR:PHAS 45")
+    end_r = time.monotonic()
+    # program of 1 s at time_scale 1 that ended at end_r: the change lies ~1 s - (end_r - t0) in
+    timeline = tl.program_timeline(end_r, 1.0, 1.0)
+    assert timeline[0][1].phase_deg == 0.0 and timeline[-1][1].phase_deg == 45.0
+    assert timeline[-1][0] == pytest.approx(1.0 - (end_r - t0), abs=0.05)
+    # time_scale 0: the program took no time, the state at its end held throughout
+    assert [s.phase_deg for _, s in tl.program_timeline(end_r, 1.0, 0.0)] == [45.0]
+    assert [s.phase_deg for _, s in tl.program_timeline(t0 - 1e-6, 1.0, 0.0)] == [0.0]
