@@ -80,7 +80,9 @@ class RunWriter:
         self._results_slot = -1
         self._closed = False
         try:
-            self._f = h5py.File(self.path, "w-", libver="latest")
+            # frame chunks start on 4 KiB boundaries: page-aligned copies into the page cache
+            self._f = h5py.File(self.path, "w-", libver="latest", alignment_threshold=65536,
+                                alignment_interval=4096)
         except FileExistsError:
             raise S.RunFileError(f"{self.path}: already exists; a run never overwrites a file") from None
         except OSError as exc:
