@@ -14,6 +14,7 @@ from typing import Any
 from PySide6 import QtCore
 
 from analysis.imaging import ImagingCalibration
+from app.offline.analysis import run_calibration
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
 from app.runfile import open_run
 from app.session import RunSession
@@ -80,13 +81,7 @@ class ReviewSource:
             self.results = run.results
             self.end_state = run.end_state
             self.n_shots = run.n_shots
-        if calibration is None:
-            imaging = record.get("imaging") if isinstance(record, dict) else None
-            if not imaging:
-                raise ValueError(f"{self.path}: no imaging calibration in the run file; open it with a "
-                                 f"calibration record")
-            calibration = ImagingCalibration.from_dict(imaging, source=f"{self.path}: calibration")
-        self.calibration = calibration
+        self.calibration = calibration or run_calibration(record, self.path)
         self.warmup = int((self.results or {}).get("warmup_shots", 20))
         self.reference_basis = int((self.results or {}).get("reference_basis", 0))
         self.monitor: RunMonitor | None = None

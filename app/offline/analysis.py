@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from analysis.criteria import CriteriaResult, DetectionNoise, result_from_sums
 from analysis.crosstalk import Crosstalk, partition_terms, region_crosstalk
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
-from analysis.imaging import ImagingCalibration, shot_atom_images
+from analysis.imaging import CalibrationError, ImagingCalibration, shot_atom_images
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
 from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
 from app.runfile import RunFileError, open_run
@@ -140,6 +140,18 @@ def _empty_clouds(clouds: dict[int, CloudShape], shape: tuple[int, int], hx: flo
     return out
 
 
+def run_calibration(record: Any, path: Path) -> ImagingCalibration:
+    """The imaging calibration embedded in a run file (its calibration_json), validated."""
+    imaging = record.get("imaging") if isinstance(record, dict) else None
+    if not imaging:
+        raise RunFileError(f"{path}: the run file holds no imaging calibration (calibration_json has "
+                           f"no 'imaging'); pass a calibration record")
+    try:
+        return ImagingCalibration.from_dict(imaging, source=f"{path}: calibration")
+    except CalibrationError as exc:
+        raise RunFileError(str(exc)) from None
+
+
 @dataclass
 class Analysis:
     """Criteria for a list of geometries of one run (arrays of shape (G,) inside ``result``)."""
@@ -199,13 +211,7 @@ class RunAnalysis:
             self.plan = run.plan
             self.end_state = run.end_state
             self.frame_shape = run.frame_shape
-        if calibration is None:
-            imaging = record.get("imaging") if isinstance(record, dict) else None
-            if not imaging:
-                raise RunFileError(f"{self.path}: the run file holds no imaging calibration "
-                                   f"(calibration_json has no 'imaging'); pass a calibration record")
-            calibration = ImagingCalibration.from_dict(imaging, source=f"{self.path}: calibration")
-        self.calibration = calibration
+        self.calibration = calibration or run_calibration(record, self.path)
         self.executor = executor
         self.chunk = max(1, int(chunk))
         self.confidence = confidence
