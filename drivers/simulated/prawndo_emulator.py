@@ -218,8 +218,8 @@ class PrawnDOEmulator:
 
     @property
     def records(self) -> list[SequenceRecord]:
-        """Every execution so far (edges, start kind, aborted, clock, end time)."""
-        return self.firmware.engine.records
+        """The executions so far, the last 1000 (edges, start kind, aborted, clock, end time)."""
+        return list(self.firmware.engine.records)
 
     @property
     def status(self) -> int:

@@ -37,13 +37,17 @@ class SequenceRecord:
     end_s: float
 
 
+RECORDS_KEPT = 1000
+
+
 class SequenceEngine:
     """Run status, outputs, trigger input and the program runner thread."""
 
     def __init__(self, *, time_scale: float = 1.0) -> None:
         self.time_scale = time_scale
         self.outputs = 0
-        self.records: list[SequenceRecord] = []
+        # the last RECORDS_KEPT executions (bounded: a card runs for days)
+        self.records: collections.deque[SequenceRecord] = collections.deque(maxlen=RECORDS_KEPT)
         self._status = STOPPED
         self._cv = threading.Condition()
         self._triggers: collections.deque[tuple[float | None, float]] = collections.deque()
