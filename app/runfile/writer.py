@@ -34,6 +34,18 @@ def _json(value: Any, what: str) -> str:
         raise S.RunFileError(f"{what} cannot be stored as JSON: {exc}") from None
 
 
+GROW_SHOTS = 64   # frames and table rows are allocated this many shots at a time
+GROW_TEXT_BYTES = 65536
+
+
+def _write_1d(ds: h5py.Dataset, start: int, values: np.ndarray) -> None:
+    """Write ``values`` into the 1-D dataset ``ds`` at ``start`` with the low-level API (the
+    high-level ``ds[a:b] = v`` costs a selection parse and dtype checks per call)."""
+    fspace = ds.id.get_space()
+    fspace.select_hyperslab((start,), (values.shape[0],))
+    ds.id.write(h5py.h5s.create_simple((values.shape[0],)), fspace, np.ascontiguousarray(values))
+
+
 class RunWriter:
     """One run file, opened for SWMR appends. Use as a context manager or call ``close()``.
 
@@ -94,6 +106,10 @@ class RunWriter:
             self._f.close()
             raise
         self._fd = self._f.id.get_vfd_handle() if fsync else None
+        # handles kept open: looking datasets up by path costs more than writing a row
+        f = self._f
+        self._ds_frames, self._ds_text = f[S.FRAMES], f[S.SHOT_TEXT]
+        self._ds_table, self._ds_count = f[S.SHOTS], f[S.N_COMPLETE]
         log.info("run file %s created (%s, frames %s x %dx%d)", self.path, compression,
                  len(names), h, w)
 
@@ -167,9 +183,9 @@ class RunWriter:
                    t.start_utc.encode(), t.end_utc.encode(), t.start_monotonic_s,
                    t.end_monotonic_s, self._text_len, len(text), frames_crc, zlib.crc32(text))
         n = self.n_shots
-        f = self._f
-        frames = f[S.FRAMES]
-        frames.resize(n + 1, axis=0)
+        frames = self._ds_frames
+        if frames.shape[0] <= n:            # grown in blocks; readers count committed shots only
+            frames.resize(n + GROW_SHOTS, axis=0)
         if shot.frames is not None:
             if self.compression == "none":
                 # one chunk per shot: hand HDF5 the bytes directly (no type conversion or
@@ -179,14 +195,17 @@ class RunWriter:
             else:
                 frames[n] = shot.frames
         if text:
-            buf = f[S.SHOT_TEXT]
-            buf.resize(self._text_len + len(text), axis=0)
-            buf[self._text_len:] = np.frombuffer(text, dtype=np.uint8)
-        table = f[S.SHOTS]
-        table.resize(n + 1, axis=0)
-        table[n] = row
+            buf = self._ds_text
+            if buf.shape[0] < self._text_len + len(text):
+                buf.resize(self._text_len + len(text) + GROW_TEXT_BYTES, axis=0)
+            _write_1d(buf, self._text_len, np.frombuffer(text, dtype=np.uint8))
+        table = self._ds_table
+        if table.shape[0] <= n:
+            table.resize(n + GROW_SHOTS, axis=0)
+        _write_1d(table, n, row.reshape(1))
         self._commit()
-        f[S.N_COMPLETE][()] = n + 1
+        self._ds_count.id.write(h5py.h5s.create(h5py.h5s.SCALAR), h5py.h5s.create(h5py.h5s.SCALAR),
+                                np.array(n + 1, dtype=np.int64))
         self._commit()
         self.n_shots = n + 1
         self._text_len += len(text)
@@ -217,6 +236,9 @@ class RunWriter:
                                  f"{', '.join(S.WRITER_END_STATES)}")
         self._closed = True
         try:
+            self._ds_frames.resize(self.n_shots, axis=0)    # drop the slots allocated ahead
+            self._ds_table.resize(self.n_shots, axis=0)
+            self._ds_text.resize(self._text_len, axis=0)
             self._f[S.END_STATE][()] = np.bytes_(end_state.encode())
             self._f[S.END_UTC][()] = np.bytes_(utc_now_iso().encode())
             self._commit()
