@@ -53,8 +53,8 @@ END_STATES = ("running", "completed", "stopped", "aborted", "faulted", "crashed"
 WRITER_END_STATES = ("completed", "stopped", "aborted", "faulted")
 END_STATE_DTYPE = "S16"
 UTC_DTYPE = "S32"
-SHOT_ROWS_PER_CHUNK = 256
-TEXT_BYTES_PER_CHUNK = 64 * 1024
+SHOT_ROWS_PER_CHUNK = 16
+TEXT_BYTES_PER_CHUNK = 4096
 RESULTS_BYTES_PER_CHUNK = 64 * 1024
 
 COMPRESSIONS = ("none", "blosc-lz4")
