@@ -82,7 +82,7 @@ class LabConfig:
     imaging_calibration: ImagingCalibration
     calibration_record: Mapping[str, Any]
     monitor: MonitorSettings
-    compression: str = "none"
+    compression: str = "blosc-lz4"
     fsync: bool = False
     virtual_lab: Mapping[str, Any] = field(default_factory=dict)
     text: str = ""
@@ -244,7 +244,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
     mwcal, imcal, record = _calibration(top.table("calibration", required=True), base, source)
     monitor = _monitor(top.table("monitor"))
     run = top.table("run")
-    compression = run.string("compression", "none", choices=COMPRESSIONS)
+    compression = run.string("compression", "blosc-lz4", choices=COMPRESSIONS)
     fsync = run.boolean("fsync", False)
     run.done()
     top.done()

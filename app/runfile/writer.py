@@ -71,9 +71,9 @@ class RunWriter:
     """One run file, opened for SWMR appends. Use as a context manager or call ``close()``.
 
     ``frame_shape`` is (H, W) in pixels; every ok shot must carry ``len(frame_names)`` frames of
-    that shape. ``compression`` is 'none' (default: benchmarks/runfile_write.py measured that
-    compressing slows a fast acquisition by ~6 % on 2 cores) or 'blosc-lz4' (lossless, ~1.7x
-    smaller files, needs ``hdf5plugin`` to read). ``fsync`` also forces each committed shot to the
+    that shape. ``compression`` is 'none' (the writer's default; raw chunks written directly) or
+    'blosc-lz4' (lossless, ~1.8x smaller files, needs ``hdf5plugin`` to read; the default of a
+    run, as it does not slow acquisition). ``fsync`` also forces each committed shot to the
     disk (survives a power cut; two disk syncs per shot).
     """
 

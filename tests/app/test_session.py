@@ -164,7 +164,7 @@ def test_output_paths_stay_in_the_data_directory(tmp_path: Path) -> None:
     (("alpha = 1.4705882352941175", "alpha = -1.0"), "alpha"),
     (("gap_px = 1.0", "gap_px = -1.0"), "monitor.gap_px"),
     (("warmup_shots = 20", "warmup_shots = 2"), "warmup_shots"),
-    (("compression = \"none\"", "compression = \"zip\""), "compression"),
+    (("compression = \"blosc-lz4\"", "compression = \"zip\""), "compression"),
     (("[sequencer]", "[sequencer]\nspeed = 3"), "sequencer.speed"),
     (("squeezing_db = -3.2", "squeezing_db = 3.2"), "virtual_lab"),
 ])
