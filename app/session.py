@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.geometries import Split
+from app.heap import HeapTrimmer
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
 from app.runfile import open_run
@@ -123,6 +124,8 @@ class RunSession:
         self._lock = threading.Lock()
         self._monitor_lock = threading.Lock()
         self._recent: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=RECENT_SHOTS)
+        # freed heap pages back to the OS every 500 written shots (app/heap.py: hours-long runs)
+        self._heap = HeapTrimmer(500)
         self.publisher.add_listener(self._on_consumer_event)
 
     # --- listeners (called in the session's threads) ---------------------------------------------
@@ -424,6 +427,7 @@ class RunSession:
     def _write(self, shot: ShotRecord) -> None:
         assert self.writer is not None
         self.writer.write_shot(shot)
+        self._heap.tick()
         for listener in list(self._written_listeners):
             try:
                 listener(shot)
