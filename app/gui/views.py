@@ -166,7 +166,9 @@ class PlotsPanel(QtWidgets.QTabWidget):
                       (self.gap_epr, "gap width (px)"), (self.gap_atoms, "gap width (px)")):
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setLabel("bottom", xl)
-            p.addLegend(offset=(-10, 10))
+            # opaque enough to read over the curves it covers
+            p.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 215),
+                        pen=pg.mkPen(190, 190, 190), labelTextColor="k")
         for p in (self.convergence.getPlotItem(), self.ratio.getPlotItem(), self.gap_epr):
             p.addLine(y=1.0, pen=pg.mkPen("k", style=QtCore.Qt.PenStyle.DashLine))
         self._items: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.ErrorBarItem]] = {}
