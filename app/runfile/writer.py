@@ -137,6 +137,8 @@ class RunWriter:
         self._ds_table, self._ds_count = f[S.SHOTS], f[S.N_COMPLETE]
         self._rows, self._text = _ChunkAppender(self._ds_table), _ChunkAppender(self._ds_text)
         self._scalar = h5py.h5s.create(h5py.h5s.SCALAR)
+        self._count_buf = np.zeros((), dtype="<i8")
+        self._count_type = h5py.h5t.py_create(self._count_buf.dtype)
         log.info("run file %s created (%s, frames %s x %dx%d)", self.path, compression,
                  len(names), h, w)
 
@@ -231,7 +233,8 @@ class RunWriter:
             table.resize(n + GROW_SHOTS, axis=0)
         self._rows.write(n, row.reshape(1))
         self._commit()
-        self._ds_count.id.write(self._scalar, self._scalar, np.array(n + 1, dtype=np.int64))
+        self._count_buf[()] = n + 1
+        self._ds_count.id.write(self._scalar, self._scalar, self._count_buf, mtype=self._count_type)
         self._commit()
         self.n_shots = n + 1
         self._text_len += len(text)

@@ -142,3 +142,41 @@ def test_writer_creates_no_file_on_unwritable_path(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
     with h5py.File(tmp_path / "x.h5", "w"):
         pass
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_texts_across_chunk_and_growth_boundaries_read_back(tmp_path: Path, close: bool) -> None:
+    """Shot texts longer than a text chunk, rows past several row chunks and past the block the
+    writer allocates ahead; the file read while still open (SWMR) and after close."""
+    from app.runfile import schema as S
+    from app.runfile.writer import GROW_SHOTS, GROW_TEXT_BYTES
+    from sequences.shot import ShotClock, ShotRecord
+
+    path = tmp_path / "long.h5"
+    w = RunWriter(path, frame_names=FRAME_NAMES, frame_shape=(H, W), compression="none")
+    n = GROW_SHOTS + 2 * S.SHOT_ROWS_PER_CHUNK + 3
+    reasons = {}
+    for i in range(n):
+        if i % 7 == 3:      # failed, with a reason of 0.5 to 2.5 text chunks (some > GROW_TEXT_BYTES / 20)
+            reasons[i] = f"shot {i}: " + "é" * (S.TEXT_BYTES_PER_CHUNK // 4 + 331 * i)
+            w.write_shot(ShotRecord.failed(index=i, cycle=i // 3, sequence_index=i % 3,
+                                           direction="xyz"[i % 3], reason=reasons[i],
+                                           settings={"i": i}, timing=ShotClock().finish()))
+        else:
+            w.write_shot(shot(i))
+    assert sum(len(r.encode()) for r in reasons.values()) > GROW_TEXT_BYTES
+    if close:
+        w.close()
+    with open_run(path) as run:
+        assert run.n_shots == n and not run.warnings
+        for i in range(n):
+            s = run.shot(i)
+            if i in reasons:
+                assert s.reason == reasons[i] and s.settings == {"i": i}
+            else:
+                np.testing.assert_array_equal(s.frames, shot(i).frames)
+                assert s.extra == {"note": f"shot {i}"}
+    if not close:
+        w.close()
+        with h5py.File(path, "r") as f:     # trimmed to what was written
+            assert f[S.SHOTS].shape == (n,) and f[S.FRAMES].shape[0] == n
