@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.geometries import Split
 from app.monitoring import MonitorSnapshot
@@ -149,6 +149,43 @@ class ImagesPanel(QtWidgets.QWidget):
         self.split_dragged.emit((a + b) / 2.0, b - a)
 
 
+class _Bars:
+    """+-1 sigma error bars of one curve."""
+
+    def __init__(self, plot: pg.PlotItem, colour: str) -> None:
+        self.item = pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), height=np.zeros(1),
+                                    pen=pg.mkPen(colour))
+        plot.addItem(self.item)
+
+    def show(self, x: np.ndarray, y: np.ndarray, err: np.ndarray) -> None:
+        self.item.setVisible(bool(x.size))
+        if x.size:
+            self.item.setData(x=x, y=y, height=2 * err)
+
+
+class _Band:
+    """+-1 sigma of one curve as a translucent band (readable with hundreds of points)."""
+
+    def __init__(self, plot: pg.PlotItem, colour: str) -> None:
+        edge, fill = QtGui.QColor(colour), QtGui.QColor(colour)
+        edge.setAlpha(90)
+        fill.setAlpha(55)
+        # PlotCurveItem, not PlotDataItem: the latter drops its data when drawn without a pen
+        self.lo, self.hi = pg.PlotCurveItem(pen=pg.mkPen(edge)), pg.PlotCurveItem(pen=pg.mkPen(edge))
+        self.fill = pg.FillBetweenItem(self.lo, self.hi, brush=pg.mkBrush(fill))
+        plot.addItem(self.lo)
+        plot.addItem(self.hi)
+        plot.addItem(self.fill)
+
+    def show(self, x: np.ndarray, y: np.ndarray, err: np.ndarray) -> None:
+        self.lo.setData(x, y - err)
+        self.hi.setData(x, y + err)
+        self.fill.setVisible(bool(x.size))
+
+
+_Errors = _Bars | _Band
+
+
 class PlotsPanel(QtWidgets.QTabWidget):
     """Convergence vs shot number, splitting-ratio scan (Fig. 2a/3a), gap-width scan (Fig. 3b/3c)."""
 
@@ -171,37 +208,41 @@ class PlotsPanel(QtWidgets.QTabWidget):
                         pen=pg.mkPen(190, 190, 190), labelTextColor="k")
         for p in (self.convergence.getPlotItem(), self.ratio.getPlotItem(), self.gap_epr):
             p.addLine(y=1.0, pen=pg.mkPen("k", style=QtCore.Qt.PenStyle.DashLine))
-        self._items: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.ErrorBarItem]] = {}
+        self._items: dict[tuple[int, str], tuple[pg.PlotDataItem, _Errors]] = {}
         self.convergence.setBackground("w")
         self.ratio.setBackground("w")
         self.gap.setBackground("w")
 
-    def _series(self, plot: pg.PlotItem, key: str, name: str) -> tuple[pg.PlotDataItem, pg.ErrorBarItem]:
-        """The (curve, error bars) of one quantity on one plot, created on first use, then reused."""
+    def _series(self, plot: pg.PlotItem, key: str, name: str,
+                band: bool = False) -> tuple[pg.PlotDataItem, _Errors]:
+        """The (curve, errors) of one quantity on one plot, created on first use, then reused (items
+        are never removed: see docs/gui.md). ``band``: the +-1 sigma errors as a shaded band (for
+        hundreds of points), else as error bars."""
         k = (id(plot), key)
         if k not in self._items:
             colour = COLOURS[key]
-            bars = pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), height=np.zeros(1), pen=pg.mkPen(colour))
-            curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
-                              symbolBrush=colour, name=name)
-            plot.addItem(bars)
-            self._items[k] = (curve, bars)
+            if band:
+                errors: _Errors = _Band(plot, colour)
+                curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), name=name)
+            else:
+                errors = _Bars(plot, colour)
+                curve = plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                                  symbolBrush=colour, name=name)
+            self._items[k] = (curve, errors)
         return self._items[k]
 
     def _curve(self, plot: pg.PlotItem, x: np.ndarray, y: np.ndarray, err: np.ndarray, key: str,
-               name: str) -> None:
-        curve, bars = self._series(plot, key, name)
+               name: str, band: bool = False) -> None:
+        curve, errors = self._series(plot, key, name, band)
         ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(err)
         curve.setData(x[ok], y[ok])
-        bars.setVisible(bool(ok.any()))
-        if ok.any():
-            bars.setData(x=x[ok], y=y[ok], height=2 * err[ok])
+        errors.show(x[ok], y[ok], err[ok])
 
     def _hide(self, plot: pg.PlotItem) -> None:
-        for (pid, _), (curve, bars) in self._items.items():
+        for (pid, _), (curve, errors) in self._items.items():
             if pid == id(plot):
                 curve.setData([], [])
-                bars.setVisible(False)
+                errors.show(np.zeros(0), np.zeros(0), np.zeros(0))
 
     def show_snapshot(self, snap: MonitorSnapshot | None) -> None:
         if snap is None:
@@ -211,10 +252,11 @@ class PlotsPanel(QtWidgets.QTabWidget):
         if "shots" in h:
             pre = "corrected." if "corrected.E_Ent" in h else ""
             for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
-                self._curve(conv, h["shots"], h[pre + key], h[pre + key + ".error"], key, name)
+                self._curve(conv, h["shots"], h[pre + key], h[pre + key + ".error"], key, name,
+                            band=True)
             xi = 10 ** (h[pre + "xi_R2_dB"] / 10)
             self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"], "xi_R2",
-                        "ξ_R²")
+                        "ξ_R²", band=True)
             conv.setTitle("Convergence (chosen regions" + (", corrected)" if pre else ")"))
             conv.setYRange(0, 2)
         else:
