@@ -110,6 +110,8 @@ class RunWriter:
         self.n_shots = 0
         self._last_index = -1
         self._text_len = 0
+        self._shot_slots = 0        # allocated length of the frames and table datasets
+        self._text_slots = 0        # allocated length of the text dataset (bytes)
         self._results_slot = -1
         self._closed = False
         try:
@@ -138,6 +140,9 @@ class RunWriter:
         self._rows, self._text = _ChunkAppender(self._ds_table), _ChunkAppender(self._ds_text)
         self._scalar = h5py.h5s.create(h5py.h5s.SCALAR)
         self._count_buf = np.zeros((), dtype="<i8")
+        self._frame_block = (1, len(names), h, w)
+        self._frame_mspace = h5py.h5s.create_simple(self._frame_block)
+        self._frame_type = h5py.h5t.py_create(np.dtype("<u2"))
         self._count_type = h5py.h5t.py_create(self._count_buf.dtype)
         log.info("run file %s created (%s, frames %s x %dx%d)", self.path, compression,
                  len(names), h, w)
@@ -213,24 +218,28 @@ class RunWriter:
                    t.end_monotonic_s, self._text_len, len(text), frames_crc, zlib.crc32(text))
         n = self.n_shots
         frames = self._ds_frames
-        if frames.shape[0] <= n:            # grown in blocks; readers count committed shots only
-            frames.resize(n + GROW_SHOTS, axis=0)
+        if self._shot_slots <= n:         # grown in blocks; readers count committed shots only
+            self._shot_slots = n + GROW_SHOTS   # (kept here: Dataset.shape costs ~7 us a call)
+            frames.resize(self._shot_slots, axis=0)
+            self._ds_table.resize(self._shot_slots, axis=0)
         if shot.frames is not None:
             if self.compression == "none":
                 # one chunk per shot: hand HDF5 the bytes directly (no type conversion or
                 # selection machinery), as fast as a raw file write
                 frames.id.write_direct_chunk((n, 0, 0, 0),
                                              np.ascontiguousarray(shot.frames, dtype="<u2").data)
-            else:
-                frames[n] = shot.frames
+            else:                          # through the filter pipeline, without h5py's checks
+                fspace = frames.id.get_space()
+                fspace.select_hyperslab((n, 0, 0, 0), self._frame_block)
+                frames.id.write(self._frame_mspace, fspace,
+                                np.ascontiguousarray(shot.frames, dtype="<u2"),
+                                mtype=self._frame_type)
         if text:
             buf = self._ds_text
-            if buf.shape[0] < self._text_len + len(text):
-                buf.resize(self._text_len + len(text) + GROW_TEXT_BYTES, axis=0)
+            if self._text_slots < self._text_len + len(text):
+                self._text_slots = self._text_len + len(text) + GROW_TEXT_BYTES
+                buf.resize(self._text_slots, axis=0)
             self._text.write(self._text_len, np.frombuffer(text, dtype=np.uint8))
-        table = self._ds_table
-        if table.shape[0] <= n:
-            table.resize(n + GROW_SHOTS, axis=0)
         self._rows.write(n, row.reshape(1))
         self._commit()
         self._count_buf[()] = n + 1
