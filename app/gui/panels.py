@@ -1,6 +1,7 @@
 """Small panels of the main window: run control, instruments, live numbers, region editor."""
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -122,42 +123,64 @@ class InstrumentsPanel(QtWidgets.QGroupBox):
             "timing_card": ("card.status", "version", "board", "start_mode"),
             "camera": ("cam.width", "cam.height", "width", "height", "pixel_format", "exposure_s")}
 
+    NAMES = ("microwave", "timing_card", "camera")
+
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Instruments", parent)
-        self.table = QtWidgets.QTableWidget(3, 5)
-        self.table.setHorizontalHeaderLabels(["instrument", "link", "identity", "settings", "last error"])
+        # one row per instrument; the details (identity, settings read back, last error) wrap in
+        # one cell so that the last error is never scrolled out of sight
+        self.table = QtWidgets.QTableWidget(len(self.NAMES), 3)
+        self.table.setHorizontalHeaderLabels(["instrument", "link", "identity, settings, last error"])
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        for col in (0, 1):
+            header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.details: dict[str, QtWidgets.QLabel] = {}
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.table)
         row = QtWidgets.QHBoxLayout()
         self.reconnect_buttons: dict[str, QtWidgets.QPushButton] = {}
-        for name in ("microwave", "timing_card", "camera"):
+        for i, name in enumerate(self.NAMES):
             b = QtWidgets.QPushButton(f"Reconnect {name.replace('_', ' ')}")
             b.clicked.connect(lambda _=False, n=name: self.reconnect_requested.emit(n))
             self.reconnect_buttons[name] = b
             row.addWidget(b)
-        layout.addLayout(row)
-        for i, name in enumerate(("microwave", "timing_card", "camera")):
             self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(name.replace("_", " ")))
+            label = QtWidgets.QLabel()
+            label.setWordWrap(True)
+            label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+            label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setContentsMargins(4, 2, 4, 2)
+            self.table.setCellWidget(i, 2, label)
+            self.details[name] = label
+        layout.addLayout(row)
 
     def update_status(self, status: dict[str, Any]) -> None:
-        for i, name in enumerate(("microwave", "timing_card", "camera")):
+        for i, name in enumerate(self.NAMES):
             st = status.get(name)
             if st is None:
                 continue
             link = QtWidgets.QTableWidgetItem("connected" if st.connected else "DISCONNECTED")
             link.setForeground(QtGui.QColor(GREEN if st.connected else RED))
             self.table.setItem(i, 1, link)
-            self.table.setItem(i, 2, QtWidgets.QTableWidgetItem(st.identity))
             keys = [k for k in self.KEYS[name] if k in st.settings]
-            text = ", ".join(f"{k.split('.')[-1]}={st.settings[k]}" for k in keys)
-            self.table.setItem(i, 3, QtWidgets.QTableWidgetItem(text))
-            err = QtWidgets.QTableWidgetItem(st.last_error)
-            err.setForeground(QtGui.QColor(RED))
-            self.table.setItem(i, 4, err)
-        self.table.resizeColumnsToContents()
+            settings = ", ".join(f"{k.split('.')[-1]}={st.settings[k]}" for k in keys)
+            identity = st.identity.replace(",", ", ")      # *IDN? fields, so that the line can wrap
+            lines = [html.escape(identity), f"<span style='color:{GREY}'>{html.escape(settings)}</span>"]
+            plain = [identity, settings]
+            if st.last_error:
+                lines.append(f"<span style='color:{RED}'>last error: {html.escape(st.last_error)}</span>")
+                plain.append(f"last error: {st.last_error}")
+            label = self.details[name]
+            label.setText("<br>".join(lines))
+            label.setToolTip("\n".join(plain))
+        width = self.table.columnWidth(2)
+        for i, name in enumerate(self.NAMES):
+            label = self.details[name]
+            self.table.setRowHeight(i, max(label.heightForWidth(width), label.sizeHint().height()) + 4)
 
 
 class NumbersPanel(QtWidgets.QGroupBox):

@@ -65,7 +65,7 @@ def test_a_run_from_the_window(qtbot, tmp_path: Path, settings: QtCore.QSettings
     w._refresh()
     text = w.numbers.values["E_Ent"].text()
     assert "±" in text
-    assert w.instruments.table.item(0, 2).text().startswith("Rohde&Schwarz")
+    assert w.instruments.details["microwave"].toolTip().startswith("Rohde&Schwarz, SMA100B")
     with open_run(w.session.path) as run:
         assert run.n_shots == 60 and run.end_state == "completed"
         e_ent = run.results["criteria"][0]["corrected"]["E_Ent"]["value"]
@@ -154,3 +154,34 @@ def test_closing_during_a_run_asks_then_stops_with_the_file_intact(qtbot, settin
     with open_run(w.session.path) as run:
         assert run.end_state == "stopped" and run.closed_cleanly
         assert np.all(np.diff(run.table()["index"]) == 1)
+
+
+def test_instrument_errors_stay_in_sight(qtbot) -> None:
+    """A dropped instrument shows DISCONNECTED and its last error inside the panel's width (the
+    details wrap in one column; nothing to scroll sideways to)."""
+    from app.gui.panels import InstrumentsPanel
+    from app.session import InstrumentStatus
+
+    panel = InstrumentsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(420, 400)
+    panel.show()
+    error = ("microwave: reply '<\x00garbage>' to ':SOUR1:PHAS?' from TCPIP0::127.0.0.1::5025::SOCKET "
+             "is not a number; run paused")
+    panel.update_status({
+        "microwave": InstrumentStatus("microwave", "TCPIP0::127.0.0.1::5025::SOCKET", False,
+                                      "Rohde&Schwarz,SMA100B,1419.8888K02/100001,5.00.122.24",
+                                      {"mw.phase_deg": 90.0}, error),
+        "camera": InstrumentStatus("camera", "viky", True, "steerlab VirtualCamera VLAB0001",
+                                   {"width": 256}, ""),
+    })
+    assert panel.table.item(0, 1).text() == "DISCONNECTED"
+    assert panel.table.item(0, 1).foreground().color().name() == RED.lower()
+    label = panel.details["microwave"]
+    assert "last error: " + error in label.toolTip() and "phase_deg=90.0" in label.toolTip()
+    assert RED.lower() in label.text().lower()
+    assert "&lt;\x00garbage&gt;" in label.text()       # instrument text is escaped, not rendered
+    assert panel.table.horizontalScrollBarPolicy() == QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    # the row is tall enough for the wrapped text
+    assert panel.table.rowHeight(0) >= label.heightForWidth(panel.table.columnWidth(2))
+    assert "last error" not in panel.details["camera"].text()
