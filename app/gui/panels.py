@@ -183,6 +183,9 @@ class InstrumentsPanel(QtWidgets.QGroupBox):
             self.table.setRowHeight(i, max(label.heightForWidth(width), label.sizeHint().height()) + 4)
 
 
+CERTIFYING_ROWS = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
+
+
 class NumbersPanel(QtWidgets.QGroupBox):
     """N, xi_R^2 (dB), E_Ent, E_EPR A->B and B->A with errors, colour-coded against 1."""
 
@@ -197,9 +200,14 @@ class NumbersPanel(QtWidgets.QGroupBox):
         font.setPointSize(font.pointSize() + 3)
         font.setBold(True)
         grid.addWidget(QtWidgets.QLabel("corrected (detection noise, PSF)"), 0, 1)
-        grid.addWidget(QtWidgets.QLabel("raw"), 0, 2)
+        p_head = QtWidgets.QLabel("p")
+        p_head.setToolTip("one-sided p-value of 'true value >= 1' (bias-corrected value, split-sample "
+                          "error for the optimised criteria); certified when p < 1 - confidence")
+        grid.addWidget(p_head, 0, 2)
+        grid.addWidget(QtWidgets.QLabel("raw"), 0, 3)
         self.values: dict[str, QtWidgets.QLabel] = {}
         self.raw: dict[str, QtWidgets.QLabel] = {}
+        self.p_values: dict[str, QtWidgets.QLabel] = {}
         for r, (key, label) in enumerate(self.ROWS, start=1):
             grid.addWidget(QtWidgets.QLabel(label), r, 0)
             v = QtWidgets.QLabel("—")
@@ -207,14 +215,19 @@ class NumbersPanel(QtWidgets.QGroupBox):
             v.setFont(font)
             v.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(v, r, 1)
+            if key in CERTIFYING_ROWS:
+                p = QtWidgets.QLabel("—")
+                p.setStyleSheet(f"color: {GREY}")
+                grid.addWidget(p, r, 2)
+                self.p_values[key] = p
             raw = QtWidgets.QLabel("—")
             raw.setObjectName(f"raw_{key}")
-            grid.addWidget(raw, r, 2)
+            grid.addWidget(raw, r, 3)
             self.values[key] = v
             self.raw[key] = raw
         self.info = QtWidgets.QLabel("waiting for shots")
         self.info.setWordWrap(True)
-        grid.addWidget(self.info, len(self.ROWS) + 1, 0, 1, 3)
+        grid.addWidget(self.info, len(self.ROWS) + 1, 0, 1, 4)
 
     @staticmethod
     def _text(result: CriteriaResult, key: str) -> tuple[str, float, float]:
@@ -233,13 +246,17 @@ class NumbersPanel(QtWidgets.QGroupBox):
                 label.setText("—")
                 raw.setText("—")
                 label.setStyleSheet("")
+                if key in self.p_values:
+                    self.p_values[key].setText("—")
                 continue
             text, v, e = self._text(main, key)
             label.setText(text)
             raw.setText(self._text(result, key)[0])
             colour = ""
-            if key in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
+            if key in CERTIFYING_ROWS:
                 colour = verdict_colour(v, e, bool(main.certified(key)[0]))
+                p = float(main[key].p_value()[0])
+                self.p_values[key].setText(f"{p:.2g}")
             elif key in ("xi_R2", "product_A", "product_B"):
                 colour = verdict_colour(v, e)
             elif key == "xi_R2_dB":

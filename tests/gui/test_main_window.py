@@ -69,8 +69,10 @@ def test_a_run_from_the_window(qtbot, tmp_path: Path, settings: QtCore.QSettings
     with open_run(w.session.path) as run:
         assert run.n_shots == 60 and run.end_state == "completed"
         e_ent = run.results["criteria"][0]["corrected"]["E_Ent"]["value"]
+        p_ent = run.results["criteria"][0]["corrected"]["E_Ent"]["p_value"]
     shown = float(text.split("±")[0])
     assert shown == pytest.approx(e_ent, abs=0.0006)
+    assert float(w.numbers.p_values["E_Ent"].text()) == pytest.approx(p_ent, rel=0.06, abs=1e-12)  # 2 digits
 
 
 def test_review_shows_the_runs_numbers_and_regions_recount(qtbot, settings: QtCore.QSettings,
