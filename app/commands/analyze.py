@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         best = scan.best
         for key, target in (("E_Ent", 0.5), ("E_EPR_AB", args.ratio), ("E_EPR_BA", 1 - args.ratio)):
             i = int(np.nanargmin(np.abs(scan.splitting_ratios - target)))
-            verdict = "certified < 1" if best.certified(key)[i] else "not certified"
+            p = float(best[key].p_value()[i])
+            verdict = ("certified < 1" if best.certified(key)[i] else "not certified") + f", p = {p:.2g}"
             print(f"  {r.path.name} ({r.state}): {key} = {best[key].value[i]:.3f} +- {best[key].error[i]:.3f} "
                   f"at splitting ratio {scan.splitting_ratios[i]:.2f} ({verdict}; corrected)")
     return 0
