@@ -43,7 +43,7 @@ class _ChunkAppender:
 
     The chunk being filled is kept in memory and rewritten with ``write_direct_chunk`` after each
     append: no HDF5 type conversion and no chunk cache (a high-level ``ds[a:b] = v`` of one compound
-    shot row costs ~90 us, this ~5 us). The dataset must be large enough for the appended items."""
+    shot row costs ~90 us, this ~7 us). The dataset must be large enough for the appended items."""
 
     def __init__(self, ds: h5py.Dataset) -> None:
         self._id = ds.id
@@ -219,9 +219,10 @@ class RunWriter:
         n = self.n_shots
         frames = self._ds_frames
         if self._shot_slots <= n:         # grown in blocks; readers count committed shots only
-            self._shot_slots = n + GROW_SHOTS   # (kept here: Dataset.shape costs ~7 us a call)
-            frames.resize(self._shot_slots, axis=0)
-            self._ds_table.resize(self._shot_slots, axis=0)
+            slots = n + GROW_SHOTS           # (length kept here: Dataset.shape costs ~7 us a call)
+            frames.resize(slots, axis=0)
+            self._ds_table.resize(slots, axis=0)
+            self._shot_slots = slots
         if shot.frames is not None:
             if self.compression == "none":
                 # one chunk per shot: hand HDF5 the bytes directly (no type conversion or
@@ -237,8 +238,9 @@ class RunWriter:
         if text:
             buf = self._ds_text
             if self._text_slots < self._text_len + len(text):
-                self._text_slots = self._text_len + len(text) + GROW_TEXT_BYTES
-                buf.resize(self._text_slots, axis=0)
+                slots = self._text_len + len(text) + GROW_TEXT_BYTES
+                buf.resize(slots, axis=0)
+                self._text_slots = slots
             self._text.write(self._text_len, np.frombuffer(text, dtype=np.uint8))
         self._rows.write(n, row.reshape(1))
         self._commit()
