@@ -42,6 +42,12 @@ def test_run_prints_the_summary_and_writes_the_file(tmp_path: Path, capsys: pyte
     text = capsys.readouterr().out
     for label in ("xi_R^2 (dB)", "E_Ent", "E_EPR A->B", "E_EPR B->A", "run completed"):
         assert label in text
+    with open_run(tmp_path / "runs" / "b.h5") as run:      # each verdict with its p-value
+        c = run.results["criteria"][0]
+    lines = {line.split("  ")[0]: line for line in text.splitlines()}
+    for key, label in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A->B"), ("E_EPR_BA", "E_EPR B->A")):
+        shown = [f"p = {e[key]['p_value']:.2g}" for e in (c["corrected"], c) if e]
+        assert all(p in lines[label] for p in shown), (lines[label], shown)
 
 
 @pytest.mark.parametrize("argv, message", [
