@@ -3,36 +3,29 @@
 Compressing frames with the HDF5 Blosc filter allocates and frees chunk-sized buffers on every
 shot; glibc keeps the freed pages in its heap, so a run of hours grows by ~1.5-3 MB per 1000 shots
 that ``malloc_trim`` hands back (measured on a Blosc-filtered h5py dataset alone: +31 MB after
-20 000 shots of 5 x 64 x 224, +9 MB after a trim; tests/app/test_runfile_memory.py). Elsewhere (macOS, Windows, musl) this module does nothing.
+20 000 shots of 5 x 64 x 224, +9 MB after a trim; tests/app/test_runfile_memory.py). Elsewhere
+(macOS, Windows, musl) this module does nothing.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
-import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_trim = None
-_looked = False
 
-
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    global _trim, _looked
-    with _lock:
-        if not _looked:
-            _looked = True
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                fn = libc.malloc_trim
-                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-                _trim = fn
-            except (OSError, AttributeError):
-                log.debug("malloc_trim not available: freed heap memory is not trimmed")
-        return _trim
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        log.debug("malloc_trim not available: freed heap memory is not trimmed")
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
 
 
 def release_free_heap() -> bool:

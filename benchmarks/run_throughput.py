@@ -1,7 +1,8 @@
 """Benchmark: sustained shot throughput of a virtual-lab run through the real drivers, sockets,
 sequencer, run writer and live monitor, with the simulation's own time (atoms + rendering of the
-frames, measured inside the virtual lab) excluded. The run is made twice, with uncompressed and with Blosc-lz4 frames, to see whether compression
-slows acquisition. Usage: python benchmarks/run_throughput.py [--shots 600] [--frame 256]
+frames, measured inside the virtual lab) excluded. The run is made twice, with uncompressed and
+with Blosc-lz4 frames, to see whether compression slows acquisition.
+Usage: python benchmarks/run_throughput.py [--shots 600] [--frame 256]
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from analysis.criteria import CriteriaResult
+from analysis.criteria import CERTIFYING, CriteriaResult
 from analysis.geometries import Checkerboard, Geometry, RandomCells, Split, Stripes
 from app.monitoring import RegionPlan
 
@@ -183,9 +183,6 @@ class InstrumentsPanel(QtWidgets.QGroupBox):
             self.table.setRowHeight(i, max(label.heightForWidth(width), label.sizeHint().height()) + 4)
 
 
-CERTIFYING_ROWS = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
-
-
 class NumbersPanel(QtWidgets.QGroupBox):
     """N, xi_R^2 (dB), E_Ent, E_EPR A->B and B->A with errors, colour-coded against 1."""
 
@@ -215,7 +212,7 @@ class NumbersPanel(QtWidgets.QGroupBox):
             v.setFont(font)
             v.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(v, r, 1)
-            if key in CERTIFYING_ROWS:
+            if key in CERTIFYING:
                 p = QtWidgets.QLabel("—")
                 p.setStyleSheet(f"color: {GREY}")
                 grid.addWidget(p, r, 2)
@@ -253,7 +250,7 @@ class NumbersPanel(QtWidgets.QGroupBox):
             label.setText(text)
             raw.setText(self._text(result, key)[0])
             colour = ""
-            if key in CERTIFYING_ROWS:
+            if key in CERTIFYING:
                 colour = verdict_colour(v, e, bool(main.certified(key)[0]))
                 p = float(main[key].p_value()[0])
                 self.p_values[key].setText(f"{p:.2g}")

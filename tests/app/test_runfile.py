@@ -157,7 +157,7 @@ def test_texts_across_chunk_and_growth_boundaries_read_back(tmp_path: Path, clos
     n = GROW_SHOTS + 2 * S.SHOT_ROWS_PER_CHUNK + 3
     reasons = {}
     for i in range(n):
-        if i % 7 == 3:      # failed, with a reason of 0.5 to 2.5 text chunks (some > GROW_TEXT_BYTES / 20)
+        if i % 7 == 3:      # failed, with a reason of 2 KiB to 64 KiB of UTF-8 (up to 16 text chunks)
             reasons[i] = f"shot {i}: " + "é" * (S.TEXT_BYTES_PER_CHUNK // 4 + 331 * i)
             w.write_shot(ShotRecord.failed(index=i, cycle=i // 3, sequence_index=i % 3,
                                            direction="xyz"[i % 3], reason=reasons[i],

@@ -15,11 +15,7 @@ import pytest
 from app.heap import HeapTrimmer, release_free_heap
 from app.runfile import RunWriter, open_run
 from sequences.shot import FRAME_NAMES, ShotClock, ShotRecord
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * 4096 / 2**20
+from tests.reliability.soak import rss_mb
 
 
 def shot(i: int, frames: np.ndarray) -> ShotRecord:
