@@ -1,9 +1,22 @@
-"""The `steerlab` command line: one sub-command per module in `app.commands`."""
+"""The `steerlab` command line: one sub-command per module in `app.commands`.
+
+Every command ends with an exit status and at most one line per problem, never a traceback:
+bad input exits 2 from the command itself; anything that still escapes a command is written with
+its traceback to the log file (:func:`log_path`) and reported as one line (``--debug`` prints the
+traceback too). SIGTERM is turned into the same orderly stop as Ctrl-C (:mod:`app.signals`).
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import logging.handlers
+import os
 import sys
+import traceback
+from pathlib import Path
+
+from app.signals import Interrupted, install_terminate_handler
 
 # sub-command name -> module under app.commands exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, str] = {
@@ -14,30 +27,88 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate",
     "repair": "repair",
 }
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 1
+
+
+def log_path() -> Path:
+    """The per-user log file of the command line (``$STEERLAB_LOG``, else
+    ``$XDG_STATE_HOME/steerlab/steerlab.log``, else ``~/.local/state/steerlab/steerlab.log``)."""
+    if os.environ.get("STEERLAB_LOG"):
+        return Path(os.environ["STEERLAB_LOG"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "steerlab" / "steerlab.log"
+
+
+def _setup_logging() -> Path | None:
+    """WARNING and above (and every escaped exception) to a rotating log file; None if unwritable."""
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3,
+                                                       encoding="utf-8")
+    except OSError:
+        return None
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="steerlab", description=__doc__)
+    """The argument parser with every sub-command registered (no abbreviated options)."""
+    parser = argparse.ArgumentParser(prog="steerlab", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (always in the log file)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"app.commands.{module}")
         p = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0] if mod.__doc__ else None,
-                           description=mod.__doc__)
+                           description=mod.__doc__, allow_abbrev=False,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]     # accepted before or after the sub-command
+    prog = "steerlab"
     try:
-        return int(args._run(args))
-    except KeyboardInterrupt:
-        print("steerlab: interrupted", file=sys.stderr)
-        return 130
+        install_terminate_handler()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        prog = f"steerlab {args.command}"
+        log_file = _setup_logging()
+        try:
+            return int(args._run(args))
+        except (KeyboardInterrupt, Interrupted):
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except (Exception, RecursionError, MemoryError) as exc:
+            logging.getLogger("steerlab").error("%s failed:\n%s", prog, traceback.format_exc())
+            where = f"; traceback in {log_file}" if log_file else ""
+            if debug:
+                traceback.print_exc()
+            print(f"{prog}: unexpected error: {_one_line(exc)}{where}"
+                  f"{'' if debug else ' (--debug prints it)'}", file=sys.stderr)
+            return EXIT_INTERNAL
+    except (KeyboardInterrupt, Interrupted):
+        # during imports or argument parsing: nothing has started yet
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

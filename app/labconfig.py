@@ -87,8 +87,9 @@ class LabConfig:
     virtual_lab: Mapping[str, Any] = field(default_factory=dict)
     text: str = ""
 
-    def output_path(self, name: str | Path | None, *, default_stem: str = "run") -> Path:
-        """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing).
+    def output_path(self, name: str | Path | None, *, default_stem: str = "run", create: bool = True) -> Path:
+        """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing and
+        ``create``).
 
         Relative names are relative to ``data_dir``; absolute ones must lie inside it. Raises
         LabConfigError for a path that escapes ``data_dir`` (``..``, another directory, a symlink
@@ -108,7 +109,8 @@ class LabConfig:
                                  f"written inside it")
         if resolved.suffix != ".h5":
             raise LabConfigError(f"{self.source}: output {str(name)!r}: expected a file name ending in .h5")
-        resolved.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            resolved.parent.mkdir(parents=True, exist_ok=True)
         return resolved
 
     def as_json_dict(self) -> dict[str, Any]:
@@ -146,6 +148,9 @@ def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, 
         raise t.fail("cti", cti_raw, "a list of .cti file paths")
     if ckind == "genicam" and not cti_raw:
         raise t.fail("cti", cti_raw, "at least one GenTL producer (.cti) for a GenICam camera")
+    for c in cti_raw:
+        if not _path(base, c).is_file():
+            raise t.fail("cti", c, f"an existing GenTL producer file (.cti); {_path(base, c)} is not a file")
     settings = CameraSettings(ckind, tuple(str(_path(base, c)) for c in cti_raw),
                               t.string("serial_number", ""),
                               t.number("timeout_s", 5.0, minimum=0.01, maximum=600.0, unit="s"))

@@ -24,13 +24,12 @@ from typing import Any
 
 from analysis.geometries import Split
 from app.heap import HeapTrimmer
+from app.lab import Lab, open_lab, sequencer_config, virtual_lab_settings  # noqa: F401 (re-export)
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
 from app.runfile import open_run
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
-from drivers.prawndo import PrawnDO
-from drivers.sma100b import SMA100B
 from sequences.control import Abort, Pause, Resume, RunControl, RunState, StateEvent, Stop
 from sequences.instruments import Instruments
 from sequences.plan import RunPlan
@@ -68,17 +67,6 @@ def region_plan(config: LabConfig, chosen: Split | None = None) -> RegionPlan:
     return RegionPlan(chosen or m.split, m.scan_gap_px, m.gap_widths_px)
 
 
-def virtual_lab_settings(config: LabConfig, plan: RunPlan) -> dict[str, Any]:
-    """The [virtual_lab] table with the plan's prepared state applied (kind, N, its rms, squeezing)."""
-    data = dict(config.virtual_lab)
-    st = plan.state
-    data.update(state=st.kind, atom_number=int(st.atom_number), atom_number_rms=float(st.atom_number_sd))
-    if st.kind == "squeezed":
-        data["squeezing_db"] = float(st.squeezing_dB)
-    data.setdefault("channels", dict(config.sequencer.channels))
-    return data
-
-
 class RunSession:
     """One run: ``start()``, then operator commands, ``wait()``, ``close()`` (or a ``with`` block).
 
@@ -89,7 +77,8 @@ class RunSession:
                  seed: int | None = None, monitor_queue: int = 64) -> None:
         self.config = config
         self.plan = plan
-        self.path = config.output_path(output, default_stem=f"{plan.name}-{plan.state.kind}")
+        # the data directory is created only when the file is, after the instruments answered
+        self.path = config.output_path(output, default_stem=f"{plan.name}-{plan.state.kind}", create=False)
         if self.path.exists():
             raise SessionError(f"{self.path} already exists; a run never overwrites a file")
         self.seed = seed if seed is not None else (plan.state.seed or 0)
@@ -100,6 +89,7 @@ class RunSession:
                                   reference_basis=config.monitor.reference_basis,
                                   confidence=config.monitor.confidence)
         self.lab: Any = None
+        self._lab: Lab | None = None
         self.instruments: Instruments | None = None
         self.sequencer: Sequencer | None = None
         self.writer: RunWriter | None = None
@@ -166,6 +156,9 @@ class RunSession:
             self.sequencer = seq
             self.description = seq.prepare()
             self._remember_description()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                raise SessionError(f"{self.path} already exists; a run never overwrites a file")
             self.writer = RunWriter(
                 self.path, frame_names=self.plan.imaging.frame_names, frame_shape=seq.frame_shape,
                 plan_toml=self.plan.text, plan_json=self.plan.to_json(),
@@ -175,52 +168,39 @@ class RunSession:
         except BaseException:
             self._shutdown_instruments()
             raise
-        writer_sub = self.publisher.subscribe("writer", maxsize=64, overflow=Overflow.BLOCK)
-        monitor_sub = self.publisher.subscribe("monitor", maxsize=self._monitor_queue,
-                                               overflow=Overflow.DROP_OLDEST)
-        self._consumers = [ConsumerThread(writer_sub, self._write, name="run-writer").start(),
-                           ConsumerThread(monitor_sub, self._monitor, name="run-monitor").start()]
-        seq.add_progress_listener(self._on_progress)
-        self.started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="run-session", daemon=False)
-        self._thread.start()
+        try:
+            writer_sub = self.publisher.subscribe("writer", maxsize=64, overflow=Overflow.BLOCK)
+            monitor_sub = self.publisher.subscribe("monitor", maxsize=self._monitor_queue,
+                                                   overflow=Overflow.DROP_OLDEST)
+            self._consumers = [ConsumerThread(writer_sub, self._write, name="run-writer").start(),
+                               ConsumerThread(monitor_sub, self._monitor, name="run-monitor").start()]
+            seq.add_progress_listener(self._on_progress)
+            self.started_at = time.monotonic()
+            thread = threading.Thread(target=self._run, name="run-session", daemon=False)
+            thread.start()
+            self._thread = thread
+        except BaseException:
+            # interrupted (a signal) between the file's creation and the run's thread: end in order
+            self.publisher.close()
+            for c in self._consumers:
+                c.join()
+            self.writer.close("aborted")
+            self._shutdown_instruments()
+            raise
 
     def _sequencer_config(self) -> Any:
-        sc = self.config.sequencer
-        if sc.extra.get("roi_from_lab") and self.lab is not None:
-            h, w = self.lab.config.frame_shape
-            sc = dataclasses.replace(sc, camera_width=w, camera_height=h, camera_offset_x=0,
-                                     camera_offset_y=0)
-        return sc
+        return sequencer_config(self.config, self.lab)
 
     def _open_instruments(self) -> None:
-        cfg = self.config
-        if cfg.kind == "virtual":
-            from drivers.simulated.lab import VirtualLab, VirtualLabConfig
-            lab_cfg = VirtualLabConfig.from_mapping(virtual_lab_settings(cfg, self.plan),
-                                                    f"{cfg.source}: [virtual_lab]")
-            self.lab = VirtualLab(lab_cfg, seed=self.seed)
-            self.lab.start()
-            mw_address, card_address, camera = (self.lab.microwave_address, self.lab.card_address,
-                                                self.lab.camera)
-        else:
-            from drivers.camera import GenICamCamera
-            mw_address, card_address = cfg.microwave_address, cfg.card_address
-            camera = GenICamCamera(cti_files=list(cfg.camera.cti),
-                                   serial_number=cfg.camera.serial_number or None)
-        self.instruments = Instruments(SMA100B(mw_address, timeout_s=cfg.microwave_timeout_s),
-                                       PrawnDO(card_address, timeout_s=cfg.card_timeout_s), camera)
+        built = open_lab(self.config, self.plan, self.seed)
+        self._lab, self.lab, self.instruments = built, built.virtual, built.instruments
 
     def _shutdown_instruments(self) -> None:
-        inst, self.instruments = self.instruments, None
-        if inst is not None:
-            for close in (inst.microwave.close, inst.card.close, inst.camera.close):  # type: ignore[attr-defined]
-                try:
-                    close()
-                except Exception as exc:           # closing after a fault: report, go on
-                    log.warning("closing an instrument failed: %s", exc)
-        if self.lab is not None:
-            self.lab.stop()
+        built, self._lab = self._lab, None
+        self.instruments = None
+        if built is not None:
+            for error in built.close():
+                log.warning("closing an instrument failed: %s", error)
 
     def _run(self) -> None:
         assert self.sequencer is not None
@@ -370,6 +350,11 @@ class RunSession:
         self._errors.pop(instrument, None)
 
     # --- observation ------------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True from a successful start() until the file is closed."""
+        return self._thread is not None and not self._done.is_set()
+
     @property
     def state(self) -> RunState:
         return self.control.state

@@ -21,13 +21,27 @@ def parse_toml(text: str, source: str, error: type[FieldError] = FieldError) -> 
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{source}: tables or arrays nested too deeply; expected a plain TOML "
+                    f"document") from None
+
+
+MAX_TEXT_BYTES = 4_000_000     # plans, configurations and records are a few kB
 
 
 def read_text(path: str | Path, error: type[FieldError] = FieldError) -> str:
-    """The UTF-8 text of a file; a missing, unreadable or non-UTF-8 file raises ``error``."""
+    """The UTF-8 text of a file (at most MAX_TEXT_BYTES); a missing, unreadable, too large or
+    non-UTF-8 file raises ``error``."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise error(f"{path}: is a directory; expected a TOML file")
+        with path.open("rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise error(f"{path}: larger than {MAX_TEXT_BYTES // 1_000_000} MB; expected a TOML "
+                        f"file of a few kB")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:

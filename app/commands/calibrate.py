@@ -11,12 +11,14 @@ Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.lab import LabBuildError, virtual_lab_config
 from app.labconfig import LabConfigError, load_lab_config
 from calibration import procedures as P
 from calibration.record import CalibrationRecord, RecordError, load_record
@@ -37,53 +39,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rabi on the simulated atoms directly instead of through the instruments")
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """LabConfigError unless ``path`` can be created (its nearest existing parent is a writable directory)."""
+    probe = path.parent.resolve()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or str(probe).startswith(("/proc", "/sys")):
+        raise LabConfigError(f"{option} {str(path.parent if option == '--plot-dir' else path)!r}: {probe} is not a "
+                             f"writable directory; expected a place this user can write")
+    if path.is_dir():
+        raise LabConfigError(f"{option} {str(path)!r}: is a directory; expected a file name")
+
+
 def _record_from_config(cal: dict[str, Any], source: str) -> CalibrationRecord:
     mw = dict(cal.get("microwave", {}))
     return CalibrationRecord(str(cal.get("id") or "from-config"), mw, dict(cal["imaging"]),
                              dict(cal.get("uncertainty", {})), dict(cal.get("origin", {})), source=source)
 
 
+def _calibration_plan(config: Any) -> Any:
+    """The one-shot coherent plan the calibration builds the virtual lab for (the atoms' state)."""
+    from sequences.plan import parse_plan
+    return parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\natom_number_sd = 0.0\n', "calibrate",
+                      config.microwave_calibration)
+
+
 def _rabi_instruments(config: Any, record: CalibrationRecord, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    from app.session import virtual_lab_settings
+    from app.lab import open_lab, sequencer_config
     from calibration.instrument_rabi import rabi_scan
-    from drivers.prawndo import PrawnDO
-    from drivers.sma100b import SMA100B
-    from sequences.instruments import Instruments
-    import dataclasses
     f = float(record.microwave.get("rabi_frequency_hz", 1.0 / (4 * record.microwave["x"]["pulse_s"])))
     lengths = np.linspace(0.0, 2.0 / f, 21)
-    if config.kind == "virtual":
-        from drivers.simulated.lab import VirtualLab, VirtualLabConfig
-        from sequences.plan import parse_plan
-        plan = parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\n', "calibrate",
-                          config.microwave_calibration)
-        lab = VirtualLab(VirtualLabConfig.from_mapping(virtual_lab_settings(config, plan), config.source), seed=seed)
-        lab.start()
-        try:
-            h, w = lab.config.frame_shape
-            sc = dataclasses.replace(config.sequencer, camera_width=w, camera_height=h) \
-                if config.sequencer.extra.get("roi_from_lab") else config.sequencer
-            inst = Instruments(SMA100B(lab.microwave_address), PrawnDO(lab.card_address), lab.camera)
-            try:
-                t, p1 = rabi_scan(inst, sc, record, lengths)
-            finally:
-                inst.microwave.close()
-                inst.card.close()
-        finally:
-            lab.stop()
-        return t, p1, f"virtual lab through the instruments, seed {seed}"
-    from drivers.camera import GenICamCamera
-    inst = Instruments(SMA100B(config.microwave_address, timeout_s=config.microwave_timeout_s),
-                       PrawnDO(config.card_address, timeout_s=config.card_timeout_s),
-                       GenICamCamera(cti_files=list(config.camera.cti),
-                                     serial_number=config.camera.serial_number or None))
+    lab = open_lab(config, _calibration_plan(config), seed)
     try:
-        t, p1 = rabi_scan(inst, config.sequencer, record, lengths)
+        t, p1 = rabi_scan(lab.instruments, sequencer_config(config, lab.virtual), record, lengths)
     finally:
-        inst.microwave.close()
-        inst.card.close()
-        inst.camera.close()
-    return t, p1, f"{config.name} instruments"
+        lab.close()
+    how = f"virtual lab through the instruments, seed {seed}" if lab.virtual is not None \
+        else f"{config.name} instruments"
+    return t, p1, how
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         config = load_lab_config(args.config)
         record = load_record(args.record) if args.record else _record_from_config(
             dict(config.calibration_record), config.source)
-    except (LabConfigError, RecordError) as exc:
+        sim_config = virtual_lab_config(config, _calibration_plan(config)) if config.kind == "virtual" else None
+        if args.seed < 0:
+            raise LabConfigError(f"--seed {args.seed}: expected an integer >= 0")
+        _check_writable(Path(args.out), "--out")
+        _check_writable(Path(args.plot_dir) / "x.png", "--plot-dir")
+    except (LabConfigError, RecordError, LabBuildError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     names = NAMES if args.name == "all" else (args.name,)
@@ -105,13 +103,7 @@ def run(args: argparse.Namespace) -> int:
     plots.mkdir(parents=True, exist_ok=True)
     src = None
     if config.kind == "virtual":
-        from drivers.simulated.lab import VirtualLabConfig
-        from app.session import virtual_lab_settings
-        from sequences.plan import parse_plan
-        plan = parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\natom_number_sd = 0.0\n', "calibrate",
-                          config.microwave_calibration)
-        sim = VirtualLabConfig.from_mapping(virtual_lab_settings(config, plan), config.source).simulation
-        src = P.VirtualAtoms(sim, seed=args.seed)
+        src = P.VirtualAtoms(sim_config.simulation, seed=args.seed)
     try:
         for name in names:
             png = plots / f"calibration-{name}.png"

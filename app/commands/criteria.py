@@ -55,10 +55,12 @@ def format_table(res: CriteriaResult, geometry: int = 0) -> str:
     if cor:
         head += "   | detection-noise corrected"
     lines.append(head)
+    def f(v: float | None, spec: str = ".4g") -> str:
+        return "nan" if v is None else format(v, spec)   # None: undefined (constant counts, ...)
+
     for key in ("N", "xi_R2", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A",
                 "product_B"):
         e = d[key]
-        f = lambda v: "nan" if v is None else f"{v:.4g}"  # noqa: E731
         row = f"{LABELS[key]:34s} {f(e['value']):>10s} {f(e['error']):>9s} {f(e['bias']):>9s}"
         if key in CERTIFYING:
             verdict = "CERTIFIED" if e["certified"] else "not certified"
@@ -70,9 +72,9 @@ def format_table(res: CriteriaResult, geometry: int = 0) -> str:
         lines.append(row)
     for key in CERTIFYING:
         e = d[key]
-        lines.append(f"optimal gains {key}: g_z = {e['g_z']['value']:.4g} +- "
-                     f"{e['g_z']['error']:.3g}, g_y = {e['g_y']['value']:.4g} +- "
-                     f"{e['g_y']['error']:.3g}")
+        lines.append(f"optimal gains {key}: g_z = {f(e['g_z']['value'])} +- "
+                     f"{f(e['g_z']['error'], '.3g')}, g_y = {f(e['g_y']['value'])} +- "
+                     f"{f(e['g_y']['error'], '.3g')}")
     return "\n".join(lines)
 
 

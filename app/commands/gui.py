@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from app.signals import stop_then_abort
+
 PROG = "steerlab gui"
 
 
@@ -44,14 +46,14 @@ def run(args: argparse.Namespace) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("steerlab")
     app.setOrganizationName("steerlab")
-    window = MainWindow(config_path=args.config,
+    window = MainWindow(config_path=args.config, settings=settings_for(args.config),
                         confirm=(lambda title, text: True) if args.screenshot else None)
     if args.screenshot:
         window.resize(1500, 900)
     window.show()
     status = {"code": 0}
 
-    def snap_and_quit(error: str = "") -> None:
+    def snap_and_quit(error: str = "", code: int = 1) -> None:
         window._dirty = True
         window._refresh()
         if args.screenshot:
@@ -59,22 +61,62 @@ def run(args: argparse.Namespace) -> int:
             print(f"{PROG}: saved {args.screenshot}")
         if error:
             print(f"{PROG}: {error}", file=sys.stderr)
-            status["code"] = 1
+            status["code"] = code
         window.close()
         app.quit()
 
+    def on_run_finished(final: str) -> None:
+        if final.startswith("failed: "):
+            # could not start (bad input, instruments unreachable): one line, non-zero
+            QtCore.QTimer.singleShot(0, lambda: snap_and_quit(final[len("failed: "):], 2))
+        else:
+            QtCore.QTimer.singleShot(300, lambda: snap_and_quit("" if final == "completed" else
+                                                                f"run {final}", 1))
+
     if args.review:
-        window.open_review(args.review)
         if args.screenshot:
-            window.background_finished.connect(snap_and_quit)
+            window.background_finished.connect(lambda error: snap_and_quit(error, 2))
+        window.open_review(args.review)
     elif args.shots:
         if args.state:
             window.run_panel.state_combo.setCurrentText(args.state)
         window.run_panel.shots_spin.setValue(args.shots)
-        QtCore.QTimer.singleShot(0, window.run_panel.buttons["start"].click)
         if args.screenshot:
-            window.run_finished.connect(
-                lambda final: QtCore.QTimer.singleShot(
-                    300, lambda: snap_and_quit(final[len("failed: "):] if final.startswith("failed") else "")))
-    code = app.exec()
+            window.run_finished.connect(on_run_finished)
+        QtCore.QTimer.singleShot(0, window.run_panel.buttons["start"].click)
+    elif args.screenshot:
+        QtCore.QTimer.singleShot(500, snap_and_quit)
+
+    # SIGINT/SIGTERM: as closing the window (stop after the current shot, file closed), again: abort.
+    # Python runs signal handlers only when the interpreter runs: a timer gives it the chance.
+    def on_stop() -> None:
+        window._confirm = lambda title, text: True
+        window.close()
+
+    def on_abort() -> None:
+        if window.session is not None and window.session.is_running:
+            window.command("abort")
+
+    wake = QtCore.QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    with stop_then_abort(on_stop, on_abort):
+        code = app.exec()
+    wake.stop()
     return status["code"] or int(code)
+
+
+def settings_for(config: str | None) -> object:
+    """The window's remembered settings: one file per configuration directory (so labs sharing a
+    user account keep theirs apart), ``$XDG_CONFIG_HOME/steerlab/<directory hash>.ini``; the
+    default virtual lab uses ``default.ini``."""
+    import hashlib
+
+    from PySide6 import QtCore
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "steerlab"
+    if config:
+        key = hashlib.sha256(str(Path(config).resolve().parent).encode()).hexdigest()[:12]
+        name = f"lab-{key}.ini"
+    else:
+        name = "default.ini"
+    return QtCore.QSettings(str(base / name), QtCore.QSettings.Format.IniFormat)

@@ -2,24 +2,29 @@
 
 With the shipped virtual-lab configuration it starts the emulated instruments and the simulated
 atoms on 127.0.0.1, runs the plan with a progress line, and ends with the squeezing, E_Ent and
-E_EPR (both ways) with errors at the configured regions. Ctrl-C stops after the current shot (the
-file is closed intact); a second Ctrl-C aborts. Exit status: 0 completed, 1 stopped/aborted/faulted
+E_EPR (both ways) with errors at the configured regions. Ctrl-C or SIGTERM stops after the current shot (the
+file is closed intact); a second one aborts. Exit status: 0 completed, 1 stopped/aborted/faulted
 or instruments unreachable, 2 bad input.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from app.lab import LabBuildError
 from app.labconfig import LabConfigError, load_lab_config
+from app.preflight import InputError, check_run
+from app.runfile.schema import RunFileError
 from app.session import RunSession, SessionError
+from app.signals import Interrupted, stop_then_abort
+from calibration.record import RecordError
 from drivers.errors import DriverError
+from drivers.pulse_program import PulseProgramError
 from sequences.control import RunState, StateEvent
 from sequences.plan import PlanError, parse_plan
 from sequences.sequencer import Progress
@@ -42,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="state the virtual lab prepares (overrides the plan)")
     parser.add_argument("--out", help="run file name inside the configuration's data directory "
                         "(default: <plan>-<state>-<UTC time>.h5)")
-    parser.add_argument("--seed", type=int, help="virtual lab seed (default: the plan's, else 0)")
+    parser.add_argument("--seed", type=_seed, help="virtual lab seed (default: the plan's, else 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     parser.add_argument("--written-log", metavar="FILE",
@@ -161,14 +166,35 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _seed(text: str) -> int:
+    """--seed: an integer 0 <= seed < 2**32."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"{v}: expected an integer from 0 to 2**32 - 1")
+    return v
+
+
+def prepare(args: argparse.Namespace) -> tuple[Any, Any, RunSession]:
+    """Configuration, plan and session from the command line, every input checked before anything
+    starts (:mod:`app.preflight`); raises InputError (and the parsers' errors) on bad input."""
+    config = load_lab_config(args.config)
+    if args.shots is not None and args.shots < 1:
+        raise PlanError(f"--shots {args.shots}: expected a number of shots >= 1")
+    plan = parse_plan(_plan_text(args), args.plan, config.microwave_calibration)
+    check_run(config, plan, args.out)
+    return config, plan, RunSession(config, plan, args.out, seed=args.seed)
+
+
+BAD_INPUT = (LabConfigError, PlanError, SessionError, InputError, LabBuildError, RecordError)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_lab_config(args.config)
-        if args.shots is not None and args.shots < 1:
-            raise PlanError(f"--shots {args.shots}: expected a number of shots >= 1")
-        plan = parse_plan(_plan_text(args), args.plan, config.microwave_calibration)
-        session = RunSession(config, plan, args.out, seed=args.seed)
-    except (LabConfigError, PlanError, SessionError, ValueError) as exc:
+        config, plan, session = prepare(args)
+    except BAD_INPUT as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     progress = _Progress(session, not args.no_progress)
@@ -198,42 +224,44 @@ def run(args: argparse.Namespace) -> int:
             timer.start()
 
     session.add_state_listener(on_state)
+    started = [False]
+
+    def on_stop() -> None:
+        if not started[0]:
+            raise Interrupted("start-up")        # nothing runs yet: unwind, start() cleans up
+        print(f"\n{PROG}: stopping after the current shot (Ctrl-C again to abort)", file=sys.stderr)
+        _command(session.stop)
+
+    def on_abort() -> None:
+        if not started[0]:
+            raise Interrupted("start-up")
+        print(f"\n{PROG}: aborting", file=sys.stderr)
+        _command(session.abort)
+
     try:
-        session.start()
-    except DriverError as exc:
+        with stop_then_abort(on_stop, on_abort):
+            try:
+                session.start()
+            except DriverError as exc:
+                print(f"{PROG}: instruments: {exc}", file=sys.stderr)
+                return 1
+            except (PulseProgramError, ValueError, OSError, RunFileError) as exc:
+                # the connected instruments refuse the plan (e.g. the card's own clock), or the
+                # run file cannot be created (permissions, disk): nothing is left running
+                print(f"{PROG}: cannot start: {exc}", file=sys.stderr)
+                return 2 if isinstance(exc, (PulseProgramError, ValueError)) else 1
+            except Interrupted:
+                print(f"{PROG}: interrupted during start-up; nothing was run", file=sys.stderr)
+                return 130
+            started[0] = True
+            print(f"{PROG}: {plan.n_shots} shots ({plan.state.kind}) on the {config.name}, writing "
+                  f"{session.path}", file=sys.stderr)
+            while session.wait(0.2) is None:
+                pass
+    finally:
         if log_file is not None:
             log_file.close()
-        print(f"{PROG}: instruments: {exc}", file=sys.stderr)
-        return 1
-    print(f"{PROG}: {plan.n_shots} shots ({plan.state.kind}) on the {config.name}, writing {session.path}",
-          file=sys.stderr)
-    interrupts = 0
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        nonlocal interrupts
-        interrupts += 1
-        try:
-            if interrupts == 1:
-                print(f"\n{PROG}: stopping after the current shot (Ctrl-C again to abort)", file=sys.stderr)
-                session.stop()
-            else:
-                session.abort()
-        except SessionError:
-            pass
-
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGINT, on_sigint)
-    try:
-        while session.wait(0.2) is None:
-            pass
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
     final = session.final_state
-    if log_file is not None:
-        log_file.close()
     if progress.enabled and progress.tty:
         sys.stderr.write("\n")
     results = session.results or {}

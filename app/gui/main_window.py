@@ -19,6 +19,7 @@ from app.gui.sources import ReviewSource, SessionBridge, run_in_thread
 from app.gui.views import ImagesPanel, PlotsPanel
 from app.labconfig import LabConfigError, load_lab_config
 from app.monitoring import MonitorSnapshot, RegionPlan
+from app.preflight import check_run
 from app.session import RunSession, SessionError, region_plan
 from sequences.plan import PlanError, parse_plan
 from sequences.sequencer import Progress
@@ -126,7 +127,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _restore(self, config_path: str | Path | None) -> None:
         s = self.settings
-        self.run_panel.config_edit.setText(str(config_path or s.value("run/config", str(DEFAULT_CONFIG))))
+        remembered = str(s.value("run/config", "") or "")
+        chosen = str(config_path) if config_path else remembered
+        if not config_path and remembered and not Path(remembered).is_file():
+            # a remembered configuration that moved or was deleted: the default, and say so
+            self._error(f"the last configuration {remembered} no longer exists; using the virtual lab "
+                        f"({DEFAULT_CONFIG})")
+            chosen = ""
+        self.run_panel.config_edit.setText(chosen or str(DEFAULT_CONFIG))
         self.run_panel.state_combo.setCurrentText(str(s.value("run/state", "squeezed")))
         self.run_panel.shots_spin.setValue(int(s.value("run/shots", 300)))
         geometry = s.value("window/geometry")
@@ -144,7 +152,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def save_settings(self) -> None:
         s = self.settings
-        s.setValue("run/config", self.run_panel.config_edit.text())
+        config = self.run_panel.config_edit.text()
+        # absolute, so that the window finds it again from any working directory
+        s.setValue("run/config", str(Path(config).resolve()) if config else "")
         s.setValue("run/state", self.run_panel.state_combo.currentText())
         s.setValue("run/shots", self.run_panel.shots_spin.value())
         s.setValue("window/geometry", self.saveGeometry())
@@ -176,8 +186,10 @@ class MainWindow(QtWidgets.QMainWindow):
             text = PLAN_TEMPLATE.format(**params)
             plan = parse_plan(text, "plan from the window", config.microwave_calibration)
             session = RunSession(config, plan, params.get("out"))
+            check_run(config, plan, params.get("out"))
         except (LabConfigError, PlanError, SessionError, ValueError) as exc:
             self._error(str(exc))
+            self.run_finished.emit(f"failed: {exc}")
             return
         self.review = None
         self.session = session
@@ -349,6 +361,7 @@ class MainWindow(QtWidgets.QMainWindow):
             review = ReviewSource(path)
         except Exception as exc:          # RunFileError, CalibrationError, ...: one clear line
             self._error(f"cannot open {path}: {exc}")
+            self.background_finished.emit(f"cannot open {path}: {exc}")
             return
         self.review = review
         self.session = None
@@ -379,7 +392,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
         session = self.session
-        if session is not None and session.sequencer is not None and session.final_state is None:
+        if session is not None and session.is_running:
             if self._closing:
                 event.ignore()
                 return

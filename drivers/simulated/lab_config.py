@@ -15,6 +15,8 @@ from drivers.simulated.cloud import CloudConfig
 from drivers.simulated.imaging import ImagingConfig
 
 DEFAULT_CHANNELS: dict[str, int] = {"mw_gate": 0, "probe": 1, "camera": 2, "tof_marker": 5}
+FRAME_SIDE_PX = (32, 4096)      # rows and columns of a simulated frame: a cloud fits, RAM suffices
+MAX_TIME_SCALE = 10.0           # real seconds per programmed second (a ~60 ms shot then takes 0.6 s)
 _STATE_KEYS = {"state": "state", "squeezing_db": "wineland_squeezing_db",
                "atom_number": "atom_number_mean", "atom_number_rms": "atom_number_rms",
                "dephasing_rms_rad": "dephasing_rms_rad", "phase_noise_rms_rad": "phase_noise_rms_rad",
@@ -61,10 +63,14 @@ class VirtualLabConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise VirtualLabConfigError(f"virtual lab {name} = {v!r}: expected a frequency > 0 Hz")
-        for name in ("time_scale", "trigger_period_s"):
+        for name, top in (("time_scale", MAX_TIME_SCALE), ("trigger_period_s", 60.0)):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise VirtualLabConfigError(f"virtual lab {name} = {v!r}: expected a number >= 0")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= top):
+                raise VirtualLabConfigError(f"virtual lab {name} = {v!r}: expected a number from 0 to {top:g}")
+        lo, hi = FRAME_SIDE_PX
+        if not all(lo <= side <= hi for side in self.frame_shape):
+            raise VirtualLabConfigError(f"virtual lab frame_shape = {list(self.frame_shape)}: expected rows "
+                                        f"and columns from {lo} to {hi} px")
         if not (isinstance(self.reference_level_dbm, (int, float))
                 and math.isfinite(self.reference_level_dbm)):
             raise VirtualLabConfigError(f"virtual lab reference_level_dbm = {self.reference_level_dbm!r}: "

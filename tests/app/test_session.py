@@ -54,8 +54,18 @@ def plan(cfg: LabConfig, shots: int, state: str = "squeezed"):
 
 def test_shipped_configs_load() -> None:
     assert load_lab_config(CONFIG).kind == "virtual"
-    real = load_lab_config(CONFIG.parent / "real-lab.template.toml")
+    template = CONFIG.parent / "real-lab.template.toml"
+    # the template names a vendor's producer that this machine does not have: one clear line
+    with pytest.raises(LabConfigError, match=r"camera\.cti = '/opt/vendor/lib/producer\.cti'.*not a file"):
+        load_lab_config(template)
+    real = parse_lab_config(_with_viky(template.read_text()), str(template), base_dir=CONFIG.parent)
     assert real.kind == "real" and real.camera.kind == "genicam" and real.sequencer.start_mode == "hardware"
+
+
+def _with_viky(text: str) -> str:
+    import genicam
+    viky = Path(genicam.__file__).parent / "viky.cti"
+    return text.replace('"/opt/vendor/lib/producer.cti"', f'"{viky}"')
 
 
 @pytest.mark.parametrize("state", ["squeezed", "coherent"])
@@ -130,7 +140,7 @@ def test_commands_in_the_wrong_state_and_unreachable_instruments(tmp_path: Path)
         s.reconnect("microwave")
     s.close()
     # a real lab whose instruments are not there: a clear error, no file, nothing left running
-    text = (CONFIG.parent / "real-lab.template.toml").read_text()
+    text = _with_viky((CONFIG.parent / "real-lab.template.toml").read_text())
     text = text.replace('"TCPIP0::192.168.1.20::inst0::INSTR"', '"TCPIP0::127.0.0.1::1::SOCKET"')
     text = text.replace('data_dir = "/data/steerlab"', f'data_dir = "{tmp_path}"')
     real = parse_lab_config(text, "real.toml", base_dir=CONFIG.parent)

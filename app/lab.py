@@ -1,0 +1,112 @@
+"""The one place that builds the lab: the virtual lab's configuration and the instruments' drivers.
+
+Used by the run session, `steerlab calibrate` and the pre-run checks, so that the configured
+timeouts, ROI rules and virtual-lab settings are the same everywhere. On a virtual lab the
+simulated instruments are started here and their addresses handed to the real drivers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from app.labconfig import LabConfig
+from sequences.instruments import Instruments, SequencerConfig
+from sequences.plan import RunPlan
+
+
+class LabBuildError(ValueError):
+    """The lab cannot be built from this configuration (names file, table, value, expectation)."""
+
+
+def virtual_lab_settings(config: LabConfig, plan: RunPlan) -> dict[str, Any]:
+    """The [virtual_lab] table with the plan's prepared state applied (kind, N, its rms, squeezing)."""
+    data = dict(config.virtual_lab)
+    st = plan.state
+    data.update(state=st.kind, atom_number=int(st.atom_number), atom_number_rms=float(st.atom_number_sd))
+    if st.kind == "squeezed":
+        data["squeezing_db"] = float(st.squeezing_dB)
+    data.setdefault("channels", dict(config.sequencer.channels))
+    return data
+
+
+def virtual_lab_config(config: LabConfig, plan: RunPlan) -> Any:
+    """The validated VirtualLabConfig of a virtual lab running ``plan``.
+
+    The table is checked twice: as written (values the plan overrides, such as ``atom_number``,
+    must still be valid, never silently ignored) and with the plan's state applied.
+    """
+    from drivers.simulated.lab import VirtualLabConfig
+    where = f"{config.source}: [virtual_lab]"
+    try:
+        raw = dict(config.virtual_lab)
+        raw.setdefault("channels", dict(config.sequencer.channels))
+        VirtualLabConfig.from_mapping(raw, config.source)
+        return VirtualLabConfig.from_mapping(virtual_lab_settings(config, plan), config.source)
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        raise LabBuildError(text if text.startswith(config.source) else f"{where}: {text}") from None
+
+
+def sequencer_config(config: LabConfig, lab: Any = None) -> SequencerConfig:
+    """The sequencer's settings; a virtual lab without a configured ROI uses its whole frame."""
+    sc = config.sequencer
+    if sc.extra.get("roi_from_lab") and lab is not None:
+        h, w = lab.config.frame_shape
+        sc = dataclasses.replace(sc, camera_width=w, camera_height=h, camera_offset_x=0,
+                                 camera_offset_y=0)
+    return sc
+
+
+@dataclass
+class Lab:
+    """Built instruments: the drivers, and the running virtual lab (None on a real lab)."""
+
+    instruments: Instruments
+    virtual: Any = None
+
+    def close(self) -> list[str]:
+        """Close every driver, then stop the virtual lab; returns the errors met (never raises)."""
+        errors: list[str] = []
+        inst = self.instruments
+        for name, close in (("microwave", inst.microwave.close), ("timing_card", inst.card.close),
+                            ("camera", inst.camera.close)):  # type: ignore[attr-defined]
+            try:
+                close()
+            except Exception as exc:               # closing after a fault: report, go on
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if self.virtual is not None:
+            try:
+                self.virtual.stop()
+            except Exception as exc:
+                errors.append(f"virtual lab: {type(exc).__name__}: {exc}")
+        return errors
+
+
+def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
+    """Start the virtual lab (if configured) and create the drivers with the configured timeouts.
+
+    No driver is connected yet (the sequencer connects them). A virtual lab started here is
+    stopped again if creating the drivers fails.
+    """
+    from drivers.prawndo import PrawnDO
+    from drivers.sma100b import SMA100B
+    virtual = None
+    if config.kind == "virtual":
+        from drivers.simulated.lab import VirtualLab
+        virtual = VirtualLab(virtual_lab_config(config, plan), seed=seed)
+        virtual.start()
+        mw_address, card_address, camera = virtual.microwave_address, virtual.card_address, virtual.camera
+    else:
+        from drivers.camera import GenICamCamera
+        mw_address, card_address = config.microwave_address, config.card_address
+        camera = GenICamCamera(cti_files=list(config.camera.cti),
+                               serial_number=config.camera.serial_number or None)
+    try:
+        inst = Instruments(SMA100B(mw_address, timeout_s=config.microwave_timeout_s),
+                           PrawnDO(card_address, timeout_s=config.card_timeout_s), camera)
+    except BaseException:
+        if virtual is not None:
+            virtual.stop()
+        raise
+    return Lab(inst, virtual)
