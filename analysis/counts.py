@@ -12,6 +12,9 @@ from numpy.typing import NDArray
 REQUIRED = ("direction", "N1A", "N2A", "N1B", "N2B")
 
 
+MAX_ATOMS = 1e12   # atoms; larger values are not counts (and would overflow the 4th moments)
+
+
 class CountsFileError(ValueError):
     """A counts file cannot be read; the message names the file, the line and the problem."""
 
@@ -76,6 +79,9 @@ def read_counts_csv(path: str | Path) -> Counts:
                                               ) from None
                     if not math.isfinite(v):
                         raise CountsFileError(f"{path}:{line}: {col} = {cell!r} is not finite")
+                    if abs(v) > MAX_ATOMS:
+                        raise CountsFileError(f"{path}:{line}: {col} = {cell!r}: expected an atom "
+                                              f"number within +-{MAX_ATOMS:.0e}")
                     nums.append(v)
                 dirs.append(d)
                 vals.append(nums)

@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from app.signals import Interrupted, install_terminate_handler
+from app.signals import Interrupted, deferred_signals, install_terminate_handler
 
 # sub-command name -> module under app.commands exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, str] = {
@@ -87,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]     # accepted before or after the sub-command
     prog = "steerlab"
     try:
+        # a signal while the libraries import would leave them half-imported (numpy turns the
+        # KeyboardInterrupt into an ImportError): hold it until the commands are loaded
+        with deferred_signals() as pending:
+            parser = build_parser()
+        if pending:
+            raise Interrupted(pending[0])
         install_terminate_handler()
-        parser = build_parser()
         args = parser.parse_args(argv)
         prog = f"steerlab {args.command}"
         log_file = _setup_logging()

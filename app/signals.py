@@ -36,6 +36,27 @@ def install_terminate_handler() -> None:
 
 
 @contextlib.contextmanager
+def deferred_signals() -> Iterator[list[str]]:
+    """While inside, SIGINT/SIGTERM are only recorded (names in the yielded list), not raised."""
+    pending: list[str] = []
+    if not _in_main_thread():
+        yield pending
+        return
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        pending.append(signal.Signals(signum).name)
+
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, record)
+    try:
+        yield pending
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
 def stop_then_abort(on_stop: Callable[[], None], on_abort: Callable[[], None]) -> Iterator[list[int]]:
     """While inside: the first SIGINT/SIGTERM calls ``on_stop``, every later one ``on_abort``.
 

@@ -26,6 +26,7 @@ from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split,
 from analysis.imaging import CalibrationError, ImagingCalibration
 from app.offline.analysis import Analysis, RunAnalysis
 from app.runfile import RunFileError
+from app.signals import ignore_interrupts_in_worker
 from sequences.tomlfields import FieldError, parse_toml, read_text
 
 PROG = "steerlab analyze"
@@ -100,6 +101,20 @@ def _write_table(a: Analysis, stem: Path) -> list[Path]:
     return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
 
+def _end_pool(executor: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and terminate the worker processes (no orphans, no waiting)."""
+    procs = list(getattr(executor, "_processes", {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.offline import figures
 
@@ -130,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             client = Client(args.scheduler, timeout=10)
             executor = client
         elif args.workers > 1:
-            executor = ProcessPoolExecutor(max_workers=args.workers)
+            executor = ProcessPoolExecutor(max_workers=args.workers, initializer=ignore_interrupts_in_worker)
         bar = _Bar(not args.no_progress)
         runs = [RunAnalysis(p, cal, executor=executor, chunk=args.chunk) for p in args.runs]
         out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        # Ctrl-C / SIGTERM (or a bug): end the workers now instead of finishing their chunks
+        if isinstance(executor, ProcessPoolExecutor):
+            _end_pool(executor)
+        raise
     finally:
         if isinstance(executor, ProcessPoolExecutor):
             executor.shutdown()
