@@ -89,6 +89,7 @@ def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
     No driver is connected yet (the sequencer connects them). A virtual lab started here is
     stopped again if creating the drivers fails.
     """
+    from drivers.patience import no_patience
     from drivers.prawndo import PrawnDO
     from drivers.sma100b import SMA100B
     virtual = None
@@ -102,9 +103,12 @@ def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
         mw_address, card_address = config.microwave_address, config.card_address
         camera = GenICamCamera(cti_files=list(config.camera.cti),
                                serial_number=config.camera.serial_number or None)
+    # on the virtual lab the drivers wait for the host's and the simulation's own lateness
+    # (drivers/patience.py); a real lab keeps its configured timeouts exactly
+    patience = virtual.lateness.patience if virtual is not None else no_patience
     try:
-        inst = Instruments(SMA100B(mw_address, timeout_s=config.microwave_timeout_s),
-                           PrawnDO(card_address, timeout_s=config.card_timeout_s), camera)
+        inst = Instruments(SMA100B(mw_address, timeout_s=config.microwave_timeout_s, patience=patience),
+                           PrawnDO(card_address, timeout_s=config.card_timeout_s, patience=patience), camera)
     except BaseException:
         if virtual is not None:
             virtual.stop()

@@ -244,6 +244,9 @@ class RunSession:
         out = monitor.results_json()
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
         out["calibration_id"] = self.config.calibration_record.get("id", "")
+        if self.lab is not None:      # waits the virtual lab granted to a slow host (not faults)
+            out["host_lateness"] = {"extended_waits": self.lab.lateness.extensions,
+                                    "max_extension_s": round(self.lab.lateness.extended_s, 3)}
         return out
 
     def recompute(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None

@@ -32,6 +32,7 @@ from drivers.errors import (DriverError, InstrumentDisconnected, InstrumentError
                             ProtocolError)
 from drivers.prawndo_protocol import (ECHO_PREFIXES, CardBusyError, CardStatus, ClockSource,
                                      ProgramMismatch, RunStatus, firmware_error)
+from drivers.patience import Patience, deadline_passed, no_patience
 from drivers.pulse_program import (DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, Instruction, PulseProgramError,
                                    validate_instructions)
 
@@ -58,11 +59,12 @@ class PrawnDO:
     ``timeout_s`` bounds every reply (uploads get extra time for their size).
     """
 
-    def __init__(self, address: str, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 1.0, patience: Patience = no_patience) -> None:
         if not (timeout_s > 0):
             raise ValueError(f"timeout_s = {timeout_s!r}: expected a time in s (> 0)")
         self.address = address
         self.timeout_s = float(timeout_s)
+        self.patience = patience
         self._name = f"PrawnDO {address}"
         self._port: serial.SerialBase | None = None
         self._rx = bytearray()
@@ -158,12 +160,12 @@ class PrawnDO:
 
     def wait_until_stopped(self, timeout_s: float, *, poll_s: float = 0.01) -> CardStatus:
         """Poll ``sts`` until the card is STOPPED or ABORTED; InstrumentTimeout after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        t_start = time.monotonic()
         while True:
             st = self.status()
             if st.idle:
                 return st
-            if time.monotonic() >= deadline:
+            if deadline_passed(t_start, timeout_s, time.monotonic(), self.patience):
                 raise InstrumentTimeout(f"sts (still {st.run.name})", timeout_s, instrument=self._name)
             time.sleep(poll_s)
 
@@ -367,7 +369,8 @@ class PrawnDO:
         self._io(lambda p: p.write(data), command)
 
     def _read_raw_line(self, command: str, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
+        t_start = time.monotonic()
+        deadline = t_start + timeout_s
         pause = _POLL_MIN_S
         while True:
             i = self._rx.find(b"\n")
@@ -379,6 +382,8 @@ class PrawnDO:
                 raise ProtocolError(f"no line end in {len(self._rx)} bytes after {command!r}",
                                     reply=bytes(self._rx[:80]), instrument=self._name)
             now = time.monotonic()
+            if now >= deadline:                   # the host was late, not the card: keep reading
+                deadline = max(deadline, t_start + timeout_s + self.patience(t_start, now))
             if now >= deadline:
                 if self._rx:
                     _log.warning("%s: partial line at timeout: %r", self._name, bytes(self._rx))

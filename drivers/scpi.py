@@ -26,6 +26,7 @@ import pyvisa.constants
 import pyvisa.errors
 import pyvisa.rname
 
+from drivers.patience import Patience, deadline_passed, no_patience
 from drivers.errors import InstrumentDisconnected, InstrumentError, InstrumentTimeout, ProtocolError
 from drivers.scpi_controls import Control
 
@@ -44,10 +45,12 @@ class ScpiInstrument:
     model: ClassVar[str] = "SCPI instrument"
     error_query: ClassVar[str] = "SYST:ERR?"
 
-    def __init__(self, address: str, *, backend: str = "@py", timeout_s: float = 2.0) -> None:
+    def __init__(self, address: str, *, backend: str = "@py", timeout_s: float = 2.0,
+                 patience: Patience = no_patience) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0 s, got {timeout_s!r}")
         self.address = address
+        self.patience = patience
         self.backend = backend
         self._timeout_s = float(timeout_s)
         self._lock = threading.RLock()
@@ -297,12 +300,21 @@ class ScpiInstrument:
             raise self._lost(command, e) from e
 
     def _read_line(self, command: str) -> str:
-        deadline = time.monotonic() + self._timeout_s
-        raw = bytes(self._inst.read_raw())
-        while not raw.endswith(b"\n"):  # a backend may end a read without the terminator
-            if time.monotonic() > deadline:
+        t_start = time.monotonic()
+        raw = b""
+        while True:
+            try:
+                raw += bytes(self._inst.read_raw())
+            except pyvisa.errors.VisaIOError as e:
+                # a late answer stays in the socket: read on while the host, not the instrument, is late
+                if (e.error_code == pyvisa.constants.StatusCode.error_timeout
+                        and not deadline_passed(t_start, self._timeout_s, time.monotonic(), self.patience)):
+                    continue
+                raise
+            if raw.endswith(b"\n"):      # a backend may end a read without the terminator
+                break
+            if deadline_passed(t_start, self._timeout_s, time.monotonic(), self.patience):
                 raise pyvisa.errors.VisaIOError(pyvisa.constants.StatusCode.error_timeout)
-            raw += bytes(self._inst.read_raw())
         try:
             return raw[:-1].decode("ascii").rstrip("\r")
         except UnicodeDecodeError:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from drivers.simulated.atoms import FRAME_NAMES, Exposures, ShotTruth, SimulatedAtoms
+from drivers.simulated.lateness import HostLateness
 from drivers.simulated.lab_config import DEFAULT_CHANNELS, VirtualLabConfig, VirtualLabConfigError
 from drivers.simulated.lab_pulses import (Edges, MicrowaveTimeline, high_intervals, overlapping,
                                           pulses_from_timeline, state_in_force)
@@ -99,6 +100,9 @@ class VirtualLab:
         self._stop = threading.Event()
         self._trigger_thread: threading.Thread | None = None
         self._running = False
+        # how late the host and the simulation are: the drivers' timeouts wait for it
+        self.lateness = HostLateness()
+        self.camera.patience = self.lateness.patience
 
     @property
     def microwave_address(self) -> str:
@@ -114,6 +118,7 @@ class VirtualLab:
         """Start the emulators (and the trigger source, if configured)."""
         if self._running:
             raise RuntimeError("virtual lab already started")
+        self.lateness.start()
         self.microwave_emulator.start()
         self.microwave_timeline.attach()
         try:
@@ -121,6 +126,7 @@ class VirtualLab:
         except BaseException:
             self.microwave_timeline.detach()
             self.microwave_emulator.stop()
+            self.lateness.stop()
             raise
         self._unhook = self.card_emulator.on_sequence(self._on_sequence)
         self._stop.clear()
@@ -147,6 +153,7 @@ class VirtualLab:
         self.card_emulator.stop()
         self.microwave_timeline.detach()
         self.microwave_emulator.stop()
+        self.lateness.stop()
 
     def __enter__(self) -> VirtualLab:
         self.start()
@@ -172,7 +179,8 @@ class VirtualLab:
     def _render(self, edges: Edges) -> None:
         t0 = time.perf_counter()
         try:
-            self._render_shot(edges)
+            with self.lateness.simulating():
+                self._render_shot(edges)
         finally:
             with self._lock:
                 self.render_seconds += time.perf_counter() - t0

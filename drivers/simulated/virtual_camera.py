@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.patience import Patience, no_patience
 from drivers.camera_base import (Camera, CameraConfig, CameraFeatures, CameraIdentity, FrameTimeout,
                                  check_fetch_args, choose_pixel_format, frame_dtype, mono_bits)
 from drivers.errors import InstrumentDisconnected
@@ -85,6 +86,7 @@ class VirtualCamera(Camera):
         self._frame_source = frame_source
         self._buffer_count = buffer_count
         self._cond = threading.Condition()
+        self.patience: Patience = no_patience     # the virtual lab sets its own (lateness.py)
         self._queue: deque[tuple[float, np.ndarray]] = deque()  # (available at, monotonic s; frame)
         self._connected = False
         self._unplugged = False
@@ -277,7 +279,8 @@ class VirtualCamera(Camera):
     def fetch_frames(self, n: int, timeout_s: float) -> list[np.ndarray]:
         """The next ``n`` frames; FrameTimeout (with those that came) if fewer arrive in time."""
         check_fetch_args(n, timeout_s)
-        deadline = time.monotonic() + timeout_s
+        t_start = time.monotonic()
+        deadline = t_start + timeout_s
         frames: list[np.ndarray] = []
         with self._cond:
             self._check_link()
@@ -290,7 +293,11 @@ class VirtualCamera(Camera):
                     frames.append(self._queue.popleft()[1])
                     continue
                 if now >= deadline:
-                    raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
+                    # the simulation renders the frames: its lateness is not the camera's
+                    deadline = t_start + timeout_s + self.patience(t_start, now)
+                    if now >= deadline:
+                        raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
+                    continue
                 if not self._acquiring:
                     raise RuntimeError(f"{self.name}: acquisition stopped during fetch_frames "
                                        f"({len(frames)} of {n} frames arrived)")
