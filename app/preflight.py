@@ -154,7 +154,7 @@ def check_enough_shots(config: LabConfig, plan: RunPlan) -> None:
     few = [f"{d} {k}" for d, k in per_dir.items() if k < MIN_SHOTS]
     warm = config.monitor.warmup_shots
     if n < warm or few:
-        raise InputError(f"{plan.source}: {n} shots ({', '.join(f'{d} {k}' for d, k in per_dir.items())}): "
+        raise InputError(f"{plan.source} (or --shots): {n} shots ({', '.join(f'{d} {k}' for d, k in per_dir.items())}): "
                          f"expected at least monitor.warmup_shots = {warm} shots and {MIN_SHOTS} per "
                          f"direction, or the run ends without criteria")
 

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if args.review:
         if args.screenshot:
             window.background_finished.connect(lambda error: snap_and_quit(error, 2))
-        window.open_review(args.review)
+        # inside the event loop: a file that fails at once must still reach snap_and_quit's quit()
+        QtCore.QTimer.singleShot(0, lambda: window.open_review(args.review))
     elif args.shots:
         if args.state:
             window.run_panel.state_combo.setCurrentText(args.state)

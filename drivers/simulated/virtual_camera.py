@@ -86,7 +86,9 @@ class VirtualCamera(Camera):
         self._frame_source = frame_source
         self._buffer_count = buffer_count
         self._cond = threading.Condition()
-        self.patience: Patience = no_patience     # the virtual lab sets its own (lateness.py)
+        # how late the simulation rendering the frames is (the virtual lab sets it, lateness.py):
+        # the sequencer's frame deadline waits for it; fetch_frames' own timeout is exact
+        self.patience: Patience = no_patience
         self._queue: deque[tuple[float, np.ndarray]] = deque()  # (available at, monotonic s; frame)
         self._connected = False
         self._unplugged = False
@@ -279,8 +281,7 @@ class VirtualCamera(Camera):
     def fetch_frames(self, n: int, timeout_s: float) -> list[np.ndarray]:
         """The next ``n`` frames; FrameTimeout (with those that came) if fewer arrive in time."""
         check_fetch_args(n, timeout_s)
-        t_start = time.monotonic()
-        deadline = t_start + timeout_s
+        deadline = time.monotonic() + timeout_s
         frames: list[np.ndarray] = []
         with self._cond:
             self._check_link()
@@ -293,11 +294,7 @@ class VirtualCamera(Camera):
                     frames.append(self._queue.popleft()[1])
                     continue
                 if now >= deadline:
-                    # the simulation renders the frames: its lateness is not the camera's
-                    deadline = t_start + timeout_s + self.patience(t_start, now)
-                    if now >= deadline:
-                        raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
-                    continue
+                    raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
                 if not self._acquiring:
                     raise RuntimeError(f"{self.name}: acquisition stopped during fetch_frames "
                                        f"({len(frames)} of {n} frames arrived)")

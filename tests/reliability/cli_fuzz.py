@@ -97,14 +97,14 @@ def _lab(**replace: str) -> str:
             m = pat.search(tail)
             nxt = re.search(r"^\[", tail, re.M)
             if m and (nxt is None or m.start() < nxt.start()):
-                tail = tail[:m.start()] + f"{name} = {value}" + tail[m.end():]
+                tail = tail[:m.start()] + f"{name} = {value}" + tail[m.end():]  # plain text, no regex
             else:
                 tail = f"{name} = {value}\n" + tail
             text = head + section + "\n" + tail
         elif section:
             text += f"\n{section}\n{name} = {value}\n"
         else:
-            text = pat.sub(f"{name} = {value}", text)
+            text = pat.sub(lambda m: f"{name} = {value}", text)
     return text
 
 
@@ -118,6 +118,7 @@ def listed_cases() -> list[Case]:
     viky_missing = REAL.replace('data_dir = "/data/steerlab"', 'data_dir = "runs"')
     c = [
         Case("readonly data_dir", _run("--shots", "30"), {"lab.toml": _lab()}, prepare="readonly-runs"),
+        Case("valid short run", _run("--shots", "30", "--out", "ok.h5"), {"lab.toml": _lab()}, {0}),
         Case("same --out twice", _run("--shots", "30", "--out", "x.h5"), {"lab.toml": _lab(), "runs/x.h5": b"x"},
              {2}),
         Case("data_dir /proc", _run(), {"lab.toml": _lab(**{"lab.data_dir": '"/proc"'})}, {2}),
@@ -191,7 +192,8 @@ def random_cases(n: int, seed: int = 0) -> list[Case]:
             text = _lab()
             for _ in range(rng.randint(1, 3)):
                 key = rng.choice(lab_keys)
-                text = re.sub(rf"^{key}\s*=.*$", f"{key} = {rng.choice(NASTY)}", text, count=1, flags=re.M)
+                value = rng.choice(NASTY)
+                text = re.sub(rf"^{key}\s*=.*$", lambda m: f"{key} = {value}", text, count=1, flags=re.M)
             argv = _run("--shots", "30") if kind == "lab" else \
                 ["calibrate", "blur", "--config", "lab.toml", "--out", "r.toml", "--plot-dir", "plots"]
             out.append(Case(f"{kind} {i}", argv, {"lab.toml": text}))
@@ -199,7 +201,8 @@ def random_cases(n: int, seed: int = 0) -> list[Case]:
             text = PLAN.replace("cycles = 100", "cycles = 10")
             for _ in range(rng.randint(1, 3)):
                 key = rng.choice(plan_keys)
-                text = re.sub(rf"^{key}\s*=.*$", f"{key} = {rng.choice(NASTY)}", text, count=1, flags=re.M)
+                value = rng.choice(NASTY)
+                text = re.sub(rf"^{key}\s*=.*$", lambda m: f"{key} = {value}", text, count=1, flags=re.M)
             out.append(Case(f"plan {i}", _run("--plan", "p.toml"), {"lab.toml": _lab(), "p.toml": text}))
         elif kind == "option":
             opt = rng.choice(["--shots", "--seed", "--out", "--state", "--config", "--plan"])
@@ -273,7 +276,7 @@ class ForkRunner:
         self.cli = app.cli
         self.cli.build_parser()        # imports every command module
 
-    def run(self, case: Case, where: Path, timeout: float = TIME_LIMIT_S) -> Outcome:
+    def _start(self, case: Case, where: Path) -> tuple[int, Path, float]:
         cwd = write_case(case, where)
         out_p, err_p = cwd / ".stdout", cwd / ".stderr"
         t0 = time.monotonic()
@@ -302,20 +305,40 @@ class ForkRunner:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
-        deadline = t0 + timeout
-        rc: int | None = None
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                rc = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.01)
-        return Outcome(case, rc, time.monotonic() - t0, out_p.read_text(errors="replace"),
-                       err_p.read_text(errors="replace"))
+        return pid, cwd, t0
+
+    def run_many(self, cases: list[Case], where: Path, *, jobs: int = 2,
+                 timeout: float = TIME_LIMIT_S) -> list[Outcome]:
+        """Every case in a forked child, ``jobs`` at a time; hung children are killed at ``timeout``."""
+        todo = list(cases)
+        live: dict[int, tuple[Case, Path, float]] = {}
+        done: list[Outcome] = []
+        while todo or live:
+            while todo and len(live) < jobs:
+                case = todo.pop(0)
+                pid, cwd, t0 = self._start(case, where)
+                live[pid] = (case, cwd, t0)
+            time.sleep(0.005)
+            for pid, (case, cwd, t0) in list(live.items()):
+                got, status = os.waitpid(pid, os.WNOHANG)
+                rc: int | None
+                if got:
+                    rc = os.waitstatus_to_exitcode(status)
+                elif time.monotonic() - t0 > timeout:
+                    os.killpg(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    rc = None
+                else:
+                    continue
+                del live[pid]
+                done.append(Outcome(case, rc, time.monotonic() - t0,
+                                    (cwd / ".stdout").read_text(errors="replace"),
+                                    (cwd / ".stderr").read_text(errors="replace")))
+        return done
+
+    def run(self, case: Case, where: Path, timeout: float = TIME_LIMIT_S) -> Outcome:
+        """One case in a forked child."""
+        return self.run_many([case], where, jobs=1, timeout=timeout)[0]
 
 
 def with_name(case: Case, name: str) -> Case:
