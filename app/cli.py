@@ -26,6 +26,9 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "calibrate": "calibrate",
     "repair": "repair",
+    "serve": "serve",
+    "queue": "queue",
+    "status": "status",
 }
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 1

@@ -338,9 +338,10 @@ class RunMonitor:
                 roi_half_px=self._roi, counter=self._counter,
                 history={k: np.asarray(v) for k, v in self._history.items()})
 
-    def results_json(self) -> dict[str, Any]:
-        """The results for the run file: regions (with splitting ratios) and every geometry's criteria."""
-        snap = self.snapshot()
+    def results_json(self, snap: MonitorSnapshot | None = None) -> dict[str, Any]:
+        """The results for the run file: regions (with splitting ratios) and every geometry's
+        criteria (of ``snap``, default: a snapshot now)."""
+        snap = snap if snap is not None else self.snapshot()
         regions = []
         for i, g in enumerate(snap.geometries):
             entry: dict[str, Any] = {"index": i, "kind": snap.kinds[i], "name": g.name}

@@ -74,7 +74,8 @@ class RunSession:
     """
 
     def __init__(self, config: LabConfig, plan: RunPlan, output: str | Path | None = None, *,
-                 seed: int | None = None, monitor_queue: int = 64) -> None:
+                 seed: int | None = None, monitor_queue: int = 64,
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.config = config
         self.plan = plan
         # the data directory is created only when the file is, after the instruments answered
@@ -82,6 +83,7 @@ class RunSession:
         if self.path.exists():
             raise SessionError(f"{self.path} already exists; a run never overwrites a file")
         self.seed = seed if seed is not None else (plan.state.seed or 0)
+        self.extra_config = dict(extra_config or {})      # recorded in the file (e.g. the server's log)
         self.control = RunControl()
         self.publisher = ShotPublisher()
         self.monitor = RunMonitor(config.imaging_calibration, region_plan(config),
@@ -163,7 +165,7 @@ class RunSession:
                 self.path, frame_names=self.plan.imaging.frame_names, frame_shape=seq.frame_shape,
                 plan_toml=self.plan.text, plan_json=self.plan.to_json(),
                 calibration=dict(self.config.calibration_record), instruments=self.description,
-                config=self.config.as_json_dict() | {"seed": self.seed},
+                config=self.config.as_json_dict() | {"seed": self.seed} | self.extra_config,
                 run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync)
         except BaseException:
             self._shutdown_instruments()

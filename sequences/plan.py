@@ -350,3 +350,37 @@ def parse_plan(text: str, source: str = "<plan>",
 def load_plan(path: str | Path, calibration: MicrowaveCalibration | None = None) -> RunPlan:
     """Read and validate a run plan file (TOML)."""
     return parse_plan(read_text(path, PlanError), str(path), calibration)
+
+
+def with_overrides(text: str, source: str, *, shots: int | None = None, state: str | None = None) -> str:
+    """The plan's TOML text with ``run.shots`` and/or ``state.kind`` replaced (validated later by
+    :func:`parse_plan`); a coherent state drops ``squeezing_dB``."""
+    if shots is None and state is None:
+        return text
+    data = parse_toml(text, source, PlanError)
+    if shots is not None:
+        run = dict(data.get("run", {}))
+        run.pop("cycles", None)
+        run["shots"] = shots
+        data["run"] = run
+    if state is not None:
+        st = dict(data.get("state", {}))
+        st["kind"] = state
+        if state == "coherent":
+            st.pop("squeezing_dB", None)
+        data["state"] = st
+    return _dump_toml(data)
+
+
+def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """TOML for plan tables (scalars, lists of scalars, nested tables)."""
+    scalars, tables = [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            scalars.append(f"{k} = {json.dumps(v)}")
+    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    for k, v in tables:
+        out.append(_dump_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(out) + "\n"

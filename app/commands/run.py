@@ -26,9 +26,9 @@ from calibration.record import RecordError
 from drivers.errors import DriverError
 from drivers.pulse_program import PulseProgramError
 from sequences.control import RunState, StateEvent
-from sequences.plan import PlanError, parse_plan
+from sequences.plan import PlanError, parse_plan, with_overrides
 from sequences.sequencer import Progress
-from sequences.tomlfields import parse_toml, read_text
+from sequences.tomlfields import read_text
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
 DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "plans" / "default.toml"
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=_seed, help="virtual lab seed (default: the plan's, else 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--server", action="store_true",
+                        help="queue the run on the configuration's run server (steerlab serve) and follow "
+                             "it there, instead of running it in this process")
     parser.add_argument("--written-log", metavar="FILE",
                         help="append the index of every shot committed to the run file (one per line, "
                              "flushed at once): what a crash test checks the file against")
@@ -57,36 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _plan_text(args: argparse.Namespace) -> str:
     """The plan's TOML text with the command line's overrides (validated by the plan parser)."""
-    text = read_text(args.plan, PlanError)
-    if args.shots is None and args.state is None:
-        return text
-    data = parse_toml(text, args.plan, PlanError)
-    if args.shots is not None:
-        run = dict(data.get("run", {}))
-        run.pop("cycles", None)
-        run["shots"] = args.shots
-        data["run"] = run
-    if args.state is not None:
-        state = dict(data.get("state", {}))
-        state["kind"] = args.state
-        if args.state == "coherent":
-            state.pop("squeezing_dB", None)
-        data["state"] = state
-    return _dump_toml(data)
-
-
-def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """Minimal TOML writer for plan tables (scalars, lists of scalars, nested tables)."""
-    scalars, tables = [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            scalars.append(f"{k} = {json.dumps(v)}")
-    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
-    for k, v in tables:
-        out.append(_dump_toml(v, f"{prefix}.{k}" if prefix else k))
-    return "\n".join(out) + "\n"
+    return with_overrides(read_text(args.plan, PlanError), args.plan, shots=args.shots, state=args.state)
 
 
 class _Progress:
@@ -177,9 +151,21 @@ def _seed(text: str) -> int:
     return v
 
 
+def _input_file(option: str, value: str) -> None:
+    """InputError naming the option unless ``value`` is a readable file."""
+    p = Path(value)
+    shown = value if len(value) <= 80 else value[:60] + "..."
+    if not p.exists():
+        raise InputError(f"{option} {shown}: file not found")
+    if p.is_dir():
+        raise InputError(f"{option} {shown}: is a directory; expected a TOML file")
+
+
 def prepare(args: argparse.Namespace) -> tuple[Any, Any, RunSession]:
     """Configuration, plan and session from the command line, every input checked before anything
     starts (:mod:`app.preflight`); raises InputError (and the parsers' errors) on bad input."""
+    for option, value in (("--config", args.config), ("--plan", args.plan)):
+        _input_file(option, value)
     config = load_lab_config(args.config)
     if args.shots is not None and args.shots < 1:
         raise PlanError(f"--shots {args.shots}: expected a number of shots >= 1")
@@ -191,7 +177,80 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, RunSession]:
 BAD_INPUT = (LabConfigError, PlanError, SessionError, InputError, LabBuildError, RecordError)
 
 
+def run_on_server(args: argparse.Namespace) -> int:
+    """Queue the plan on the run server and follow it: progress on stderr, the summary at the end.
+    Ctrl-C / SIGTERM stops this run on the server after its current shot (a second one aborts)."""
+    from app.client import Client, ServerError
+    for option, value in (("--config", args.config), ("--plan", args.plan)):
+        _input_file(option, value)
+    config = load_lab_config(args.config)
+    client = Client(data_dir=config.data_dir)
+    mine: dict[str, Any] = {}
+    sub = client.subscribe(["run_started", "progress", "run_finished", "server"])
+    item = client.queue_add(_plan_text(args), plan_source=args.plan, seed=args.seed, out=args.out)
+    print(f"{PROG}: queued {item['id']} on the run server of {config.data_dir}", file=sys.stderr)
+
+    def stop(verb: str) -> None:
+        if not mine.get("started"):
+            raise Interrupted("not started")
+        print(f"\n{PROG}: {'stopping after the current shot' if verb == 'stop' else 'aborting'}",
+              file=sys.stderr)
+        try:
+            client.call(f"run_{verb}")
+        except ServerError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+
+    finished: dict[str, Any] | None = None
+    try:
+        with stop_then_abort(lambda: stop("stop"), lambda: stop("abort")):
+            while finished is None:
+                got = sub.get(2.0)
+                if got is None:
+                    client.ping()          # ServerUnavailable if the server is gone
+                    continue
+                event, data = got
+                if event == "run_started" and data.get("id") == item["id"]:
+                    mine["started"] = True
+                    print(f"{PROG}: running, writing {data['file']}", file=sys.stderr)
+                elif event == "progress" and mine.get("started") and not args.no_progress:
+                    if data["ok_shots"] % max(1, data["planned"] // 10) == 0 and data["status"] == "ok":
+                        print(f"{data['ok_shots']}/{data['planned']} shots"
+                              + (f", {data['failed_shots']} failed" if data["failed_shots"] else ""),
+                              file=sys.stderr)
+                elif event == "run_finished" and data.get("id") == item["id"]:
+                    finished = data
+                elif event == "server" and data.get("state") == "stopped":
+                    print(f"{PROG}: the run server stopped", file=sys.stderr)
+                    return 1
+    except Interrupted:
+        try:
+            client.queue_remove(item["id"])
+            print(f"{PROG}: interrupted; the queued run was removed", file=sys.stderr)
+        except ServerError:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except ServerError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sub.close()
+    results = finished.get("results") or {}
+    if args.json:
+        print(json.dumps(finished, allow_nan=False))
+    else:
+        print(f"run {finished['final_state']}: {finished['file']}")
+        for line in summary_lines(results):
+            print(line)
+    return 0 if finished["final_state"] == "completed" else 1
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.server:
+        try:
+            return run_on_server(args)
+        except BAD_INPUT as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     try:
         config, plan, session = prepare(args)
     except BAD_INPUT as exc:

@@ -31,6 +31,25 @@ REAL = (ROOT / "configs" / "real-lab.template.toml").read_text()
 CSV = (ROOT / "docs" / "examples" / "squeezed-counts.csv").read_text()
 OK_RC = {0, 1, 2, 130}
 TIME_LIMIT_S = 60.0
+STOP_LIMIT_S = 20.0       # a long valid run sent SIGTERM at TIME_LIMIT_S must end within this
+
+
+def _terminate(pid: int, cwd: Path) -> int | None:
+    """SIGTERM to a case still running at its time limit: its exit status if it stops in order
+    (a long but valid run), None (a hang) if it does not end within STOP_LIMIT_S or never ran."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_LIMIT_S
+    while time.monotonic() < deadline:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got:
+            out = (cwd / ".stdout").read_text(errors="replace")
+            err = (cwd / ".stderr").read_text(errors="replace")
+            ok = "run stopped" in out or "stopping after" in err
+            return os.waitstatus_to_exitcode(status) if ok else None
+        time.sleep(0.05)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 @dataclass
@@ -58,7 +77,7 @@ class Outcome:
         out: list[str] = []
         text = self.stdout + self.stderr
         if self.rc is None:
-            out.append(f"hang: no exit within {TIME_LIMIT_S:g} s")
+            out.append(f"hang: no exit within {TIME_LIMIT_S:g} s, nor {STOP_LIMIT_S:g} s after SIGTERM")
             return out
         if "Traceback (most recent call last)" in text:
             out.append("traceback: " + text[text.index("Traceback"):][:600])
@@ -260,9 +279,15 @@ def run_subprocess(case: Case, where: Path, timeout: float = TIME_LIMIT_S) -> Ou
         out, err = proc.communicate(timeout=timeout)
         rc: int | None = proc.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        rc = None
+        # a valid plan may simply be long (10^6 shots): then SIGTERM must stop it in order
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=STOP_LIMIT_S)
+            rc = proc.returncode if "run stopped" in out or "stopping after" in err else None
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            rc = None
     return Outcome(case, rc, time.monotonic() - t0, out, err)
 
 
@@ -325,9 +350,7 @@ class ForkRunner:
                 if got:
                     rc = os.waitstatus_to_exitcode(status)
                 elif time.monotonic() - t0 > timeout:
-                    os.killpg(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    rc = None
+                    rc = _terminate(pid, cwd)
                 else:
                     continue
                 del live[pid]
