@@ -2,19 +2,22 @@
 
 Any VISA resource string works: ``TCPIP0::<host>::inst0::INSTR`` (VXI-11), ``TCPIP0::<host>::hislip0::INSTR``
 or a raw socket ``TCPIP0::<host>::5025::SOCKET``; the pyvisa-py backend (``"@py"``) is the default.
-Units are SI-like and in the names: Hz, dBm, degrees. The Rabi pulse itself is gated by a TTL into
+Units are SI-like and in the names: Hz, dBm, degrees (``level_dbm`` reads dBm only while
+``power_unit`` is ``DBM``, the instrument's ``*RST`` value; set it, as the sequencer does, to be sure). The Rabi pulse itself is gated by a TTL into
 the pulse-modulation input, so the driver covers carrier, level, phase, pulse modulation and output.
 
 Example::
 
     from drivers.sma100b import SMA100B
     with SMA100B("TCPIP0::192.168.1.20::5025::SOCKET", timeout_s=2.0) as mw:
+        mw.power_unit = "DBM"
         mw.frequency_hz = 6_834_682_611.0
         mw.level_dbm = -10.0
         mw.phase_deg = 90.0
         mw.pulse_source = "EXT"
         mw.pulse_modulation_enabled = True
         mw.output_enabled = True
+        mw.wait_complete()            # *OPC?
         print(mw.settings())
 """
 from __future__ import annotations
@@ -39,6 +42,9 @@ class SMA100B(ScpiInstrument):
 
     model: ClassVar[str] = "SMA100B"
 
+    power_unit = choice("UNIT:POW", choices=("DBM", "DBUV", "V"),
+                        doc="Control the unit of level values sent without suffix and of level "
+                            "answers; level_dbm needs DBM (another client may change it)")
     frequency_hz = numeric("SOUR:FREQ", unit="Hz", minimum=8e3, maximum=12.75e9, wire_unit="Hz",
                            doc="Control the carrier frequency")
     level_dbm = numeric("SOUR:POW", unit="dBm", minimum=-145.0, maximum=18.0, wire_unit="dBm",
