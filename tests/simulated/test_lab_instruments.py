@@ -77,15 +77,20 @@ def x_contrast(lab: VirtualLab, shots: list) -> np.ndarray:
                      for s, d in zip(ok, lab.truths) if s.direction == "x"])
 
 
-def test_rf_switched_off_gives_no_pulse(lab: VirtualLab) -> None:
+def test_rf_switched_off_reaches_the_atoms_and_fails_that_shot(lab: VirtualLab) -> None:
     def off(mw: SMA100B) -> None:
         mw.output_enabled = False
 
     final, shots = run(lab, 6, before_run=off)
     assert final is RunState.COMPLETED
-    assert all(t.pulses == () and not t.microwave.output_enabled for t in lab.truths)
-    # without the pi/2 pulse, x reads the squeezed S_z (~0), not the x polarisation (N1 - N2 = -N)
-    assert np.all(np.abs(x_contrast(lab, shots)) < 0.15)
+    first = lab.truths[0]                     # the atoms saw no pulse in the first shot ...
+    assert first.pulses == () and not first.microwave.output_enabled
+    failed = [s for s in shots if not s.is_ok]   # ... which is stored failed, naming the setting
+    assert len(failed) == 1 and failed[0].index == 0
+    assert "mw.output_enabled asked True, read False" in failed[0].reason
+    assert failed[0].settings["mw.output_enabled"] is False
+    assert all(t.microwave.output_enabled for t in list(lab.truths)[1:])   # re-applied
+    assert sum(s.is_ok for s in shots) == 6
 
 
 def test_half_gate_length_gives_a_quarter_turn(lab: VirtualLab) -> None:
