@@ -236,7 +236,8 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
         verify_program=seq.boolean("verify_program", True),
         card_margin_s=seq.number("card_margin_s", 2.0, minimum=0.001, maximum=600.0, unit="s"),
         fetch_slice_s=seq.number("fetch_slice_s", 0.1, minimum=0.001, maximum=10.0, unit="s"),
-        rf_off_at_end=seq.boolean("rf_off_at_end", True))
+        rf_off_at_end=seq.boolean("rf_off_at_end", True),
+        allow_software_trigger=seq.boolean("allow_software_trigger", False))
     seq.done()
     virtual = dict(top.raw("virtual_lab", {})) if top.has("virtual_lab") else {}
     if kind == "real" and virtual:

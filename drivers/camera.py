@@ -25,10 +25,10 @@ from genicam import gentl
 from genicam.genapi import GenericException as GenApiError
 
 from drivers.camera_base import (COLOUR_FORMATS, Camera, CameraConfig, CameraFeatures,
-                                 CameraIdentity, DeviceInUse, FrameTimeout, check_fetch_args,
-                                 choose_pixel_format, colour_to_mono, mono_bits)
+                                 CameraIdentity, CameraTiming, DeviceInUse, FrameTimeout,
+                                 check_fetch_args, choose_pixel_format, colour_to_mono, mono_bits)
 from drivers.errors import DriverError, InstrumentDisconnected, InstrumentError, ProtocolError
-from drivers.genicam_config import set_optional, set_roi, set_trigger
+from drivers.genicam_config import enable_frame_id_chunk, frame_timing, set_optional, set_roi, set_trigger
 from drivers.genicam_nodes import NodeMap, detect_features, exposure_node
 from drivers.genicam_producers import (ProducerSession, acquire_producers, discover, identity_of,
                                        producers_from_env, release_producers)
@@ -83,6 +83,8 @@ class GenICamCamera(Camera):
         self._pixel_format = ""
         self._trigger_mode = ""
         self._crop: tuple[int, int, int, int] | None = None  # x0, y0, width, height
+        self._chunk_frame_id = False
+        self._frame_ids: list[int] = []
 
     # -- connection ------------------------------------------------------------------------------
     @property
@@ -172,6 +174,7 @@ class GenICamCamera(Camera):
         self._crop = set_roi(nm, cfg, feats)
         set_optional(nm, cfg, feats)
         self._trigger_mode = set_trigger(nm, cfg, feats)
+        self._chunk_frame_id = enable_frame_id_chunk(nm)
         nm.try_set("AcquisitionMode", "Continuous")
         self._set_buffers(ia, nm, cfg.frames_per_shot)
         self._pixel_format, self._config = fmt, cfg
@@ -196,6 +199,7 @@ class GenICamCamera(Camera):
             raise RuntimeError(f"{self.name}: call configure() before start()")
         if self.acquiring:
             return
+        self._frame_ids = []
         try:
             ia.start()
         except (gentl.GenericException, GenApiError) as e:
@@ -236,7 +240,29 @@ class GenICamCamera(Camera):
                 continue
             with buf:  # requeues the buffer on exit, also if the conversion raises
                 frames.append(self._to_array(buf))
+                self._frame_ids.append(self._frame_id(buf))
         return frames
+
+    def _frame_id(self, buf: Any) -> int:
+        """The chunk FrameID where the device sends it, else the GenTL buffer's frame id."""
+        if self._chunk_frame_id and self._nodes is not None:
+            chunk = self._nodes.get("ChunkFrameID")
+            if chunk is not None:
+                return int(chunk)
+        return int(buf.frame_id)
+
+    def frame_ids(self) -> list[int]:
+        return list(self._frame_ids)
+
+    def timing(self) -> CameraTiming:
+        """From the node map: AcquisitionFrameRate maximum, ResultingFrameRate, SensorReadoutTime
+        plus ExposureTime (the binding one). GenTL producers number frames (buffer frame id)."""
+        _, nm = self._require()
+        cfg = self._config
+        if cfg is None:
+            raise RuntimeError(f"{self.name}: call configure() before timing()")
+        interval, limit = frame_timing(nm, f"{cfg.width}x{cfg.height} {self._pixel_format}")
+        return CameraTiming(interval, limit, frame_ids=True)
 
     def _to_array(self, buf: Any) -> np.ndarray:
         components = buf.payload.components if buf.payload is not None else []

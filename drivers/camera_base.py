@@ -156,6 +156,24 @@ class CameraFeatures:
         return d
 
 
+@dataclass(frozen=True)
+class CameraTiming:
+    """How soon after one exposure the camera can start the next, at the configured ROI, exposure
+    and pixel format, from the camera's own limits.
+
+    ``min_frame_interval_s``: the shortest time (s) between the starts of two exposures, None if the
+    device states no limit at all; ``limit``: which limit sets it, in words with its value (e.g.
+    ``"AcquisitionFrameRate maximum 200 Hz at 400x400 Mono8"``); ``frame_ids``: True if the camera
+    numbers its frames (``frame_ids()``); ``first_frame_id``: the id of the first frame after
+    ``start()`` if the device restarts its count there, else None.
+    """
+
+    min_frame_interval_s: float | None
+    limit: str
+    frame_ids: bool = False
+    first_frame_id: int | None = None
+
+
 def mono_bits(pixel_format: str) -> int | None:
     """Bit depth of an unpacked ``MonoN`` format, or None for anything else (packed, colour)."""
     m = _MONO.match(pixel_format)
@@ -284,6 +302,14 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
         """Read-back settings (plain JSON-able values) for the run file."""
+
+    def timing(self) -> CameraTiming:
+        """The camera's frame-interval limit at the current configuration (see ``CameraTiming``)."""
+        return CameraTiming(None, "the driver reads no timing limits from this camera")
+
+    def frame_ids(self) -> list[int]:
+        """The device's ids of the frames fetched since ``start()``, in order (empty if it has none)."""
+        return []
 
 
 def check_fetch_args(n: int, timeout_s: float) -> None:

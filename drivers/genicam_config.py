@@ -112,7 +112,44 @@ def set_trigger(nm: NodeMap, cfg: CameraConfig, feats: CameraFeatures) -> str:
     return "free-running"
 
 
+def frame_timing(nm: NodeMap, where: str) -> tuple[float | None, str]:
+    """(shortest interval between exposure starts in s, the limit in words) from the node map:
+    the largest of 1 / AcquisitionFrameRate maximum, 1 / ResultingFrameRate and SensorReadoutTime +
+    ExposureTime (us nodes); (None, what is missing) if the device states none of them."""
+    limits: list[tuple[float, str]] = []
+    if nm.readable("AcquisitionFrameRate"):
+        try:
+            fps = nm.float_range("AcquisitionFrameRate")[1]
+            if fps > 0:
+                limits.append((1.0 / fps, f"AcquisitionFrameRate maximum {fps:.6g} Hz at {where}"))
+        except ValueError:
+            pass
+    for node in ("ResultingFrameRate", "AcquisitionResultingFrameRate"):
+        fps = nm.get(node)
+        if fps:
+            limits.append((1.0 / float(fps), f"{node} {float(fps):.6g} Hz at {where}"))
+    readout_us = nm.get("SensorReadoutTime")
+    if readout_us:
+        node = exposure_node(nm)
+        exposure_us = float(nm.get(node, 0.0) or 0.0) if node else 0.0
+        limits.append(((float(readout_us) + exposure_us) * 1e-6,
+                       f"SensorReadoutTime {float(readout_us):.6g} us + ExposureTime {exposure_us:.6g} us"))
+    if not limits:
+        return None, f"no AcquisitionFrameRate, ResultingFrameRate or SensorReadoutTime node at {where}"
+    return max(limits)
+
+
+def enable_frame_id_chunk(nm: NodeMap) -> bool:
+    """Turn on the FrameID chunk where the device offers it (SFNC ChunkModeActive, ChunkSelector
+    FrameID, ChunkEnable); True if frames now carry ``ChunkFrameID``."""
+    if "FrameID" not in nm.entries("ChunkSelector") or not nm.try_set("ChunkModeActive", True):
+        return False
+    return nm.try_set("ChunkSelector", "FrameID") and nm.try_set("ChunkEnable", True)
+
+
 def _arm_selector(nm: NodeMap, selector: str, source: str) -> None:
+    if source.startswith("Line") and nm.try_set("LineSelector", source):
+        nm.try_set("LineMode", "Input")           # the trigger line is an input (SFNC LineMode)
     nm.set("TriggerSelector", selector)
     nm.set("TriggerMode", "On")
     nm.set("TriggerSource", source)

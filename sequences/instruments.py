@@ -84,7 +84,9 @@ class SequencerConfig:
     Camera ROI in sensor pixels; ``start_mode``: 'software' (the card starts on ``swr``) or
     'hardware' (armed, started by the experiment's trigger). ``card_margin_s``: time allowed beyond
     the program's duration for the card to stop. ``fetch_slice_s``: frames are awaited in slices
-    this long so that an abort is noticed quickly.
+    this long so that an abort is noticed quickly. ``allow_software_trigger``: a camera without a
+    hardware trigger may serve the run (bench tests); the sequencer then sends software triggers at
+    the shot's exposure times (otherwise such a camera is refused before the run).
     """
 
     channels: Mapping[str, int]
@@ -99,6 +101,7 @@ class SequencerConfig:
     card_margin_s: float = 2.0
     fetch_slice_s: float = 0.1
     rf_off_at_end: bool = True
+    allow_software_trigger: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

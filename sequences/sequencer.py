@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from drivers.camera_base import FrameTimeout
-from drivers.errors import DriverError
+from drivers.errors import DriverError, ProtocolError
 from drivers.pulse_program import CompiledProgram, compile_program
+from sequences.camera_check import check_timing, choose_trigger, frame_id_gap
 from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
@@ -93,6 +94,8 @@ class Sequencer:
         self._stale: set[str] = set()     # instruments whose settings to re-apply before it
         self._listeners: list[ProgressListener] = []
         self._programs: dict[str, CompiledProgram] = {}
+        self._camera_trigger = "hardware"
+        self._first_frame_id: int | None = None
         self.error: BaseException | None = None
 
     # --- public ----------------------------------------------------------------------------------
@@ -132,6 +135,9 @@ class Sequencer:
                              "waits for a hardware trigger after swr: use start_mode = 'hardware'")
         self._programs = {d: self._compile(d) for d in sorted(set(self.plan.cycle.directions))}
         self._configure_camera(connect=True)
+        timing = self.inst.camera.timing()
+        check_timing(timing, self.plan.imaging, camera=self._camera_name())
+        self._first_frame_id = timing.first_frame_id
         self._prepared = True
         return self.describe()
 
@@ -284,7 +290,12 @@ class Sequencer:
             self._step("camera", "arm", cam.start)
             start = card.start if self.config.start_mode == "software" else card.arm
             self._step("timing_card", "start", start)
+            if self._camera_trigger == "software":
+                self._software_triggers(time.monotonic())
             frames = self._collect(n, compiled.duration_s)
+            gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
+            if gap is not None:
+                raise ShotFault("camera", "frame ids", ProtocolError(gap))
             status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
                                 compiled.duration_s + self.config.card_margin_s)
             self._step("camera", "disarm", cam.stop)
@@ -355,7 +366,20 @@ class Sequencer:
     @property
     def camera_trigger(self) -> str:
         """The camera trigger of this run: 'hardware' (the lab's TTL), or 'software' where allowed."""
-        return "hardware"
+        return self._camera_trigger
+
+    def _camera_name(self) -> str:
+        ident = self.inst.camera.identity()
+        return f"{ident.model} {ident.serial_number}"
+
+    def _software_triggers(self, t0: float) -> None:
+        """One software trigger at each exposure start of the shot (bench tests, no TTL)."""
+        cam = self.inst.camera
+        for start_s in sorted(self.plan.imaging.exposure_starts_s().values()):
+            wait = t0 + start_s - time.monotonic()
+            if wait > 0 and self._sleep(wait):
+                raise ShotAborted()
+            self._step("camera", "software trigger", cam.software_trigger)
 
     def _apply_microwave(self) -> None:
         """Set the plan's carrier, level, external pulse gate and RF on, then ``*OPC?``."""
@@ -428,6 +452,8 @@ class Sequencer:
             cam.close()
         if connect:
             cam.connect()
+        self._camera_trigger = choose_trigger(cam.features(), camera=self._camera_name(),
+                                              allow_software_trigger=c.allow_software_trigger)
         cam.configure(width=c.camera_width, height=c.camera_height, offset_x=c.camera_offset_x,
                       offset_y=c.camera_offset_y, pixel_format=c.camera_pixel_format,
                       exposure_s=self.plan.imaging.camera_exposure_s, trigger=self.camera_trigger,

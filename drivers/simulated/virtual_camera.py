@@ -11,6 +11,12 @@ Frames handed in are full-sensor images ``(sensor_height, sensor_width)`` in nat
 converts to the pixel format: MonoN with N < adc_bits keeps the N most significant bits (value >>
 (adc_bits - N)), as real cameras do; values are rounded and clipped to the ADC range first.
 
+Timing model (``timing()``): a global-shutter sensor whose readout does not overlap the exposure:
+two exposures can start ``exposure_s + frame_overhead_s + row_time_s x height`` apart at the
+configured ROI (2 us per row and 20 us by default: 0.63 ms for 256 rows and 100 us). Frame ids
+count every exposure from 1 after each ``start()``, lost frames included, as a device's frame
+counter does (``frame_ids()``).
+
 Faults (switches for tests and the virtual lab): ``drop_next_frames(k)`` loses the next k exposures,
 ``set_delivery_delay(s)`` makes frames available only s seconds after exposure, ``unplug()`` loses the
 device (every call raises InstrumentDisconnected until ``plug_in()`` and a new ``connect()``).
@@ -30,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from drivers.camera_base import (Camera, CameraConfig, CameraFeatures, CameraIdentity, FrameTimeout,
-                                 check_fetch_args, choose_pixel_format, frame_dtype, mono_bits)
+from drivers.camera_base import (Camera, CameraConfig, CameraFeatures, CameraIdentity, CameraTiming,
+                                 FrameTimeout, check_fetch_args, choose_pixel_format, frame_dtype,
+                                 mono_bits)
 from drivers.errors import InstrumentDisconnected
 
 log = logging.getLogger(__name__)
@@ -62,7 +69,8 @@ class VirtualCamera(Camera):
                  trigger_lines: tuple[str, ...] = ("Line0", "Line1", "Line2", "Line3"),
                  exposure_range_s: tuple[float, float] = (10e-6, 10.0),
                  serial_number: str = "VC0001", frame_source: FrameSource | None = None,
-                 buffer_count: int | None = None, name: str = "virtual camera") -> None:
+                 buffer_count: int | None = None, name: str = "virtual camera",
+                 row_time_s: float = 2e-6, frame_overhead_s: float = 20e-6) -> None:
         if not (1 <= adc_bits <= 16):
             raise ValueError(f"VirtualCamera: adc_bits={adc_bits} must be in 1..16")
         if sensor_width < 1 or sensor_height < 1:
@@ -71,6 +79,9 @@ class VirtualCamera(Camera):
             bits = mono_bits(f)
             if bits is None or bits > adc_bits:
                 raise ValueError(f"VirtualCamera: pixel format {f!r} must be MonoN with N <= adc_bits={adc_bits}")
+        if not (row_time_s >= 0 and frame_overhead_s >= 0):
+            raise ValueError(f"VirtualCamera: row_time_s={row_time_s!r} and frame_overhead_s="
+                             f"{frame_overhead_s!r} must be >= 0 s")
         if buffer_count is not None and buffer_count < 1:
             raise ValueError(f"VirtualCamera: buffer_count={buffer_count} must be >= 1")
         self.sensor_shape = (int(sensor_height), int(sensor_width))
@@ -85,7 +96,10 @@ class VirtualCamera(Camera):
         self._frame_source = frame_source
         self._buffer_count = buffer_count
         self._cond = threading.Condition()
-        self._queue: deque[tuple[float, np.ndarray]] = deque()  # (available at, monotonic s; frame)
+        self._queue: deque[tuple[float, int, np.ndarray]] = deque()  # (available at, id, frame)
+        self.row_time_s, self.frame_overhead_s = float(row_time_s), float(frame_overhead_s)
+        self._next_id = 1
+        self._fetched_ids: list[int] = []
         self._connected = False
         self._unplugged = False
         self._acquiring = False
@@ -206,6 +220,8 @@ class VirtualCamera(Camera):
             self._check_link()
             if self._config is None:
                 raise RuntimeError(f"{self.name}: call configure() before start()")
+            if not self._acquiring:
+                self._next_id, self._fetched_ids = 1, []
             self._acquiring = True
 
     def stop(self) -> None:
@@ -249,6 +265,7 @@ class VirtualCamera(Camera):
             if not self._acquiring or self._config is not cfg:  # stopped meanwhile
                 self.stats.triggers_missed += 1
                 return False
+            frame_id, self._next_id = self._next_id, self._next_id + 1
             if self._drop_next > 0:
                 self._drop_next -= 1
                 self.stats.frames_dropped += 1
@@ -258,7 +275,7 @@ class VirtualCamera(Camera):
                 self.stats.frames_overflowed += 1
                 log.warning("%s: all %d buffers full: frame lost", self.name, capacity)
                 return False
-            self._queue.append((time.monotonic() + self._delay_s, image))
+            self._queue.append((time.monotonic() + self._delay_s, frame_id, image))
             self.stats.exposures_queued += 1
             self._cond.notify_all()
             return True
@@ -287,7 +304,9 @@ class VirtualCamera(Camera):
                 self._check_link()
                 now = time.monotonic()
                 if self._queue and self._queue[0][0] <= now:
-                    frames.append(self._queue.popleft()[1])
+                    _, frame_id, image = self._queue.popleft()
+                    frames.append(image)
+                    self._fetched_ids.append(frame_id)
                     continue
                 if now >= deadline:
                     raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
@@ -300,6 +319,24 @@ class VirtualCamera(Camera):
 
     def identity(self) -> CameraIdentity:
         return self._identity
+
+    def frame_ids(self) -> list[int]:
+        with self._cond:
+            return list(self._fetched_ids)
+
+    def timing(self) -> CameraTiming:
+        with self._cond:
+            self._check_link()
+            cfg = self._config
+        if cfg is None:
+            raise RuntimeError(f"{self.name}: call configure() before timing()")
+        exposure = cfg.exposure_s or self._exposure_range_s[0]
+        readout = self.row_time_s * cfg.height
+        interval = exposure + self.frame_overhead_s + readout
+        return CameraTiming(interval, f"readout {readout * 1e3:.3g} ms ({cfg.height} rows x "
+                            f"{self.row_time_s * 1e6:.3g} us) + overhead {self.frame_overhead_s * 1e6:.3g} us"
+                            f" + exposure {exposure * 1e6:.3g} us, not overlapped",
+                            frame_ids=True, first_frame_id=1)
 
     def settings(self) -> dict[str, Any]:
         with self._cond:
