@@ -22,6 +22,7 @@ Example::
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from drivers.errors import DriverError, InstrumentDisconnected, InstrumentError, InstrumentTimeout, ProtocolError
@@ -41,6 +42,13 @@ class SMA100B(ScpiInstrument):
     """
 
     model: ClassVar[str] = "SMA100B"
+    fixed_settings: ClassVar[Mapping[str, object]] = {
+        "power_unit": "DBM", "pulse_source": "EXT", "pulse_polarity": "NORM",
+        "pulse_modulation_enabled": True}
+    """The Rabi gate: RF follows the timing card's TTL on the pulse-modulation input (high = on);
+    levels in dBm. The sequencer applies these before the carrier and checks them every shot."""
+    resolution: ClassVar[Mapping[str, float]] = {"frequency_hz": 1e-3, "level_dbm": 0.01, "phase_deg": 0.01}
+    """Setting resolution (Hz, dB, degrees): the tolerance of the per-shot read-back check."""
 
     power_unit = choice("UNIT:POW", choices=("DBM", "DBUV", "V"),
                         doc="Control the unit of level values sent without suffix and of level "

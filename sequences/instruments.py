@@ -18,16 +18,20 @@ StartMode = Literal["software", "hardware"]
 
 
 class Microwave(Protocol):
-    """The microwave source: settable controls (Hz, dBm, deg, enums, booleans) and read-back."""
+    """The microwave source (entry-point group ``steerlab.microwave_sources``): carrier (Hz), level
+    (dBm), phase (deg), RF output, the source-specific ``fixed_settings`` that gate the RF with the
+    timing card's TTL (high = on), each set by name with ``setattr``, and their read-back.
+
+    ``resolution``: per setting name, the instrument's resolution (the read-back tolerance).
+    """
 
     address: str
     frequency_hz: float
     level_dbm: float
     phase_deg: float
-    pulse_source: str
-    pulse_polarity: str
-    pulse_modulation_enabled: bool
     output_enabled: bool
+    fixed_settings: Mapping[str, object]
+    resolution: Mapping[str, float]
 
     @property
     def identity(self) -> str: ...

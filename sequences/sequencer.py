@@ -360,8 +360,10 @@ class Sequencer:
         read = dict(settings, **camera)
         read["card.status"] = str(getattr(status.run, "name", status))
         read["card.instructions"] = program_length
+        mw = self.inst.microwave
         check_shot(read, errors, plan=self.plan, config=self.config, phase_deg=phase_deg,
-                   instructions=instructions, camera_trigger=self.camera_trigger)
+                   instructions=instructions, camera_trigger=self.camera_trigger,
+                   fixed=mw.fixed_settings, resolution=mw.resolution)
 
     @property
     def camera_trigger(self) -> str:
@@ -382,15 +384,13 @@ class Sequencer:
             self._step("camera", "software trigger", cam.software_trigger)
 
     def _apply_microwave(self) -> None:
-        """Set the plan's carrier, level, external pulse gate and RF on, then ``*OPC?``."""
+        """Set the source's fixed settings (the TTL gate), the plan's carrier and level, RF on,
+        then wait until they are in effect (``*OPC?`` on SCPI)."""
         mw = self.inst.microwave
-        if hasattr(type(mw), "power_unit"):
-            mw.power_unit = "DBM"           # type: ignore[attr-defined]
+        for name, value in mw.fixed_settings.items():
+            setattr(mw, name, value)
         mw.frequency_hz = self.plan.microwave.frequency_hz
         mw.level_dbm = self.plan.microwave.power_dbm
-        mw.pulse_source = "EXT"
-        mw.pulse_polarity = "NORM"
-        mw.pulse_modulation_enabled = True
         mw.output_enabled = True
         mw.wait_complete()
 

@@ -5,11 +5,11 @@ After every shot the sequencer reads the instruments back and compares, with the
 
 | setting | asked | tolerance |
 | --- | --- | --- |
-| ``mw.frequency_hz`` | the plan's carrier | 1 mHz (the SMA100B's resolution) |
+| ``mw.frequency_hz`` | the plan's carrier | the source's resolution (SMA100B 1 mHz, SynthHD 0.1 Hz) |
 | ``mw.level_dbm`` | the plan's level | 0.01 dB |
-| ``mw.phase_deg`` | the axis phase of the shot (if its pulse is > 0) | 0.01 degree |
-| ``mw.power_unit``, ``mw.pulse_source``, ``mw.pulse_polarity`` | ``DBM``, ``EXT``, ``NORM`` | exact |
-| ``mw.pulse_modulation_enabled``, ``mw.output_enabled`` | True | exact |
+| ``mw.phase_deg`` | the axis phase of the shot (if its pulse is > 0) | SMA100B 0.01, SynthHD 0.001 degree |
+| the source's ``fixed_settings`` (SMA100B: ``power_unit`` DBM, ``pulse_source`` EXT, ``pulse_polarity`` NORM, ``pulse_modulation_enabled``; SynthHD: PLL/PA on, trigger function 4, no inversion) | as declared | exact |
+| ``mw.output_enabled`` | True | exact |
 | ``mw.error_queue`` | empty | exact: any queued instrument error fails the shot |
 | ``card.status`` | ``STOPPED`` after the shot | exact (``ABORTED`` means another host aborted it) |
 | ``card.instructions`` | the length of the shot's program | exact |
@@ -114,20 +114,19 @@ def compare(expected: Iterable[Expected], read: Mapping[str, object]) -> list[Mi
 
 
 def microwave_expected(*, frequency_hz: float, level_dbm: float, phase_deg: float | None,
-                       has_power_unit: bool) -> list[Expected]:
-    """What the sequencer sets on the microwave source for one shot (``phase_deg`` None: not set)."""
-    out = [Expected("mw.power_unit", "DBM", "microwave")] if has_power_unit else []
-    out += [
-        Expected("mw.frequency_hz", float(frequency_hz), "microwave", FREQUENCY_TOL_HZ, "Hz"),
-        Expected("mw.level_dbm", float(level_dbm), "microwave", LEVEL_TOL_DB, "dBm"),
-        Expected("mw.pulse_source", "EXT", "microwave"),
-        Expected("mw.pulse_polarity", "NORM", "microwave"),
-        Expected("mw.pulse_modulation_enabled", True, "microwave"),
-        Expected("mw.output_enabled", True, "microwave"),
-    ]
+                       fixed: Mapping[str, object],
+                       resolution: Mapping[str, float] | None = None) -> list[Expected]:
+    """What the sequencer sets on the microwave source for one shot (``phase_deg`` None: not set):
+    the source's ``fixed`` settings (exact), carrier, level and phase within the source's
+    ``resolution`` (default: the SMA100B's), RF on."""
+    res = {"frequency_hz": FREQUENCY_TOL_HZ, "level_dbm": LEVEL_TOL_DB, "phase_deg": PHASE_TOL_DEG}
+    res.update(resolution or {})
+    out = [Expected(f"mw.{name}", value, "microwave") for name, value in fixed.items()]
+    out += [Expected("mw.frequency_hz", float(frequency_hz), "microwave", res["frequency_hz"], "Hz"),
+            Expected("mw.level_dbm", float(level_dbm), "microwave", res["level_dbm"], "dBm")]
     if phase_deg is not None:
-        out.insert(len(out) - 4, Expected("mw.phase_deg", float(phase_deg), "microwave",
-                                          PHASE_TOL_DEG, "deg"))
+        out.append(Expected("mw.phase_deg", float(phase_deg), "microwave", res["phase_deg"], "deg"))
+    out.append(Expected("mw.output_enabled", True, "microwave"))
     return out
 
 
@@ -162,14 +161,15 @@ def error_queue_mismatch(errors: list[tuple[int, str]]) -> Mismatch | None:
 
 def check_shot(read: Mapping[str, Any], errors: list[tuple[int, str]], *, plan: RunPlan,
                config: SequencerConfig, phase_deg: float | None, instructions: int,
-               camera_trigger: str) -> None:
+               camera_trigger: str, fixed: Mapping[str, object],
+               resolution: Mapping[str, float] | None = None) -> None:
     """Raise SettingsMismatch (with ``settings``: the scalar read-back, for the failed row) unless
     the read-back ``read`` (``mw.*``, ``card.*``, ``camera.*``) matches the plan and ``errors``
     (the microwave error queue) is empty."""
     c = config
     expected = microwave_expected(frequency_hz=plan.microwave.frequency_hz,
                                   level_dbm=plan.microwave.power_dbm, phase_deg=phase_deg,
-                                  has_power_unit="mw.power_unit" in read)
+                                  fixed=fixed, resolution=resolution)
     expected += card_expected(instructions=instructions)
     expected += camera_expected(width=c.camera_width, height=c.camera_height,
                                 offset_x=c.camera_offset_x, offset_y=c.camera_offset_y,

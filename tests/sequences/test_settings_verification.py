@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from drivers.sma100b import SMA100B
 from sequences.control import Abort, RunControl, RunState
 from sequences.publish import Overflow, ShotPublisher
 from sequences.sequencer import Sequencer
@@ -38,7 +39,7 @@ def plan_settings_hold(shot, p) -> None:
     expected = microwave_expected(frequency_hz=p.microwave.frequency_hz,
                                   level_dbm=p.microwave.power_dbm,
                                   phase_deg=pulse.phase_deg if pulse.pulse_s > 0 else None,
-                                  has_power_unit=True)
+                                  fixed=SMA100B.fixed_settings)
     read = dict(shot.settings)
     assert all(e.name in read for e in expected), sorted(read)
     assert compare(expected, read) == [], (shot.index, shot.settings)
