@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from analysis.geometries import Split
 from analysis.imaging import CalibrationError, ImagingCalibration
 from calibration.record import RecordError, load_record
+from drivers.registry import available
 from sequences.instruments import SequencerConfig
 from sequences.plan import MicrowaveCalibration, PlanError
 from sequences.tomlfields import FieldError, Table, parse_toml, read_text
@@ -86,6 +87,8 @@ class LabConfig:
     fsync: bool = False
     virtual_lab: Mapping[str, Any] = field(default_factory=dict)
     text: str = ""
+    microwave_kind: str = "sma100b"      # an entry point of steerlab.microwave_sources
+    card_kind: str = "prawndo"           # an entry point of steerlab.timing_cards
 
     def output_path(self, name: str | Path | None, *, default_stem: str = "run") -> Path:
         """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing).
@@ -136,7 +139,8 @@ def _channels(t: Table) -> dict[str, int]:
 
 
 def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, Any]]:
-    ckind = t.string("kind", "virtual" if kind == "virtual" else "genicam", choices=CAMERA_KINDS)
+    ckind = t.string("kind", "virtual" if kind == "virtual" else "genicam",
+                     choices=tuple(dict.fromkeys(CAMERA_KINDS + tuple(available("camera")))))
     if kind == "virtual" and ckind != "virtual":
         raise t.fail("kind", ckind, "'virtual' in a virtual lab (lab.kind = 'virtual')")
     cti_raw = t.raw("cti", [])
@@ -223,10 +227,12 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
     mw = top.table("microwave")
     mw_address = mw.string("address", "") if kind == "virtual" else mw.string("address")
     mw_timeout = mw.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    mw_kind = mw.string("kind", "sma100b", choices=tuple(available("microwave")))
     mw.done()
     card = top.table("timing_card")
     card_address = card.string("address", "") if kind == "virtual" else card.string("address")
     card_timeout = card.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    card_kind = card.string("kind", "prawndo", choices=tuple(available("timing_card")))
     channels = _channels(card.table("channels", required=True))
     card.done()
     camera, roi = _camera(top.table("camera"), base, kind)
@@ -270,7 +276,8 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                      card_address=card_address, card_timeout_s=card_timeout, camera=camera,
                      sequencer=sequencer, microwave_calibration=mwcal, imaging_calibration=imcal,
                      calibration_record=record, monitor=monitor, compression=compression,
-                     fsync=fsync, virtual_lab=virtual, text=text)
+                     fsync=fsync, virtual_lab=virtual, text=text, microwave_kind=mw_kind,
+                     card_kind=card_kind)
 
 
 def load_lab_config(path: str | Path) -> LabConfig:

@@ -29,8 +29,7 @@ from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_na
 from app.runfile import open_run
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
-from drivers.prawndo import PrawnDO
-from drivers.sma100b import SMA100B
+from drivers.registry import load
 from sequences.control import Abort, Pause, Resume, RunControl, RunState, StateEvent, Stop
 from sequences.instruments import Instruments
 from sequences.plan import RunPlan
@@ -199,17 +198,18 @@ class RunSession:
             from drivers.simulated.lab import VirtualLab, VirtualLabConfig
             lab_cfg = VirtualLabConfig.from_mapping(virtual_lab_settings(cfg, self.plan),
                                                     f"{cfg.source}: [virtual_lab]")
-            self.lab = VirtualLab(lab_cfg, seed=self.seed)
+            self.lab = VirtualLab(lab_cfg, seed=self.seed, microwave=cfg.microwave_kind)
             self.lab.start()
             mw_address, card_address, camera = (self.lab.microwave_address, self.lab.card_address,
                                                 self.lab.camera)
         else:
-            from drivers.camera import GenICamCamera
             mw_address, card_address = cfg.microwave_address, cfg.card_address
-            camera = GenICamCamera(cti_files=list(cfg.camera.cti),
-                                   serial_number=cfg.camera.serial_number or None)
-        self.instruments = Instruments(SMA100B(mw_address, timeout_s=cfg.microwave_timeout_s),
-                                       PrawnDO(card_address, timeout_s=cfg.card_timeout_s), camera)
+            camera = load("camera", cfg.camera.kind)(cti_files=list(cfg.camera.cti),
+                                                     serial_number=cfg.camera.serial_number or None)
+        # each kind is an entry point (drivers/registry.py), the shipped ones included
+        microwave = load("microwave", cfg.microwave_kind)(mw_address, timeout_s=cfg.microwave_timeout_s)
+        card = load("timing_card", cfg.card_kind)(card_address, timeout_s=cfg.card_timeout_s)
+        self.instruments = Instruments(microwave, card, camera)
 
     def _shutdown_instruments(self) -> None:
         inst, self.instruments = self.instruments, None
