@@ -14,10 +14,17 @@
 from __future__ import annotations
 
 from drivers.camera_base import CameraFeatures, CameraTiming
+from drivers.errors import DriverError
 from sequences.plan import ImagingTimings
 
 
-class CameraRefused(ValueError):
+class RunRefused(DriverError, ValueError):
+    """An instrument cannot serve this run as configured (found before the first shot); the message
+    names the feature or the limit. A DriverError, so callers that report instrument problems in one
+    line (``steerlab run``) do so; the sequencer ends the run FAULTED instead of retrying."""
+
+
+class CameraRefused(RunRefused):
     """The camera cannot serve this run; the message names the missing feature or the limit."""
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from drivers.camera_base import FrameTimeout
 from drivers.errors import DriverError, ProtocolError
 from drivers.pulse_program import CompiledProgram, compile_program
-from sequences.camera_check import check_timing, choose_trigger, frame_id_gap
+from sequences.camera_check import RunRefused, check_timing, choose_trigger, frame_id_gap
 from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
@@ -131,7 +131,7 @@ class Sequencer:
         if not card.is_connected:
             card.connect()
         if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
-            raise ValueError(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
+            raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
                              "waits for a hardware trigger after swr: use start_mode = 'hardware'")
         self._programs = {d: self._compile(d) for d in sorted(set(self.plan.cycle.directions))}
         self._configure_camera(connect=True)
@@ -233,6 +233,8 @@ class Sequencer:
                 self._reapply(set(self._stale))
             self.control.clear_error()
             return True
+        except RunRefused:
+            raise                        # not a fault to retry: the run cannot be done so
         except DriverError as exc:
             self.control.fault(f"reconnecting failed: {type(exc).__name__}: {exc}")
             return False

@@ -80,3 +80,16 @@ def test_a_frame_id_gap_fails_the_shot_and_the_slot_is_retried() -> None:
             "camera: frame ids: ProtocolError: frame id gap: id 3 follows 1 (1 frame(s) lost); "
             "ids [1, 3, 4, 5, 6]"]
         check_run(shots, 6)
+
+
+def test_a_software_started_run_on_prawndo_1_3_0_is_refused() -> None:
+    from drivers.simulated.prawndo_emulator import PrawnDOEmulator
+    from sequences.camera_check import RunRefused
+
+    lab = MiniLab()
+    lab.card_emu = PrawnDOEmulator(time_scale=0.02, version="1.3.0")
+    with lab:
+        seq = Sequencer(plan(3), lab.instruments, config(), publisher=ShotPublisher())
+        with pytest.raises(RunRefused, match=r"start_mode = 'software', but the timing card \(firmware "
+                                             r"1.3.0\) waits for a hardware trigger after swr"):
+            seq.prepare()
