@@ -183,3 +183,13 @@ def test_bad_status_and_unit_commands_queue_their_error(rs: RsInstrument, comman
     rs.instrument_status_checking = False
     rs.write_str(command)                  # a refused query gives no answer, only an error
     assert rs.query_str("SYST:ERR:CODE?") == str(code)
+
+
+def test_rsinstrument_opc_synchronised_writes_and_queries(rs: RsInstrument, emulator: SMA100BEmulator) -> None:
+    rs.write_str_with_opc("SOUR:FREQ 2 GHz")
+    assert rs.query_str_with_opc("SOUR:FREQ?") == "2000000000"
+    rs.opc_query_after_write = True
+    rs.write_str("SOUR:POW -7")
+    assert emulator.state()["level_dbm"] == -7.0
+    assert rs.query_float("SOUR:POW?") == -7.0
+    rs.check_status()                                          # *STB?: nothing queued

@@ -144,3 +144,11 @@ def test_tolerances_and_messages() -> None:
     assert str(m) == "mw.level_dbm asked -10 dBm, read -30 dBm, tolerance 0.01 dBm"
     assert str(SettingsMismatch([m])) == \
         "microwave: settings differ from the plan: mw.level_dbm asked -10 dBm, read -30 dBm, tolerance 0.01 dBm"
+
+
+def test_card_status_and_program_length_are_compared() -> None:
+    from sequences.verify import card_expected
+    found = compare(card_expected(instructions=12), {"card.status": "ABORTED", "card.instructions": 11})
+    assert [str(m) for m in found] == ["card.status asked STOPPED, read ABORTED",
+                                       "card.instructions asked 12, read 11"]
+    assert compare(card_expected(instructions=12), {"card.status": "STOPPED", "card.instructions": 12}) == []
