@@ -157,7 +157,8 @@ def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, 
            "camera_height": t.integer("height", 0, minimum=0, maximum=100_000),
            "camera_offset_x": t.integer("offset_x", 0, minimum=0, maximum=100_000),
            "camera_offset_y": t.integer("offset_y", 0, minimum=0, maximum=100_000),
-           "camera_trigger_line": t.string("trigger_line", "Line0")}
+           "camera_trigger_line": t.string("trigger_line", "Line0"),
+           "camera_exposure_mode": t.string("exposure_mode", "timed", choices=("timed", "trigger_width"))}
     fmt = t.string("pixel_format", "")
     roi["camera_pixel_format"] = fmt or None
     t.done()
@@ -268,6 +269,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                                     camera_offset_y=roi["camera_offset_y"],
                                     camera_pixel_format=roi["camera_pixel_format"],
                                     camera_trigger_line=roi["camera_trigger_line"],
+                                    camera_exposure_mode=roi["camera_exposure_mode"],
                                     extra={"roi_from_lab": roi["camera_width"] == 0}, **seq_kw)
     except ValueError as exc:
         raise LabConfigError(f"{source}: sequencer: {exc}") from None

@@ -322,6 +322,8 @@ class GenICamCamera(Camera):
             "pixel_format": nm.get("PixelFormat"),
             "mono_conversion": "mean(R,G,B)" if self._pixel_format in COLOUR_FORMATS else None,
             "exposure_s": None if exp_us is None else float(exp_us) * 1e-6,
+            "exposure_mode": {"Timed": "timed", "TriggerWidth": "trigger_width"}.get(
+                str(nm.get("ExposureMode")), "timed" if exp_node else None),
             "gain_db": None if nm.get("Gain") is None else float(nm.get("Gain")),
             "frame_rate_hz": None if nm.get("AcquisitionFrameRate") is None
             else float(nm.get("AcquisitionFrameRate")),

@@ -59,8 +59,15 @@ def _set_float(nm: NodeMap, node: str, value: float, field: str, scale: float) -
 
 
 def set_optional(nm: NodeMap, cfg: CameraConfig, feats: CameraFeatures) -> None:
-    """Exposure (s), gain (dB), frame rate (Hz), each only if requested; absent nodes are warned about."""
-    if cfg.exposure_s is not None:
+    """Exposure (s) or TriggerWidth exposure, gain (dB), frame rate (Hz), each only if requested;
+    absent nodes are warned about; TriggerWidth on a device without it is a ValueError."""
+    if cfg.exposure_mode == "trigger_width":
+        if not feats.trigger_width:
+            raise ValueError("camera configure: exposure_mode='trigger_width': the device offers no "
+                             f"ExposureMode TriggerWidth (entries: {list(nm.entries('ExposureMode'))})")
+        nm.try_set("ExposureAuto", "Off")
+        nm.set("ExposureMode", "TriggerWidth")
+    elif cfg.exposure_s is not None:
         node = exposure_node(nm)
         if node is None:
             log.warning("camera has no exposure-time node: exposure_s=%g ignored", cfg.exposure_s)

@@ -28,8 +28,15 @@ class CameraRefused(RunRefused):
     """The camera cannot serve this run; the message names the missing feature or the limit."""
 
 
-def choose_trigger(features: CameraFeatures, *, allow_software_trigger: bool, camera: str) -> str:
-    """'hardware' if the camera has a hardware trigger; 'software' only where allowed; else refuse."""
+def choose_trigger(features: CameraFeatures, *, allow_software_trigger: bool, camera: str,
+                   exposure_mode: str = "timed") -> str:
+    """'hardware' if the camera has a hardware trigger; 'software' only where allowed; else refuse.
+    ``exposure_mode = "trigger_width"`` needs the hardware trigger and ExposureMode TriggerWidth."""
+    if exposure_mode == "trigger_width":
+        if not (features.hardware_trigger and features.trigger_width):
+            raise CameraRefused(f"camera {camera}: exposure_mode = 'trigger_width' needs a hardware "
+                                "trigger and ExposureMode TriggerWidth, which this camera does not offer")
+        return "hardware"
     if features.hardware_trigger:
         return "hardware"
     if allow_software_trigger and features.software_trigger:

@@ -100,6 +100,7 @@ class SequencerConfig:
     camera_offset_y: int = 0
     camera_pixel_format: str | None = None
     camera_trigger_line: str = "Line0"
+    camera_exposure_mode: str = "timed"
     start_mode: StartMode = "software"
     verify_program: bool = True
     card_margin_s: float = 2.0

@@ -455,11 +455,13 @@ class Sequencer:
         if connect:
             cam.connect()
         self._camera_trigger = choose_trigger(cam.features(), camera=self._camera_name(),
-                                              allow_software_trigger=c.allow_software_trigger)
+                                              allow_software_trigger=c.allow_software_trigger,
+                                              exposure_mode=c.camera_exposure_mode)
         cam.configure(width=c.camera_width, height=c.camera_height, offset_x=c.camera_offset_x,
                       offset_y=c.camera_offset_y, pixel_format=c.camera_pixel_format,
                       exposure_s=self.plan.imaging.camera_exposure_s, trigger=self.camera_trigger,
-                      trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names))
+                      trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names),
+                      exposure_mode=c.camera_exposure_mode)  # type: ignore[arg-type]
 
     def _take_index(self) -> int:
         index, self._next_index = self._next_index, self._next_index + 1

@@ -15,7 +15,8 @@ After every shot the sequencer reads the instruments back and compares, with the
 | ``card.instructions`` | the length of the shot's program | exact |
 | ``camera.trigger``, ``camera.trigger_source`` | the configured trigger and line | exact |
 | ``camera.width/height/offset_x/offset_y`` | the configured ROI | exact |
-| ``camera.exposure_s`` | the plan's exposure | 1 % or 2 us, the larger (cameras quantise it) |
+| ``camera.exposure_mode`` | ``timed`` or ``trigger_width`` (lab config) | exact |
+| ``camera.exposure_s`` | the plan's exposure (timed mode) | 1 % or 2 us, the larger (cameras quantise it) |
 
 A setting the driver does not read back (absent from its read-back, or None because the device
 lacks the feature, e.g. no exposure node) is not compared; the camera check before the run
@@ -37,7 +38,8 @@ PHASE_TOL_DEG = 0.01
 EXPOSURE_REL_TOL = 0.01
 EXPOSURE_ABS_TOL_S = 2e-6
 VERIFIED_CAMERA_KEYS = ("camera.trigger", "camera.trigger_source", "camera.width", "camera.height",
-                        "camera.offset_x", "camera.offset_y", "camera.exposure_s")
+                        "camera.offset_x", "camera.offset_y", "camera.exposure_mode",
+                        "camera.exposure_s")
 """The camera read-back compared every shot (and stored with the ok row)."""
 
 
@@ -137,15 +139,17 @@ def card_expected(*, instructions: int) -> list[Expected]:
 
 
 def camera_expected(*, width: int, height: int, offset_x: int, offset_y: int,
-                    exposure_s: float | None, trigger: str, trigger_line: str) -> list[Expected]:
-    """The camera's configured trigger, ROI and exposure."""
+                    exposure_s: float | None, trigger: str, trigger_line: str,
+                    exposure_mode: str = "timed") -> list[Expected]:
+    """The camera's configured trigger, ROI, exposure mode and (timed) exposure."""
     out = [Expected("camera.trigger", trigger, "camera"),
            Expected("camera.trigger_source", trigger_line if trigger == "hardware" else "Software",
                     "camera"),
            Expected("camera.width", int(width), "camera"), Expected("camera.height", int(height), "camera"),
            Expected("camera.offset_x", int(offset_x), "camera"),
-           Expected("camera.offset_y", int(offset_y), "camera")]
-    if exposure_s is not None:
+           Expected("camera.offset_y", int(offset_y), "camera"),
+           Expected("camera.exposure_mode", exposure_mode, "camera")]
+    if exposure_s is not None and exposure_mode == "timed":
         out.append(Expected("camera.exposure_s", float(exposure_s), "camera", EXPOSURE_ABS_TOL_S, "s",
                             relative=EXPOSURE_REL_TOL))
     return out
@@ -174,7 +178,8 @@ def check_shot(read: Mapping[str, Any], errors: list[tuple[int, str]], *, plan: 
     expected += camera_expected(width=c.camera_width, height=c.camera_height,
                                 offset_x=c.camera_offset_x, offset_y=c.camera_offset_y,
                                 exposure_s=plan.imaging.camera_exposure_s,
-                                trigger=camera_trigger, trigger_line=c.camera_trigger_line)
+                                trigger=camera_trigger, trigger_line=c.camera_trigger_line,
+                                exposure_mode=c.camera_exposure_mode)
     mismatches = compare(expected, read)
     queued = error_queue_mismatch(errors)
     if queued is not None:

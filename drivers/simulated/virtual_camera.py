@@ -70,7 +70,8 @@ class VirtualCamera(Camera):
                  exposure_range_s: tuple[float, float] = (10e-6, 10.0),
                  serial_number: str = "VC0001", frame_source: FrameSource | None = None,
                  buffer_count: int | None = None, name: str = "virtual camera",
-                 row_time_s: float = 2e-6, frame_overhead_s: float = 20e-6) -> None:
+                 row_time_s: float = 2e-6, frame_overhead_s: float = 20e-6,
+                 trigger_width: bool = False) -> None:
         if not (1 <= adc_bits <= 16):
             raise ValueError(f"VirtualCamera: adc_bits={adc_bits} must be in 1..16")
         if sensor_width < 1 or sensor_height < 1:
@@ -98,6 +99,7 @@ class VirtualCamera(Camera):
         self._cond = threading.Condition()
         self._queue: deque[tuple[float, int, np.ndarray]] = deque()  # (available at, id, frame)
         self.row_time_s, self.frame_overhead_s = float(row_time_s), float(frame_overhead_s)
+        self._trigger_width = bool(trigger_width)
         self._next_id = 1
         self._fetched_ids: list[int] = []
         self._connected = False
@@ -191,7 +193,7 @@ class VirtualCamera(Camera):
         return CameraFeatures(exposure=True, gain=False, offsets=True, frame_rate=False,
                               hardware_trigger=bool(self._lines), software_trigger=True,
                               trigger_selectors=("FrameStart",), trigger_lines=self._lines,
-                              pixel_formats=self._formats)
+                              pixel_formats=self._formats, trigger_width=self._trigger_width)
 
     def _apply(self, cfg: CameraConfig) -> None:
         fmt = choose_pixel_format(self._formats, cfg.pixel_format)
@@ -205,6 +207,9 @@ class VirtualCamera(Camera):
         if cfg.trigger == "hardware" and cfg.trigger_line not in self._lines:
             raise ValueError(f"camera configure: trigger_line={cfg.trigger_line!r} not offered; "
                              f"lines: {list(self._lines)}")
+        if cfg.exposure_mode == "trigger_width" and not self._trigger_width:
+            raise ValueError("camera configure: exposure_mode='trigger_width': not offered by this "
+                             "camera (VirtualCamera(trigger_width=True) offers it)")
         if cfg.gain_db is not None:
             log.warning("%s: no gain (the rendered frames carry the camera gain): gain_db ignored", self.name)
         if cfg.frame_rate_hz is not None:
@@ -350,7 +355,8 @@ class VirtualCamera(Camera):
             "offset_x": cfg.offset_x if cfg else None, "offset_y": cfg.offset_y if cfg else None,
             "width": cfg.width if cfg else None, "height": cfg.height if cfg else None,
             "pixel_format": self._pixel_format or None,
-            "exposure_s": cfg.exposure_s if cfg else None,
+            "exposure_s": cfg.exposure_s if cfg and cfg.exposure_mode == "timed" else None,
+            "exposure_mode": cfg.exposure_mode if cfg else None,
             "trigger": cfg.trigger if cfg else None,
             "trigger_selector": "FrameStart" if cfg else None,
             "trigger_source": (cfg.trigger_line if cfg.trigger == "hardware" else "Software") if cfg else None,

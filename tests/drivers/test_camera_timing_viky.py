@@ -59,3 +59,11 @@ def test_frame_ids_are_read_from_the_buffers_and_restart_at_start(camera: GenICa
         assert camera.frame_ids() == [1, 2]          # counted from start() again
     finally:
         camera.stop()
+
+
+def test_trigger_width_is_refused_where_the_device_lacks_it(camera: GenICamCamera) -> None:
+    assert camera.features().trigger_width is False
+    with pytest.raises(ValueError, match="offers no ExposureMode TriggerWidth"):
+        camera.configure(width=100, height=100, pixel_format="Mono8", exposure_mode="trigger_width")
+    camera.configure(width=100, height=100, pixel_format="Mono8")
+    assert camera.settings()["exposure_mode"] is None          # viky has no exposure control at all

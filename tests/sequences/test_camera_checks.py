@@ -93,3 +93,19 @@ def test_a_software_started_run_on_prawndo_1_3_0_is_refused() -> None:
         with pytest.raises(RunRefused, match=r"start_mode = 'software', but the timing card \(firmware "
                                              r"1.3.0\) waits for a hardware trigger after swr"):
             seq.prepare()
+
+
+def test_trigger_width_exposure_where_the_camera_offers_it() -> None:
+    cfg = dataclasses.replace(config(), camera_exposure_mode="trigger_width")
+    with lab_with(trigger_width=True) as lab:
+        seq = Sequencer(plan(3), lab.instruments, cfg, publisher=ShotPublisher())
+        sub = seq.publisher.subscribe("test", maxsize=100, overflow=Overflow.BLOCK)
+        assert seq.run() is RunState.COMPLETED, seq.control.error
+        shots = list(sub)
+        assert [s.status for s in shots] == ["ok"] * 3
+        assert shots[0].settings["camera.exposure_mode"] == "trigger_width"
+    with lab_with() as lab:
+        seq = Sequencer(plan(3), lab.instruments, cfg, publisher=ShotPublisher())
+        with pytest.raises(CameraRefused, match="exposure_mode = 'trigger_width' needs a hardware trigger "
+                                                "and ExposureMode TriggerWidth"):
+            seq.prepare()
