@@ -9,7 +9,9 @@ frames, card time_scale 0), so drifts of the machine hit both alike.
 
 Figures: per-shot wall time and process CPU time (the emulators run in this process, so CPU includes
 their work), median and p99, for A and B; and the verification step alone in A (read-back + error
-queue + compare), wall and thread CPU. Run: python benchmarks/settings_verification.py
+queue + compare), wall and thread CPU, beside B's read-back step (microwave settings only): their
+difference is the verification's own cost, the whole-shot difference being within the noise of a
+shared machine. Run: python benchmarks/settings_verification.py
 [--shots N] [--rounds R]. Last line: one JSON object.
 """
 from __future__ import annotations
@@ -53,11 +55,19 @@ class Timed(Sequencer):
 
 
 class Unverified(Sequencer):
-    """B: read back the microwave settings only and compare nothing (benchmark only)."""
+    """B: read back the microwave settings only and compare nothing (benchmark only); the read-back
+    is timed like A's step."""
+
+    step_wall_s: list[float]
+    step_cpu_s: list[float]
 
     def _read_back(self) -> Any:
+        t0, c0 = time.perf_counter(), time.thread_time()
         mw = self.inst.microwave
-        return flat_settings("mw", self._step("microwave", "read back", mw.settings)), [], {}, 0
+        out = flat_settings("mw", self._step("microwave", "read back", mw.settings)), [], {}, 0
+        self.step_wall_s.append(time.perf_counter() - t0)
+        self.step_cpu_s.append(time.thread_time() - c0)
+        return out
 
     def _verify(self, *args: Any) -> None:
         return None
@@ -84,7 +94,7 @@ def run_block(lab: VirtualLab, cls: type[Sequencer], n_shots: int,
     try:
         seq = cls(plan, Instruments(mw, card, lab.camera),
                   SequencerConfig(channels=cfg.channels, camera_width=w, camera_height=h), publisher=pub)
-        if isinstance(seq, Timed):
+        if isinstance(seq, (Timed, Unverified)):
             seq.step_wall_s, seq.step_cpu_s = step
         seq.add_progress_listener(mark)
         seq.prepare()
@@ -116,13 +126,13 @@ def main() -> None:
     cfg = VirtualLabConfig.from_mapping(SMALL, "benchmark:small")
     walls: dict[str, list[float]] = {"A": [], "B": []}
     cpus: dict[str, list[float]] = {"A": [], "B": []}
-    step: tuple[list[float], list[float]] = ([], [])
+    steps: dict[str, tuple[list[float], list[float]]] = {"A": ([], []), "B": ([], [])}
     with VirtualLab(cfg, seed=1) as lab:
         run_block(lab, Timed, 6, ([], []))          # warm-up (caches, first connections)
         run_block(lab, Unverified, 6, ([], []))
         for _ in range(args.rounds):
             for name, cls in (("A", Timed), ("B", Unverified)):
-                wall, cpu = run_block(lab, cls, args.shots, step)
+                wall, cpu = run_block(lab, cls, args.shots, steps[name])
                 walls[name] += wall
                 cpus[name] += cpu
     result: dict[str, Any] = {"shots_per_variant": len(walls["A"]), "rounds": args.rounds,
@@ -132,7 +142,13 @@ def main() -> None:
         print(f"{name} {label}: per shot wall median {result[name]['wall']['median_ms']} ms "
               f"(p99 {result[name]['wall']['p99_ms']} ms), process CPU median "
               f"{result[name]['process_cpu']['median_ms']} ms (p99 {result[name]['process_cpu']['p99_ms']} ms)")
-    result["verification_step"] = {"wall": ms(step[0]), "thread_cpu": ms(step[1])}
+    result["verification_step"] = {"wall": ms(steps["A"][0]), "thread_cpu": ms(steps["A"][1])}
+    result["readback_step_without"] = {"wall": ms(steps["B"][0]), "thread_cpu": ms(steps["B"][1])}
+    result["step_difference_median_ms"] = {
+        "wall": round(result["verification_step"]["wall"]["median_ms"]
+                      - result["readback_step_without"]["wall"]["median_ms"], 3),
+        "thread_cpu": round(result["verification_step"]["thread_cpu"]["median_ms"]
+                            - result["readback_step_without"]["thread_cpu"]["median_ms"], 3)}
     result["difference_wall_median_ms"] = round(result["A"]["wall"]["median_ms"]
                                                 - result["B"]["wall"]["median_ms"], 3)
     result["difference_cpu_median_ms"] = round(result["A"]["process_cpu"]["median_ms"]
@@ -141,6 +157,11 @@ def main() -> None:
           f"{result['verification_step']['wall']['median_ms']} ms (p99 "
           f"{result['verification_step']['wall']['p99_ms']} ms), thread CPU median "
           f"{result['verification_step']['thread_cpu']['median_ms']} ms")
+    print(f"B's read-back step (microwave settings only): wall median "
+          f"{result['readback_step_without']['wall']['median_ms']} ms, thread CPU median "
+          f"{result['readback_step_without']['thread_cpu']['median_ms']} ms; the verification adds "
+          f"{result['step_difference_median_ms']['wall']} ms wall, "
+          f"{result['step_difference_median_ms']['thread_cpu']} ms CPU per shot (medians)")
     print(f"A - B per shot: wall {result['difference_wall_median_ms']} ms, "
           f"process CPU {result['difference_cpu_median_ms']} ms (medians)")
     print(json.dumps(result))
