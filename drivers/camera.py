@@ -28,7 +28,7 @@ from drivers.camera_base import (COLOUR_FORMATS, Camera, CameraConfig, CameraFea
                                  CameraIdentity, CameraTiming, DeviceInUse, FrameTimeout,
                                  check_fetch_args, choose_pixel_format, colour_to_mono, mono_bits)
 from drivers.errors import DriverError, InstrumentDisconnected, InstrumentError, ProtocolError
-from drivers.genicam_config import enable_frame_id_chunk, frame_timing, set_optional, set_roi, set_trigger
+from drivers.genicam_config import enable_chunks, frame_timing, set_optional, set_roi, set_trigger
 from drivers.genicam_nodes import NodeMap, detect_features, exposure_node
 from drivers.genicam_producers import (ProducerSession, acquire_producers, discover, identity_of,
                                        producers_from_env, release_producers)
@@ -83,8 +83,9 @@ class GenICamCamera(Camera):
         self._pixel_format = ""
         self._trigger_mode = ""
         self._crop: tuple[int, int, int, int] | None = None  # x0, y0, width, height
-        self._chunk_frame_id = False
+        self._chunks: set[str] = set()
         self._frame_ids: list[int] = []
+        self._timestamps: list[float] = []
 
     # -- connection ------------------------------------------------------------------------------
     @property
@@ -174,7 +175,7 @@ class GenICamCamera(Camera):
         self._crop = set_roi(nm, cfg, feats)
         set_optional(nm, cfg, feats)
         self._trigger_mode = set_trigger(nm, cfg, feats)
-        self._chunk_frame_id = enable_frame_id_chunk(nm)
+        self._chunks = enable_chunks(nm)
         nm.try_set("AcquisitionMode", "Continuous")
         self._set_buffers(ia, nm, cfg.frames_per_shot)
         self._pixel_format, self._config = fmt, cfg
@@ -199,7 +200,7 @@ class GenICamCamera(Camera):
             raise RuntimeError(f"{self.name}: call configure() before start()")
         if self.acquiring:
             return
-        self._frame_ids = []
+        self._frame_ids, self._timestamps = [], []
         try:
             ia.start()
         except (gentl.GenericException, GenApiError) as e:
@@ -241,18 +242,36 @@ class GenICamCamera(Camera):
             with buf:  # requeues the buffer on exit, also if the conversion raises
                 frames.append(self._to_array(buf))
                 self._frame_ids.append(self._frame_id(buf))
+                stamp = self._frame_timestamp(buf)
+                if stamp is not None:
+                    self._timestamps.append(stamp)
         return frames
 
     def _frame_id(self, buf: Any) -> int:
         """The chunk FrameID where the device sends it, else the GenTL buffer's frame id."""
-        if self._chunk_frame_id and self._nodes is not None:
+        if "FrameID" in self._chunks and self._nodes is not None:
             chunk = self._nodes.get("ChunkFrameID")
             if chunk is not None:
                 return int(chunk)
         return int(buf.frame_id)
 
+    def _frame_timestamp(self, buf: Any) -> float | None:
+        """The chunk Timestamp (ns) where sent, else the GenTL buffer's (0 = none, as on viky), in s."""
+        if "Timestamp" in self._chunks and self._nodes is not None:
+            chunk = self._nodes.get("ChunkTimestamp")
+            if chunk:
+                return int(chunk) * 1e-9
+        try:
+            ns = int(buf.timestamp_ns or 0)
+        except (gentl.GenericException, AttributeError, ValueError):   # viky: NotAvailableException
+            ns = 0
+        return ns * 1e-9 if ns > 0 else None
+
     def frame_ids(self) -> list[int]:
         return list(self._frame_ids)
+
+    def frame_timestamps(self) -> list[float]:
+        return list(self._timestamps)
 
     def timing(self) -> CameraTiming:
         """From the node map: AcquisitionFrameRate maximum, ResultingFrameRate, SensorReadoutTime

@@ -323,6 +323,11 @@ class Camera(abc.ABC):
         """The device's ids of the frames fetched since ``start()``, in order (empty if it has none)."""
         return []
 
+    def frame_timestamps(self) -> list[float]:
+        """The device's timestamps (s, its own clock) of the frames fetched since ``start()``, in
+        order, for the frames that carry one (empty if the device gives none)."""
+        return []
+
 
 def check_fetch_args(n: int, timeout_s: float) -> None:
     """ValueError unless ``n`` is a positive integer and ``timeout_s`` a finite positive time in s."""

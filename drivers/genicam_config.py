@@ -146,12 +146,14 @@ def frame_timing(nm: NodeMap, where: str) -> tuple[float | None, str]:
     return max(limits)
 
 
-def enable_frame_id_chunk(nm: NodeMap) -> bool:
-    """Turn on the FrameID chunk where the device offers it (SFNC ChunkModeActive, ChunkSelector
-    FrameID, ChunkEnable); True if frames now carry ``ChunkFrameID``."""
-    if "FrameID" not in nm.entries("ChunkSelector") or not nm.try_set("ChunkModeActive", True):
-        return False
-    return nm.try_set("ChunkSelector", "FrameID") and nm.try_set("ChunkEnable", True)
+def enable_chunks(nm: NodeMap) -> set[str]:
+    """Turn on the FrameID and Timestamp chunks where the device offers them (SFNC ChunkModeActive,
+    ChunkSelector, ChunkEnable); the names now sent with every frame (``ChunkFrameID``,
+    ``ChunkTimestamp`` in ns)."""
+    offered = [c for c in ("FrameID", "Timestamp") if c in nm.entries("ChunkSelector")]
+    if not offered or not nm.try_set("ChunkModeActive", True):
+        return set()
+    return {c for c in offered if nm.try_set("ChunkSelector", c) and nm.try_set("ChunkEnable", True)}
 
 
 def _arm_selector(nm: NodeMap, selector: str, source: str) -> None:

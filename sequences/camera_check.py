@@ -10,6 +10,9 @@
 - ``frame_id_gap``: within a shot the device's frame ids must follow each other (and start at the
   device's first id after ``start()`` where it restarts its count); a gap means a frame was lost
   and another took its place, so the shot fails.
+- ``frame_spacing_mismatch``: where every frame carries a device timestamp (chunk Timestamp, GenTL
+  buffer timestamp, the virtual lab's edge times), consecutive frames must be as far apart as the
+  program's exposures (hardware trigger only; software triggers are timed by the host).
 """
 from __future__ import annotations
 
@@ -66,6 +69,24 @@ def check_timing(timing: CameraTiming, imaging: ImagingTimings, *, camera: str) 
         raise CameraRefused(f"camera {camera}: {timing.limit}: frames at least "
                             f"{timing.min_frame_interval_s * 1e3:.3g} ms apart, the plan needs "
                             f"{needed * 1e3:.3g} ms")
+
+
+TIMESTAMP_ABS_TOL_S = 20e-6
+TIMESTAMP_REL_TOL = 0.005
+
+
+def frame_spacing_mismatch(stamps: list[float], starts_s: list[float]) -> str | None:
+    """A sentence naming the first pair of frames whose device timestamps are not as far apart as
+    the program's exposure starts ``starts_s`` (s, in frame order), within 20 us or 0.5 %; None if
+    they all agree, or if not every frame carries a timestamp."""
+    if len(stamps) != len(starts_s) or len(stamps) < 2:
+        return None
+    for k in range(len(stamps) - 1):
+        got, want = stamps[k + 1] - stamps[k], starts_s[k + 1] - starts_s[k]
+        if abs(got - want) > max(TIMESTAMP_ABS_TOL_S, TIMESTAMP_REL_TOL * want):
+            return (f"frame timestamps: frames {k} and {k + 1} are {got * 1e3:.4g} ms apart, the "
+                    f"program exposes them {want * 1e3:.4g} ms apart")
+    return None
 
 
 def frame_id_gap(ids: list[int], *, expected: int, first_id: int | None) -> str | None:

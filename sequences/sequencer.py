@@ -32,7 +32,8 @@ import numpy as np
 from drivers.camera_base import FrameTimeout
 from drivers.errors import DriverError, ProtocolError
 from drivers.pulse_program import CompiledProgram, compile_program
-from sequences.camera_check import RunRefused, check_timing, choose_trigger, frame_id_gap
+from sequences.camera_check import (RunRefused, check_timing, choose_trigger, frame_id_gap,
+                                    frame_spacing_mismatch)
 from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
@@ -96,6 +97,7 @@ class Sequencer:
         self._programs: dict[str, CompiledProgram] = {}
         self._camera_trigger = "hardware"
         self._first_frame_id: int | None = None
+        self._exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
         self.error: BaseException | None = None
 
     # --- public ----------------------------------------------------------------------------------
@@ -298,6 +300,10 @@ class Sequencer:
             gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
             if gap is not None:
                 raise ShotFault("camera", "frame ids", ProtocolError(gap))
+            if self._camera_trigger == "hardware":
+                spacing = frame_spacing_mismatch(cam.frame_timestamps(), self._exposure_starts)
+                if spacing is not None:
+                    raise ShotFault("camera", "frame timestamps", ProtocolError(spacing))
             status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
                                 compiled.duration_s + self.config.card_margin_s)
             self._step("camera", "disarm", cam.stop)

@@ -233,7 +233,9 @@ class VirtualLab:
             self.truths.append(LabShot(seq, mw, pulses, tuple(kinds), shot.truth))
         if shot.frames is not None:
             frames = shot.frames
-            self.camera.deliver(frames[FRAME_NAMES.index(kind)] for kind in kinds)
+            start_r = end_r - end_t * self.card_emulator.time_scale     # the program's start
+            self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
+                                [start_r + c[0] for c in cams])          # stamped at their edges
 
     @property
     def sequences_run(self) -> int:

@@ -97,11 +97,12 @@ class VirtualCamera(Camera):
         self._frame_source = frame_source
         self._buffer_count = buffer_count
         self._cond = threading.Condition()
-        self._queue: deque[tuple[float, int, np.ndarray]] = deque()  # (available at, id, frame)
+        self._queue: deque[tuple[float, int, float | None, np.ndarray]] = deque()  # (available at, id, ts, frame)
         self.row_time_s, self.frame_overhead_s = float(row_time_s), float(frame_overhead_s)
         self._trigger_width = bool(trigger_width)
         self._next_id = 1
         self._fetched_ids: list[int] = []
+        self._fetched_ts: list[float] = []
         self._connected = False
         self._unplugged = False
         self._acquiring = False
@@ -226,7 +227,7 @@ class VirtualCamera(Camera):
             if self._config is None:
                 raise RuntimeError(f"{self.name}: call configure() before start()")
             if not self._acquiring:
-                self._next_id, self._fetched_ids = 1, []
+                self._next_id, self._fetched_ids, self._fetched_ts = 1, [], []
             self._acquiring = True
 
     def stop(self) -> None:
@@ -244,17 +245,21 @@ class VirtualCamera(Camera):
                 raise RuntimeError(f"{self.name}: configured for hardware trigger")
         if self._frame_source is None:
             raise RuntimeError(f"{self.name}: software trigger needs a frame_source")
-        self._accept(self._frame_source(), "software")
+        self._accept(self._frame_source(), "software", time.monotonic())
 
-    def expose(self, frame: np.ndarray) -> bool:
-        """One trigger edge with the full-sensor image it exposes; True if a frame was queued."""
-        return self._accept(frame, "hardware")
+    def expose(self, frame: np.ndarray, at_s: float | None = None) -> bool:
+        """One trigger edge with the full-sensor image it exposes; True if a frame was queued.
+        ``at_s``: the edge's time on the device clock (s), reported as the frame's timestamp."""
+        return self._accept(frame, "hardware", at_s)
 
-    def deliver(self, frames: Iterable[np.ndarray]) -> int:
-        """Several edges in order (e.g. a shot's frames); returns how many frames were queued."""
-        return sum(self.expose(f) for f in frames)
+    def deliver(self, frames: Iterable[np.ndarray], times_s: Iterable[float] | None = None) -> int:
+        """Several edges in order (e.g. a shot's frames, with their edge times in s); returns how
+        many frames were queued."""
+        if times_s is None:
+            return sum(self.expose(f) for f in frames)
+        return sum(self.expose(f, t) for f, t in zip(frames, times_s, strict=True))
 
-    def _accept(self, frame: np.ndarray, kind: str) -> bool:
+    def _accept(self, frame: np.ndarray, kind: str, at_s: float | None = None) -> bool:
         frame = np.asarray(frame)
         if frame.shape != self.sensor_shape:
             raise ValueError(f"{self.name}: exposed frame has shape {frame.shape}, the sensor is "
@@ -280,7 +285,7 @@ class VirtualCamera(Camera):
                 self.stats.frames_overflowed += 1
                 log.warning("%s: all %d buffers full: frame lost", self.name, capacity)
                 return False
-            self._queue.append((time.monotonic() + self._delay_s, frame_id, image))
+            self._queue.append((time.monotonic() + self._delay_s, frame_id, at_s, image))
             self.stats.exposures_queued += 1
             self._cond.notify_all()
             return True
@@ -309,9 +314,11 @@ class VirtualCamera(Camera):
                 self._check_link()
                 now = time.monotonic()
                 if self._queue and self._queue[0][0] <= now:
-                    _, frame_id, image = self._queue.popleft()
+                    _, frame_id, stamp, image = self._queue.popleft()
                     frames.append(image)
                     self._fetched_ids.append(frame_id)
+                    if stamp is not None:
+                        self._fetched_ts.append(stamp)
                     continue
                 if now >= deadline:
                     raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
@@ -328,6 +335,10 @@ class VirtualCamera(Camera):
     def frame_ids(self) -> list[int]:
         with self._cond:
             return list(self._fetched_ids)
+
+    def frame_timestamps(self) -> list[float]:
+        with self._cond:
+            return list(self._fetched_ts)
 
     def timing(self) -> CameraTiming:
         with self._cond:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.camera_base import CameraConfig
-from drivers.genicam_config import enable_frame_id_chunk, frame_timing, set_optional
+from drivers.genicam_config import enable_chunks, frame_timing, set_optional
 from drivers.genicam_nodes import NodeMap, detect_features
 
 from .genicam_xml import device_xml, load
@@ -45,4 +45,4 @@ def test_trigger_width_needs_the_hardware_trigger_and_the_feature() -> None:
 
 
 def test_no_chunk_nodes_no_frame_id_chunk() -> None:
-    assert enable_frame_id_chunk(nodes()) is False        # frame ids then come from the GenTL buffer
+    assert enable_chunks(nodes()) == set()          # frame ids then come from the GenTL buffer

@@ -109,3 +109,30 @@ def test_trigger_width_exposure_where_the_camera_offers_it() -> None:
         with pytest.raises(CameraRefused, match="exposure_mode = 'trigger_width' needs a hardware trigger "
                                                 "and ExposureMode TriggerWidth"):
             seq.prepare()
+
+
+def test_frames_whose_timestamps_do_not_match_the_program_fail_the_shot() -> None:
+    with lab_with() as lab:
+        frame = np.full((H + 2, W + 4), 1000, dtype=np.uint16)
+
+        def wrongly_spaced(n: int) -> bool:
+            if n == 2:                          # five frames, but 2 ms apart: not this program's
+                lab.camera.deliver([frame] * 5, [0.0, 2e-3, 4e-3, 6e-3, 8e-3])
+                return False
+            return True
+        lab.before_render = wrongly_spaced
+        seq, shots = run(lab, plan(3))
+        assert seq.control.state is RunState.COMPLETED
+        assert [f.reason for f in shots if not f.is_ok] == [
+            "camera: frame timestamps: ProtocolError: frame timestamps: frames 0 and 1 are 2 ms apart, "
+            "the program exposes them 1.5 ms apart"]
+        check_run(shots, 3)
+
+
+def test_frame_spacing_tolerance() -> None:
+    from sequences.camera_check import frame_spacing_mismatch
+    starts = [0.0, 1.5e-3, 6.5e-3]
+    assert frame_spacing_mismatch([10.0, 10.0015, 10.0065], starts) is None
+    assert frame_spacing_mismatch([10.0, 10.00151, 10.0065], starts) is None        # 10 us off: ok
+    assert frame_spacing_mismatch([10.0, 10.00155, 10.0065], starts) is not None    # 50 us off
+    assert frame_spacing_mismatch([10.0, 10.0015], starts) is None                  # not all stamped

@@ -93,6 +93,14 @@ def test_rf_switched_off_reaches_the_atoms_and_fails_that_shot(lab: VirtualLab) 
     assert sum(s.is_ok for s in shots) == 6
 
 
+def test_the_virtual_cameras_frames_carry_the_card_edge_times(lab: VirtualLab) -> None:
+    final, shots = run(lab, 3)
+    assert final is RunState.COMPLETED and all(s.is_ok for s in shots)
+    stamps = np.array(lab.camera.frame_timestamps())      # the last shot's frames
+    assert len(stamps) == 5
+    assert np.diff(stamps)[0] == pytest.approx(1.5e-3, abs=1e-9)    # the atoms pair, as programmed
+
+
 def test_half_gate_length_gives_a_quarter_turn(lab: VirtualLab) -> None:
     final, shots = run(lab, 6, x_len=0.5)
     assert final is RunState.COMPLETED
