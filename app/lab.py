@@ -7,6 +7,7 @@ simulated instruments are started here and their addresses handed to the real dr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,32 +84,44 @@ class Lab:
         return errors
 
 
+def _with_patience(cls: Any, patience: Any) -> dict[str, Any]:
+    """``{"patience": patience}`` if the driver class takes one (drivers/patience.py), else nothing."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"patience": patience} if "patience" in params else {}
+
+
 def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
     """Start the virtual lab (if configured) and create the drivers with the configured timeouts.
 
-    No driver is connected yet (the sequencer connects them). A virtual lab started here is
-    stopped again if creating the drivers fails.
+    Every instrument kind is an entry point (drivers/registry.py), the shipped ones included. No
+    driver is connected yet (the sequencer connects them). A virtual lab started here is stopped
+    again if creating the drivers fails.
     """
     from drivers.patience import no_patience
-    from drivers.prawndo import PrawnDO
-    from drivers.sma100b import SMA100B
+    from drivers.registry import load
     virtual = None
     if config.kind == "virtual":
         from drivers.simulated.lab import VirtualLab
-        virtual = VirtualLab(virtual_lab_config(config, plan), seed=seed)
+        virtual = VirtualLab(virtual_lab_config(config, plan), seed=seed, microwave=config.microwave_kind)
         virtual.start()
         mw_address, card_address, camera = virtual.microwave_address, virtual.card_address, virtual.camera
     else:
-        from drivers.camera import GenICamCamera
         mw_address, card_address = config.microwave_address, config.card_address
-        camera = GenICamCamera(cti_files=list(config.camera.cti),
-                               serial_number=config.camera.serial_number or None)
+        camera = load("camera", config.camera.kind)(cti_files=list(config.camera.cti),
+                                                    serial_number=config.camera.serial_number or None)
     # on the virtual lab the drivers wait for the host's and the simulation's own lateness
     # (drivers/patience.py); a real lab keeps its configured timeouts exactly
     patience = virtual.lateness.patience if virtual is not None else no_patience
     try:
-        inst = Instruments(SMA100B(mw_address, timeout_s=config.microwave_timeout_s, patience=patience),
-                           PrawnDO(card_address, timeout_s=config.card_timeout_s, patience=patience), camera)
+        mw_cls = load("microwave", config.microwave_kind)
+        card_cls = load("timing_card", config.card_kind)
+        inst = Instruments(mw_cls(mw_address, timeout_s=config.microwave_timeout_s,
+                                  **_with_patience(mw_cls, patience)),
+                           card_cls(card_address, timeout_s=config.card_timeout_s,
+                                    **_with_patience(card_cls, patience)), camera)
     except BaseException:
         if virtual is not None:
             virtual.stop()

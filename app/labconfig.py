@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from analysis.geometries import Split
 from analysis.imaging import CalibrationError, ImagingCalibration
 from calibration.record import RecordError, load_record
+from drivers.registry import available
 from sequences.instruments import SequencerConfig
 from sequences.plan import MicrowaveCalibration, PlanError
 from sequences.tomlfields import FieldError, Table, parse_toml, read_text
@@ -86,6 +87,8 @@ class LabConfig:
     fsync: bool = False
     virtual_lab: Mapping[str, Any] = field(default_factory=dict)
     text: str = ""
+    microwave_kind: str = "sma100b"      # an entry point of steerlab.microwave_sources
+    card_kind: str = "prawndo"           # an entry point of steerlab.timing_cards
 
     def output_path(self, name: str | Path | None, *, default_stem: str = "run", create: bool = True) -> Path:
         """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing and
@@ -138,7 +141,8 @@ def _channels(t: Table) -> dict[str, int]:
 
 
 def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, Any]]:
-    ckind = t.string("kind", "virtual" if kind == "virtual" else "genicam", choices=CAMERA_KINDS)
+    ckind = t.string("kind", "virtual" if kind == "virtual" else "genicam",
+                     choices=tuple(dict.fromkeys(CAMERA_KINDS + tuple(available("camera")))))
     if kind == "virtual" and ckind != "virtual":
         raise t.fail("kind", ckind, "'virtual' in a virtual lab (lab.kind = 'virtual')")
     cti_raw = t.raw("cti", [])
@@ -158,7 +162,8 @@ def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, 
            "camera_height": t.integer("height", 0, minimum=0, maximum=100_000),
            "camera_offset_x": t.integer("offset_x", 0, minimum=0, maximum=100_000),
            "camera_offset_y": t.integer("offset_y", 0, minimum=0, maximum=100_000),
-           "camera_trigger_line": t.string("trigger_line", "Line0")}
+           "camera_trigger_line": t.string("trigger_line", "Line0"),
+           "camera_exposure_mode": t.string("exposure_mode", "timed", choices=("timed", "trigger_width"))}
     fmt = t.string("pixel_format", "")
     roi["camera_pixel_format"] = fmt or None
     t.done()
@@ -228,10 +233,12 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
     mw = top.table("microwave")
     mw_address = mw.string("address", "") if kind == "virtual" else mw.string("address")
     mw_timeout = mw.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    mw_kind = mw.string("kind", "sma100b", choices=tuple(available("microwave")))
     mw.done()
     card = top.table("timing_card")
     card_address = card.string("address", "") if kind == "virtual" else card.string("address")
     card_timeout = card.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
+    card_kind = card.string("kind", "prawndo", choices=tuple(available("timing_card")))
     channels = _channels(card.table("channels", required=True))
     card.done()
     camera, roi = _camera(top.table("camera"), base, kind)
@@ -241,7 +248,8 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
         verify_program=seq.boolean("verify_program", True),
         card_margin_s=seq.number("card_margin_s", 2.0, minimum=0.001, maximum=600.0, unit="s"),
         fetch_slice_s=seq.number("fetch_slice_s", 0.1, minimum=0.001, maximum=10.0, unit="s"),
-        rf_off_at_end=seq.boolean("rf_off_at_end", True))
+        rf_off_at_end=seq.boolean("rf_off_at_end", True),
+        allow_software_trigger=seq.boolean("allow_software_trigger", False))
     seq.done()
     virtual = dict(top.raw("virtual_lab", {})) if top.has("virtual_lab") else {}
     if kind == "real" and virtual:
@@ -266,6 +274,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                                     camera_offset_y=roi["camera_offset_y"],
                                     camera_pixel_format=roi["camera_pixel_format"],
                                     camera_trigger_line=roi["camera_trigger_line"],
+                                    camera_exposure_mode=roi["camera_exposure_mode"],
                                     extra={"roi_from_lab": roi["camera_width"] == 0}, **seq_kw)
     except ValueError as exc:
         raise LabConfigError(f"{source}: sequencer: {exc}") from None
@@ -274,7 +283,8 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                      card_address=card_address, card_timeout_s=card_timeout, camera=camera,
                      sequencer=sequencer, microwave_calibration=mwcal, imaging_calibration=imcal,
                      calibration_record=record, monitor=monitor, compression=compression,
-                     fsync=fsync, virtual_lab=virtual, text=text)
+                     fsync=fsync, virtual_lab=virtual, text=text, microwave_kind=mw_kind,
+                     card_kind=card_kind)
 
 
 def load_lab_config(path: str | Path) -> LabConfig:

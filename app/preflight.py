@@ -18,7 +18,6 @@ from pathlib import Path
 from analysis.criteria import MIN_SHOTS
 from app.labconfig import LabConfig, LabConfigError
 from drivers.pulse_program import DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, PulseProgramError, compile_program
-from drivers.sma100b import SMA100B
 from sequences.imaging_program import shot_program
 from sequences.plan import RunPlan
 
@@ -117,7 +116,10 @@ def check_program(config: LabConfig, plan: RunPlan) -> None:
 
 
 def check_microwave(config: LabConfig, plan: RunPlan) -> None:
-    """Frequency, level and phases within the generator's ranges (from the driver's declarations)."""
+    """Frequency, level and phases within the generator's ranges (from the selected driver's
+    declared settings, where it declares them)."""
+    from drivers.registry import load
+    source = load("microwave", config.microwave_kind)
     mw = plan.microwave
     values = [("frequency_hz", "frequency_hz", mw.frequency_hz), ("power_dbm", "level_dbm", mw.power_dbm)]
     values += [(f"{ax}.phase_deg", "phase_deg", mw.pulse(ax).phase_deg) for ax in ("x", "y")
@@ -126,7 +128,9 @@ def check_microwave(config: LabConfig, plan: RunPlan) -> None:
         origin = mw.origin.get(f"microwave.{name}", "calibration")
         where = plan.source if origin == "plan" else f"{config.source}: calibration"
         try:
-            inspect.getattr_static(SMA100B, control).check(value)
+            declared = inspect.getattr_static(source, control, None)
+            if declared is not None and hasattr(declared, "check"):
+                declared.check(value)
         except ValueError as exc:
             raise InputError(f"{where}: microwave.{name} = {value!r}: {exc}") from None
 

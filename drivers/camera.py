@@ -25,10 +25,10 @@ from genicam import gentl
 from genicam.genapi import GenericException as GenApiError
 
 from drivers.camera_base import (COLOUR_FORMATS, Camera, CameraConfig, CameraFeatures,
-                                 CameraIdentity, DeviceInUse, FrameTimeout, check_fetch_args,
-                                 choose_pixel_format, colour_to_mono, mono_bits)
+                                 CameraIdentity, CameraTiming, DeviceInUse, FrameTimeout,
+                                 check_fetch_args, choose_pixel_format, colour_to_mono, mono_bits)
 from drivers.errors import DriverError, InstrumentDisconnected, InstrumentError, ProtocolError
-from drivers.genicam_config import set_optional, set_roi, set_trigger
+from drivers.genicam_config import enable_chunks, frame_timing, set_optional, set_roi, set_trigger
 from drivers.genicam_nodes import NodeMap, detect_features, exposure_node
 from drivers.genicam_producers import (ProducerSession, acquire_producers, discover, identity_of,
                                        producers_from_env, release_producers)
@@ -83,6 +83,9 @@ class GenICamCamera(Camera):
         self._pixel_format = ""
         self._trigger_mode = ""
         self._crop: tuple[int, int, int, int] | None = None  # x0, y0, width, height
+        self._chunks: set[str] = set()
+        self._frame_ids: list[int] = []
+        self._timestamps: list[float] = []
 
     # -- connection ------------------------------------------------------------------------------
     @property
@@ -172,6 +175,7 @@ class GenICamCamera(Camera):
         self._crop = set_roi(nm, cfg, feats)
         set_optional(nm, cfg, feats)
         self._trigger_mode = set_trigger(nm, cfg, feats)
+        self._chunks = enable_chunks(nm)
         nm.try_set("AcquisitionMode", "Continuous")
         self._set_buffers(ia, nm, cfg.frames_per_shot)
         self._pixel_format, self._config = fmt, cfg
@@ -196,6 +200,7 @@ class GenICamCamera(Camera):
             raise RuntimeError(f"{self.name}: call configure() before start()")
         if self.acquiring:
             return
+        self._frame_ids, self._timestamps = [], []
         try:
             ia.start()
         except (gentl.GenericException, GenApiError) as e:
@@ -236,7 +241,47 @@ class GenICamCamera(Camera):
                 continue
             with buf:  # requeues the buffer on exit, also if the conversion raises
                 frames.append(self._to_array(buf))
+                self._frame_ids.append(self._frame_id(buf))
+                stamp = self._frame_timestamp(buf)
+                if stamp is not None:
+                    self._timestamps.append(stamp)
         return frames
+
+    def _frame_id(self, buf: Any) -> int:
+        """The chunk FrameID where the device sends it, else the GenTL buffer's frame id."""
+        if "FrameID" in self._chunks and self._nodes is not None:
+            chunk = self._nodes.get("ChunkFrameID")
+            if chunk is not None:
+                return int(chunk)
+        return int(buf.frame_id)
+
+    def _frame_timestamp(self, buf: Any) -> float | None:
+        """The chunk Timestamp (ns) where sent, else the GenTL buffer's (0 = none, as on viky), in s."""
+        if "Timestamp" in self._chunks and self._nodes is not None:
+            chunk = self._nodes.get("ChunkTimestamp")
+            if chunk:
+                return int(chunk) * 1e-9
+        try:
+            ns = int(buf.timestamp_ns or 0)
+        except (gentl.GenericException, AttributeError, ValueError):   # viky: NotAvailableException
+            ns = 0
+        return ns * 1e-9 if ns > 0 else None
+
+    def frame_ids(self) -> list[int]:
+        return list(self._frame_ids)
+
+    def frame_timestamps(self) -> list[float]:
+        return list(self._timestamps)
+
+    def timing(self) -> CameraTiming:
+        """From the node map: AcquisitionFrameRate maximum, ResultingFrameRate, SensorReadoutTime
+        plus ExposureTime (the binding one). GenTL producers number frames (buffer frame id)."""
+        _, nm = self._require()
+        cfg = self._config
+        if cfg is None:
+            raise RuntimeError(f"{self.name}: call configure() before timing()")
+        interval, limit = frame_timing(nm, f"{cfg.width}x{cfg.height} {self._pixel_format}")
+        return CameraTiming(interval, limit, frame_ids=True)
 
     def _to_array(self, buf: Any) -> np.ndarray:
         components = buf.payload.components if buf.payload is not None else []
@@ -296,6 +341,8 @@ class GenICamCamera(Camera):
             "pixel_format": nm.get("PixelFormat"),
             "mono_conversion": "mean(R,G,B)" if self._pixel_format in COLOUR_FORMATS else None,
             "exposure_s": None if exp_us is None else float(exp_us) * 1e-6,
+            "exposure_mode": {"Timed": "timed", "TriggerWidth": "trigger_width"}.get(
+                str(nm.get("ExposureMode")), "timed" if exp_node else None),
             "gain_db": None if nm.get("Gain") is None else float(nm.get("Gain")),
             "frame_rate_hz": None if nm.get("AcquisitionFrameRate") is None
             else float(nm.get("AcquisitionFrameRate")),

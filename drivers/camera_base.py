@@ -27,6 +27,10 @@ from drivers.errors import InstrumentDisconnected, InstrumentTimeout
 
 TriggerKind = Literal["hardware", "software"]
 TRIGGER_KINDS: tuple[str, ...] = ("hardware", "software")
+ExposureMode = Literal["timed", "trigger_width"]
+EXPOSURE_MODES: tuple[str, ...] = ("timed", "trigger_width")
+"""``timed``: the camera times ``exposure_s``; ``trigger_width``: the exposure lasts as long as the
+trigger pulse is high (SFNC ``ExposureMode = TriggerWidth``), so the timing card sets it."""
 
 _MONO = re.compile(r"^Mono(\d+)$")
 # Interleaved colour formats we can turn into mono explicitly: name -> (channels, bits per channel).
@@ -88,6 +92,7 @@ class CameraConfig:
     frames_per_shot: int = 1
     gain_db: float | None = None
     frame_rate_hz: float | None = None
+    exposure_mode: ExposureMode = "timed"
 
     def __post_init__(self) -> None:
         _int("width", self.width, 1)
@@ -100,6 +105,11 @@ class CameraConfig:
         if self.gain_db is not None and (isinstance(self.gain_db, bool) or not isinstance(
                 self.gain_db, (int, float)) or not math.isfinite(self.gain_db)):
             raise ValueError(f"camera configure: gain_db={self.gain_db!r} must be a finite number")
+        if self.exposure_mode not in EXPOSURE_MODES:
+            raise ValueError(f"camera configure: exposure_mode={self.exposure_mode!r}, expected one of "
+                             f"{EXPOSURE_MODES}")
+        if self.exposure_mode == "trigger_width" and self.trigger != "hardware":
+            raise ValueError("camera configure: exposure_mode='trigger_width' needs trigger='hardware'")
         if self.trigger not in TRIGGER_KINDS:
             raise ValueError(f"camera configure: trigger={self.trigger!r}, expected one of {TRIGGER_KINDS}")
         if not isinstance(self.trigger_line, str) or not self.trigger_line:
@@ -135,6 +145,7 @@ class CameraFeatures:
     trigger_selectors: tuple[str, ...]
     trigger_lines: tuple[str, ...]
     pixel_formats: tuple[str, ...]
+    trigger_width: bool = False     # ExposureMode TriggerWidth offered
 
     @property
     def mono16(self) -> bool:
@@ -154,6 +165,24 @@ class CameraFeatures:
         d["trigger_lines"] = list(self.trigger_lines)
         d["pixel_formats"] = list(self.pixel_formats)
         return d
+
+
+@dataclass(frozen=True)
+class CameraTiming:
+    """How soon after one exposure the camera can start the next, at the configured ROI, exposure
+    and pixel format, from the camera's own limits.
+
+    ``min_frame_interval_s``: the shortest time (s) between the starts of two exposures, None if the
+    device states no limit at all; ``limit``: which limit sets it, in words with its value (e.g.
+    ``"AcquisitionFrameRate maximum 200 Hz at 400x400 Mono8"``); ``frame_ids``: True if the camera
+    numbers its frames (``frame_ids()``); ``first_frame_id``: the id of the first frame after
+    ``start()`` if the device restarts its count there, else None.
+    """
+
+    min_frame_interval_s: float | None
+    limit: str
+    frame_ids: bool = False
+    first_frame_id: int | None = None
 
 
 def mono_bits(pixel_format: str) -> int | None:
@@ -242,7 +271,7 @@ class Camera(abc.ABC):
                   pixel_format: str | None = None, exposure_s: float | None = None,
                   trigger: TriggerKind = "hardware", trigger_line: str = "Line0",
                   frames_per_shot: int = 1, gain_db: float | None = None,
-                  frame_rate_hz: float | None = None) -> None:
+                  frame_rate_hz: float | None = None, exposure_mode: ExposureMode = "timed") -> None:
         """Set ROI (pixels), pixel format, exposure (s), gain (dB), trigger and frames per shot.
 
         Requested optional features the device lacks are logged as warnings and left out (see
@@ -251,7 +280,8 @@ class Camera(abc.ABC):
         self._apply(CameraConfig(width=width, height=height, offset_x=offset_x, offset_y=offset_y,
                                  pixel_format=pixel_format, exposure_s=exposure_s, trigger=trigger,
                                  trigger_line=trigger_line, frames_per_shot=frames_per_shot,
-                                 gain_db=gain_db, frame_rate_hz=frame_rate_hz))
+                                 gain_db=gain_db, frame_rate_hz=frame_rate_hz,
+                                 exposure_mode=exposure_mode))
 
     @abc.abstractmethod
     def _apply(self, config: CameraConfig) -> None:
@@ -284,6 +314,19 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
         """Read-back settings (plain JSON-able values) for the run file."""
+
+    def timing(self) -> CameraTiming:
+        """The camera's frame-interval limit at the current configuration (see ``CameraTiming``)."""
+        return CameraTiming(None, "the driver reads no timing limits from this camera")
+
+    def frame_ids(self) -> list[int]:
+        """The device's ids of the frames fetched since ``start()``, in order (empty if it has none)."""
+        return []
+
+    def frame_timestamps(self) -> list[float]:
+        """The device's timestamps (s, its own clock) of the frames fetched since ``start()``, in
+        order, for the frames that carry one (empty if the device gives none)."""
+        return []
 
 
 def check_fetch_args(n: int, timeout_s: float) -> None:

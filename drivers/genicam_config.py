@@ -59,8 +59,15 @@ def _set_float(nm: NodeMap, node: str, value: float, field: str, scale: float) -
 
 
 def set_optional(nm: NodeMap, cfg: CameraConfig, feats: CameraFeatures) -> None:
-    """Exposure (s), gain (dB), frame rate (Hz), each only if requested; absent nodes are warned about."""
-    if cfg.exposure_s is not None:
+    """Exposure (s) or TriggerWidth exposure, gain (dB), frame rate (Hz), each only if requested;
+    absent nodes are warned about; TriggerWidth on a device without it is a ValueError."""
+    if cfg.exposure_mode == "trigger_width":
+        if not feats.trigger_width:
+            raise ValueError("camera configure: exposure_mode='trigger_width': the device offers no "
+                             f"ExposureMode TriggerWidth (entries: {list(nm.entries('ExposureMode'))})")
+        nm.try_set("ExposureAuto", "Off")
+        nm.set("ExposureMode", "TriggerWidth")
+    elif cfg.exposure_s is not None:
         node = exposure_node(nm)
         if node is None:
             log.warning("camera has no exposure-time node: exposure_s=%g ignored", cfg.exposure_s)
@@ -112,7 +119,46 @@ def set_trigger(nm: NodeMap, cfg: CameraConfig, feats: CameraFeatures) -> str:
     return "free-running"
 
 
+def frame_timing(nm: NodeMap, where: str) -> tuple[float | None, str]:
+    """(shortest interval between exposure starts in s, the limit in words) from the node map:
+    the largest of 1 / AcquisitionFrameRate maximum, 1 / ResultingFrameRate and SensorReadoutTime +
+    ExposureTime (us nodes); (None, what is missing) if the device states none of them."""
+    limits: list[tuple[float, str]] = []
+    if nm.readable("AcquisitionFrameRate"):
+        try:
+            fps = nm.float_range("AcquisitionFrameRate")[1]
+            if fps > 0:
+                limits.append((1.0 / fps, f"AcquisitionFrameRate maximum {fps:.6g} Hz at {where}"))
+        except ValueError:
+            pass
+    for node in ("ResultingFrameRate", "AcquisitionResultingFrameRate"):
+        fps = nm.get(node)
+        if fps:
+            limits.append((1.0 / float(fps), f"{node} {float(fps):.6g} Hz at {where}"))
+    readout_us = nm.get("SensorReadoutTime")
+    if readout_us:
+        node = exposure_node(nm)
+        exposure_us = float(nm.get(node, 0.0) or 0.0) if node else 0.0
+        limits.append(((float(readout_us) + exposure_us) * 1e-6,
+                       f"SensorReadoutTime {float(readout_us):.6g} us + ExposureTime {exposure_us:.6g} us"))
+    if not limits:
+        return None, f"no AcquisitionFrameRate, ResultingFrameRate or SensorReadoutTime node at {where}"
+    return max(limits)
+
+
+def enable_chunks(nm: NodeMap) -> set[str]:
+    """Turn on the FrameID and Timestamp chunks where the device offers them (SFNC ChunkModeActive,
+    ChunkSelector, ChunkEnable); the names now sent with every frame (``ChunkFrameID``,
+    ``ChunkTimestamp`` in ns)."""
+    offered = [c for c in ("FrameID", "Timestamp") if c in nm.entries("ChunkSelector")]
+    if not offered or not nm.try_set("ChunkModeActive", True):
+        return set()
+    return {c for c in offered if nm.try_set("ChunkSelector", c) and nm.try_set("ChunkEnable", True)}
+
+
 def _arm_selector(nm: NodeMap, selector: str, source: str) -> None:
+    if source.startswith("Line") and nm.try_set("LineSelector", source):
+        nm.try_set("LineMode", "Input")           # the trigger line is an input (SFNC LineMode)
     nm.set("TriggerSelector", selector)
     nm.set("TriggerMode", "On")
     nm.set("TriggerSource", source)

@@ -151,4 +151,5 @@ def detect_features(nm: NodeMap) -> CameraFeatures:
         trigger_selectors=hw_selectors,
         trigger_lines=tuple(sorted(lines)),
         pixel_formats=nm.entries("PixelFormat"),
+        trigger_width="TriggerWidth" in nm.entries("ExposureMode"),
     )

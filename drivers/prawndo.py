@@ -30,7 +30,7 @@ import serial
 
 from drivers.errors import (DriverError, InstrumentDisconnected, InstrumentError, InstrumentTimeout,
                             ProtocolError)
-from drivers.prawndo_protocol import (ECHO_PREFIXES, CardBusyError, CardStatus, ClockSource,
+from drivers.prawndo_protocol import (ECHO_PREFIXES, HELD_PREFIX, CardBusyError, CardStatus, ClockSource,
                                      ProgramMismatch, RunStatus, firmware_error)
 from drivers.patience import Patience, deadline_passed, no_patience
 from drivers.pulse_program import (DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, Instruction, PulseProgramError,
@@ -86,7 +86,9 @@ class PrawnDO:
             try:
                 # non-blocking reads (timeout=0) fetch whole blocks: on socket:// pyserial's
                 # in_waiting is only 0/1, and blocking reads would go byte by byte
-                self._port = serial.serial_for_url(self.address, timeout=0, write_timeout=self.timeout_s)
+                # exclusive: the card has one host; a second open of a local port fails at once
+                self._port = serial.serial_for_url(self.address, timeout=0, write_timeout=self.timeout_s,
+                                                   exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 raise InstrumentDisconnected(f"cannot open {self.address}: {exc}",
                                              instrument=self._name) from exc
@@ -256,8 +258,16 @@ class PrawnDO:
         """Arm (``run``): the program starts on the next hardware trigger (pin 16)."""
         self._ask_ok("run")
 
+    @property
+    def software_start_supported(self) -> bool:
+        """False for firmware 1.3.0, whose ``swr`` waits for a hardware trigger like ``run``
+        (fixed in 1.3.1); True otherwise (and before ``connect()``)."""
+        return self._version != "1.3.0"
+
     def start(self) -> None:
-        """Start the program now, by software (``swr``)."""
+        """Start the program by software (``swr``): at once, except on firmware 1.3.0, where it
+        waits for a hardware trigger (see ``software_start_supported``; the sequencer refuses
+        software-started runs on such a card)."""
         self._ask_ok("swr")
 
     def abort(self) -> bool:
@@ -424,6 +434,11 @@ class PrawnDO:
             if left <= 0:
                 raise InstrumentTimeout("resync", self.timeout_s, instrument=self._name)
             raw = self._read_raw_line("resync", left)
+            if raw.startswith(HELD_PREFIX):
+                self._close_port()
+                raise InstrumentDisconnected(f"cannot connect to {self.address}: "
+                                             f"{raw.decode('ascii', 'replace').strip()}",
+                                             instrument=self._name)
             if token in raw:
                 if not raw.endswith(b"\r\n"):
                     self._read_raw_line("resync", max(left, 0.01))

@@ -11,6 +11,10 @@ from enum import IntEnum
 
 from drivers.errors import DriverError, InstrumentError
 
+HELD_PREFIX = b"Error: the card is held by another host"
+"""First line sent to a second host while another holds the card (the emulator; a real USB port
+is opened exclusively instead, and the second open fails)."""
+
 ECHO_PREFIXES = (b"Invalid command: ", b"Cannot execute command ")
 """Replies that echo the raw command line, its ``\\n`` included (so they arrive as two lines)."""
 

@@ -170,10 +170,29 @@ class ScpiInstrument:
             assert reply is not None
             return reply
 
+    def wait_complete(self) -> None:
+        """``*OPC?``: block until the instrument has finished every pending operation (answer ``1``).
+
+        ProtocolError for any other answer; InstrumentTimeout if it does not finish in time.
+        """
+        with self._lock:
+            reply = self.query("*OPC?")
+            if reply.strip().lstrip("+") != "1":
+                raise ProtocolError("answer to '*OPC?' is not 1", reply=reply, instrument=self.model)
+
     def check_errors(self, command: str = "") -> None:
         """Empty the error queue; raise InstrumentError for the first entry (others are logged)."""
         with self._lock:
-            errors = []
+            errors = self.drain_errors()
+            for code, text in errors[1:]:
+                log.warning("%s: further error %d,%r after %r", self.model, code, text, command)
+            if errors:
+                raise InstrumentError(errors[0][0], errors[0][1], command=command, instrument=self.model)
+
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Read the error queue until ``0,...``: every queued ``(code, text)``, oldest first."""
+        with self._lock:
+            errors: list[tuple[int, str]] = []
             for _ in range(_MAX_QUEUED_ERRORS):
                 reply = self.query(self.error_query)
                 m = _ERROR_REPLY.fullmatch(reply)
@@ -187,10 +206,7 @@ class ScpiInstrument:
             else:
                 raise ProtocolError(f"error queue did not empty after {_MAX_QUEUED_ERRORS} reads",
                                     instrument=self.model)
-            for code, text in errors[1:]:
-                log.warning("%s: further error %d,%r after %r", self.model, code, text, command)
-            if errors:
-                raise InstrumentError(errors[0][0], errors[0][1], command=command, instrument=self.model)
+            return errors
 
     def read_control(self, control: Control[Any]) -> Any:
         """Query one control and parse its answer (ProtocolError if it does not parse)."""

@@ -18,16 +18,20 @@ StartMode = Literal["software", "hardware"]
 
 
 class Microwave(Protocol):
-    """The microwave source: settable controls (Hz, dBm, deg, enums, booleans) and read-back."""
+    """The microwave source (entry-point group ``steerlab.microwave_sources``): carrier (Hz), level
+    (dBm), phase (deg), RF output, the source-specific ``fixed_settings`` that gate the RF with the
+    timing card's TTL (high = on), each set by name with ``setattr``, and their read-back.
+
+    ``resolution``: per setting name, the instrument's resolution (the read-back tolerance).
+    """
 
     address: str
     frequency_hz: float
     level_dbm: float
     phase_deg: float
-    pulse_source: str
-    pulse_polarity: str
-    pulse_modulation_enabled: bool
     output_enabled: bool
+    fixed_settings: Mapping[str, object]
+    resolution: Mapping[str, float]
 
     @property
     def identity(self) -> str: ...
@@ -36,6 +40,10 @@ class Microwave(Protocol):
     def connect(self) -> None: ...
     def reconnect(self) -> None: ...
     def settings(self) -> dict[str, object]: ...
+    def wait_complete(self) -> None:
+        """Block until the settings sent so far are in effect (SCPI ``*OPC?``)."""
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Empty the instrument's error queue: every ``(code, text)``, oldest first."""
 
 
 class TimingCard(Protocol):
@@ -59,6 +67,7 @@ class TimingCard(Protocol):
     def arm(self) -> None: ...
     def abort(self) -> bool: ...
     def status(self) -> Any: ...
+    def program_length(self) -> int: ...
     def wait_until_stopped(self, timeout_s: float, *, poll_s: float = 0.01) -> Any: ...
 
 
@@ -79,7 +88,9 @@ class SequencerConfig:
     Camera ROI in sensor pixels; ``start_mode``: 'software' (the card starts on ``swr``) or
     'hardware' (armed, started by the experiment's trigger). ``card_margin_s``: time allowed beyond
     the program's duration for the card to stop. ``fetch_slice_s``: frames are awaited in slices
-    this long so that an abort is noticed quickly.
+    this long so that an abort is noticed quickly. ``allow_software_trigger``: a camera without a
+    hardware trigger may serve the run (bench tests); the sequencer then sends software triggers at
+    the shot's exposure times (otherwise such a camera is refused before the run).
     """
 
     channels: Mapping[str, int]
@@ -89,11 +100,13 @@ class SequencerConfig:
     camera_offset_y: int = 0
     camera_pixel_format: str | None = None
     camera_trigger_line: str = "Line0"
+    camera_exposure_mode: str = "timed"
     start_mode: StartMode = "software"
     verify_program: bool = True
     card_margin_s: float = 2.0
     fetch_slice_s: float = 0.1
     rf_off_at_end: bool = True
+    allow_software_trigger: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

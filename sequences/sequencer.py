@@ -5,6 +5,12 @@ Per shot: set the microwave phase for the direction, compile and load the shot's
 the frames with a timeout, wait for the card to stop, read the settings back, publish a
 ``ShotRecord``. Between shots it obeys ``RunControl`` (pause, stop, abort).
 
+Every shot's settings are verified (``sequences/verify.py``): after the shot the microwave
+settings, its error queue, the card's status and program length and the camera's trigger, ROI and
+exposure are read back and compared with the plan; a mismatch fails the shot (reason: each setting,
+asked and read), the settings are re-applied and the slot retried, with the same budget and pause as
+an instrument fault. An ``ok`` row always carries read-back settings that match the plan.
+
 Faults: an instrument error (``DriverError``) fails the shot; the failed attempt is published
 (recorded with its reason) and the *same slot* (same direction) is retried, after reconnecting the
 instrument that failed, up to ``plan.retry.max_attempts`` attempts. Then the run pauses with the
@@ -24,15 +30,18 @@ from typing import Any
 import numpy as np
 
 from drivers.camera_base import FrameTimeout
-from drivers.errors import DriverError
+from drivers.errors import DriverError, ProtocolError
 from drivers.patience import deadline_passed, no_patience
 from drivers.pulse_program import CompiledProgram, compile_program
+from sequences.camera_check import (RunRefused, check_timing, choose_trigger, frame_id_gap,
+                                    frame_spacing_mismatch)
 from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
 from sequences.plan import RunPlan, Slot
 from sequences.publish import ConsumerFailed, ShotPublisher
 from sequences.shot import ShotClock, ShotRecord
+from sequences.verify import VERIFIED_CAMERA_KEYS, SettingsMismatch, check_shot
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +93,12 @@ class Sequencer:
         self._ok = self._failed = 0
         self._prepared = False
         self._suspect: set[str] = set()   # instruments to reconnect before the next attempt
+        self._stale: set[str] = set()     # instruments whose settings to re-apply before it
         self._listeners: list[ProgressListener] = []
         self._programs: dict[str, CompiledProgram] = {}
+        self._camera_trigger = "hardware"
+        self._first_frame_id: int | None = None
+        self._exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
         self.error: BaseException | None = None
 
     # --- public ----------------------------------------------------------------------------------
@@ -117,16 +130,17 @@ class Sequencer:
         mw, card = self.inst.microwave, self.inst.card
         if not mw.connected:
             mw.connect()
-        mw.frequency_hz = self.plan.microwave.frequency_hz
-        mw.level_dbm = self.plan.microwave.power_dbm
-        mw.pulse_source = "EXT"
-        mw.pulse_polarity = "NORM"
-        mw.pulse_modulation_enabled = True
-        mw.output_enabled = True
+        self._apply_microwave()
         if not card.is_connected:
             card.connect()
+        if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
+            raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
+                             "waits for a hardware trigger after swr: use start_mode = 'hardware'")
         self._programs = {d: self._compile(d) for d in sorted(set(self.plan.cycle.directions))}
         self._configure_camera(connect=True)
+        timing = self.inst.camera.timing()
+        check_timing(timing, self.plan.imaging, camera=self._camera_name())
+        self._first_frame_id = timing.first_frame_id
         self._prepared = True
         return self.describe()
 
@@ -186,6 +200,11 @@ class Sequencer:
             except ShotAborted:
                 self._publish_failed(slot, attempt, "aborted by the operator", clock)
                 return
+            except SettingsMismatch as mismatch:
+                self._stale.update(mismatch.instruments)
+                self._publish_failed(slot, attempt, str(mismatch), clock,
+                                     settings=mismatch.settings)
+                reason = str(mismatch)
             except ShotFault as fault:
                 self._suspect.add(fault.instrument)
                 self._publish_failed(slot, attempt, str(fault), clock)
@@ -213,8 +232,12 @@ class Sequencer:
                 self._reconnect(set(self._suspect))
             if not self._prepared:
                 self.prepare()
+            if self._stale:
+                self._reapply(set(self._stale))
             self.control.clear_error()
             return True
+        except RunRefused:
+            raise                        # not a fault to retry: the run cannot be done so
         except DriverError as exc:
             self.control.fault(f"reconnecting failed: {type(exc).__name__}: {exc}")
             return False
@@ -265,17 +288,27 @@ class Sequencer:
             self._settle_card()
             if pulse.pulse_s > 0:
                 self._step("microwave", "set phase", setattr, mw, "phase_deg", pulse.phase_deg)
+                self._step("microwave", "*OPC?", mw.wait_complete)
             upload = self._step("timing_card", "program", card.program, compiled.instructions)
             if self.config.verify_program:
                 self._step("timing_card", "verify", card.verify, compiled.instructions)
             self._step("camera", "arm", cam.start)
             start = card.start if self.config.start_mode == "software" else card.arm
             self._step("timing_card", "start", start)
+            if self._camera_trigger == "software":
+                self._software_triggers(time.monotonic())
             frames = self._collect(n, compiled.duration_s)
+            gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
+            if gap is not None:
+                raise ShotFault("camera", "frame ids", ProtocolError(gap))
+            if self._camera_trigger == "hardware":
+                spacing = frame_spacing_mismatch(cam.frame_timestamps(), self._exposure_starts)
+                if spacing is not None:
+                    raise ShotFault("camera", "frame timestamps", ProtocolError(spacing))
             status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
                                 compiled.duration_s + self.config.card_margin_s)
             self._step("camera", "disarm", cam.stop)
-            settings = flat_settings("mw", self._step("microwave", "read back", mw.settings))
+            settings, errors, camera, program_length = self._read_back()
         except (ShotFault, ShotAborted):
             self._cleanup()
             raise
@@ -287,6 +320,9 @@ class Sequencer:
             "pulse.mw_gate_s": pulse.pulse_s, "pulse.mw_phase_deg": pulse.phase_deg,
             "pulse.mw_start_s": self.plan.microwave.pulse_start_s,
         })
+        self._verify(settings, errors, camera, status, program_length, len(compiled.instructions),
+                     pulse.phase_deg if pulse.pulse_s > 0 else None)
+        settings.update({k: camera[k] for k in VERIFIED_CAMERA_KEYS if k in camera})
         stack = np.stack(frames)
         if stack.dtype != np.uint16:
             stack = stack.astype(np.uint16)
@@ -322,6 +358,64 @@ class Sequencer:
             except DriverError as exc:
                 raise ShotFault("camera", "collect frames", exc) from exc
         return frames
+
+    def _read_back(self) -> tuple[dict[str, Any], list[tuple[int, str]], dict[str, Any], int]:
+        """After a shot: microwave settings and error queue, camera settings, card program length."""
+        mw, card, cam = self.inst.microwave, self.inst.card, self.inst.camera
+        settings = flat_settings("mw", self._step("microwave", "read back", mw.settings))
+        errors = self._step("microwave", "error queue", mw.drain_errors)
+        camera = flat_settings("camera", self._step("camera", "read back", cam.settings))
+        program_length = self._step("timing_card", "read back", card.program_length)
+        return settings, errors, camera, program_length
+
+    def _verify(self, settings: dict[str, Any], errors: list[tuple[int, str]],
+                camera: dict[str, Any], status: Any, program_length: int, instructions: int,
+                phase_deg: float | None) -> None:
+        """Compare the shot's read-back with the plan (``sequences/verify.py``); SettingsMismatch."""
+        read = dict(settings, **camera)
+        read["card.status"] = str(getattr(status.run, "name", status))
+        read["card.instructions"] = program_length
+        mw = self.inst.microwave
+        check_shot(read, errors, plan=self.plan, config=self.config, phase_deg=phase_deg,
+                   instructions=instructions, camera_trigger=self.camera_trigger,
+                   fixed=mw.fixed_settings, resolution=mw.resolution)
+
+    @property
+    def camera_trigger(self) -> str:
+        """The camera trigger of this run: 'hardware' (the lab's TTL), or 'software' where allowed."""
+        return self._camera_trigger
+
+    def _camera_name(self) -> str:
+        ident = self.inst.camera.identity()
+        return f"{ident.model} {ident.serial_number}"
+
+    def _software_triggers(self, t0: float) -> None:
+        """One software trigger at each exposure start of the shot (bench tests, no TTL)."""
+        cam = self.inst.camera
+        for start_s in sorted(self.plan.imaging.exposure_starts_s().values()):
+            wait = t0 + start_s - time.monotonic()
+            if wait > 0 and self._sleep(wait):
+                raise ShotAborted()
+            self._step("camera", "software trigger", cam.software_trigger)
+
+    def _apply_microwave(self) -> None:
+        """Set the source's fixed settings (the TTL gate), the plan's carrier and level, RF on,
+        then wait until they are in effect (``*OPC?`` on SCPI)."""
+        mw = self.inst.microwave
+        for name, value in mw.fixed_settings.items():
+            setattr(mw, name, value)
+        mw.frequency_hz = self.plan.microwave.frequency_hz
+        mw.level_dbm = self.plan.microwave.power_dbm
+        mw.output_enabled = True
+        mw.wait_complete()
+
+    def _reapply(self, which: set[str]) -> None:
+        """Re-apply the settings of instruments whose read-back differed from the plan."""
+        if "microwave" in which:
+            self._apply_microwave()
+        if "camera" in which:
+            self._configure_camera(connect=False)
+        self._stale.clear()              # the card is reprogrammed and restarted every shot anyway
 
     def _step(self, instrument: str, step: str, fn: Callable[..., Any], *args: Any) -> Any:
         if self.control.abort_requested:
@@ -373,19 +467,25 @@ class Sequencer:
             cam.close()
         if connect:
             cam.connect()
+        self._camera_trigger = choose_trigger(cam.features(), camera=self._camera_name(),
+                                              allow_software_trigger=c.allow_software_trigger,
+                                              exposure_mode=c.camera_exposure_mode)
         cam.configure(width=c.camera_width, height=c.camera_height, offset_x=c.camera_offset_x,
                       offset_y=c.camera_offset_y, pixel_format=c.camera_pixel_format,
-                      exposure_s=self.plan.imaging.camera_exposure_s, trigger="hardware",
-                      trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names))
+                      exposure_s=self.plan.imaging.camera_exposure_s, trigger=self.camera_trigger,
+                      trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names),
+                      exposure_mode=c.camera_exposure_mode)  # type: ignore[arg-type]
 
     def _take_index(self) -> int:
         index, self._next_index = self._next_index, self._next_index + 1
         return index
 
-    def _publish_failed(self, slot: Slot, attempt: int, reason: str, clock: ShotClock) -> None:
+    def _publish_failed(self, slot: Slot, attempt: int, reason: str, clock: ShotClock, *,
+                        settings: dict[str, Any] | None = None) -> None:
         self._publish(ShotRecord.failed(
             index=self._take_index(), cycle=slot.cycle, sequence_index=slot.sequence_index,
-            direction=slot.direction, reason=reason, settings={}, timing=clock.finish(),  # type: ignore[arg-type]
+            direction=slot.direction, reason=reason, settings=settings or {},
+            timing=clock.finish(),  # type: ignore[arg-type]
             frame_names=self.frame_names, attempt=attempt))
 
     def _publish(self, shot: ShotRecord) -> None:

@@ -41,6 +41,11 @@ from drivers.simulated.lab_pulses import (Edges, MicrowaveTimeline, high_interva
                                           pulses_from_timeline, state_in_force)
 from drivers.simulated.prawndo_emulator import PrawnDOEmulator
 from drivers.simulated.sma100b_emulator import MicrowaveState, SMA100BEmulator
+from drivers.simulated.synthhd_emulator import SynthHDEmulator
+
+MICROWAVE_EMULATORS: dict[str, type[SMA100BEmulator] | type[SynthHDEmulator]] = {
+    "sma100b": SMA100BEmulator, "synthhd": SynthHDEmulator}
+"""The emulated microwave source of each kind the virtual lab can stand in for."""
 from drivers.simulated.spin import RabiPulse
 from drivers.simulated.virtual_camera import VirtualCamera
 
@@ -73,14 +78,20 @@ def pulses_from_instruments(config: VirtualLabConfig, edges: Edges, mw: Microwav
 
 
 class VirtualLab:
-    """Emulated SMA100B and PrawnDO on ``config.host`` (ports chosen by the OS), a virtual camera,
+    """Emulated microwave source (``microwave``: SMA100B or SynthHD) and PrawnDO on ``config.host``
+    (ports chosen by the OS), a virtual camera,
     and the simulated atoms, joined. Use as a context manager or start()/stop()."""
 
-    def __init__(self, config: VirtualLabConfig | None = None, *, seed: int | None = None) -> None:
+    def __init__(self, config: VirtualLabConfig | None = None, *, seed: int | None = None,
+                 microwave: str = "sma100b") -> None:
+        if microwave not in MICROWAVE_EMULATORS:
+            raise ValueError(f"virtual lab: no emulator for microwave kind {microwave!r}; emulated "
+                             f"kinds: {', '.join(MICROWAVE_EMULATORS)}")
         self.config = config if config is not None else VirtualLabConfig()
         self.seed = 0 if seed is None else int(seed)
         self.atoms = SimulatedAtoms(self.config.simulation, seed=self.seed)
-        self.microwave_emulator = SMA100BEmulator(host=self.config.host)
+        self.microwave_kind = microwave
+        self.microwave_emulator: Any = MICROWAVE_EMULATORS[microwave](host=self.config.host)
         self.card_emulator = PrawnDOEmulator(host=self.config.host, time_scale=self.config.time_scale)
         h, w = self.config.frame_shape
         self.camera = VirtualCamera(sensor_width=w, sensor_height=h, adc_bits=self.config.adc_bits,
@@ -106,7 +117,8 @@ class VirtualLab:
 
     @property
     def microwave_address(self) -> str:
-        """VISA resource string of the emulated generator (for drivers.sma100b.SMA100B)."""
+        """Address of the emulated generator for its driver (a VISA resource string for the
+        SMA100B, a pyserial URL for the SynthHD)."""
         return self.microwave_emulator.address
 
     @property
@@ -229,7 +241,9 @@ class VirtualLab:
             self.truths.append(LabShot(seq, mw, pulses, tuple(kinds), shot.truth))
         if shot.frames is not None:
             frames = shot.frames
-            self.camera.deliver(frames[FRAME_NAMES.index(kind)] for kind in kinds)
+            start_r = end_r - end_t * self.card_emulator.time_scale     # the program's start
+            self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
+                                [start_r + c[0] for c in cams])          # stamped at their edges
 
     @property
     def sequences_run(self) -> int:

@@ -7,8 +7,13 @@ list of ``(time_s, output_word)`` (simulated time from the sequence start, one e
 outputs), called when the program stops or is aborted.
 
 Fault switches (``faults``, plus ``drop_connections()``): slow replies, garbage bytes before the next
-reply, wrong reply lines for a command, dropping the connection when a command arrives. As a USB CDC
-card serves one host, a new TCP connection replaces the previous one. ``stop()`` joins every thread.
+reply, wrong reply lines for a command, dropping the connection when a command arrives.
+``stop()`` joins every thread.
+
+The card has one host (a USB CDC port): while a TCP client holds it, a second connection gets one
+line, ``BUSY_LINE``, and is closed; the current client is never disturbed. A client that has
+closed its end is released first (the emulator waits up to ``handover_s`` while its connection
+winds down), so a driver's ``reconnect()`` gets the card back.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ from drivers.simulated.prawndo_firmware import PrawnDOFirmware
 _log = logging.getLogger(__name__)
 _POLL_S = 0.05
 BANNER = b"Prawn Digital Output online\r\n"
+BUSY_LINE = b"Error: the card is held by another host (one connection at a time)\r\n"
 
 
 @dataclass
@@ -55,6 +62,21 @@ class _StreamConsole:
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._last_command = ""
+
+    @property
+    def closed(self) -> bool:
+        """True once this console was closed (by either side)."""
+        return self._closed.is_set()
+
+    def input_pending(self) -> bool:
+        """True if the host's socket has unread bytes or its end of file."""
+        if self._sock is None:
+            return False
+        try:
+            ready, _, _ = select.select([self._sock], [], [], 0)
+            return bool(ready)
+        except (OSError, ValueError):
+            return True
 
     def close(self) -> None:
         self._closed.set()
@@ -131,11 +153,14 @@ class PrawnDOEmulator:
     ``time_scale``: real seconds per simulated second while a program runs (0: instant).
     ``binary_upload=False`` emulates firmware without ``adm``; ``echo_raw_command=False`` prints
     echoed commands without their line end (the facts sheet's simplified form).
+    ``version``: ``"1.3.1"`` or ``"1.3.0"`` (with its ``swr`` bug, see prawndo_firmware.py).
+    ``banner=True`` greets the first connection with ``BANNER`` (the firmware prints nothing
+    unsolicited; this tests a driver's resynchronisation).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, board: str = "pico2",
-                 version: str = "1.3.0", time_scale: float = 1.0, binary_upload: bool = True,
-                 echo_raw_command: bool = True, banner: bool = True) -> None:
+                 version: str = "1.3.1", time_scale: float = 1.0, binary_upload: bool = True,
+                 echo_raw_command: bool = True, banner: bool = False, handover_s: float = 0.5) -> None:
         if not time_scale >= 0:
             raise ValueError(f"time_scale = {time_scale!r}: expected a factor >= 0")
         self.host, self._port = host, port
@@ -143,6 +168,9 @@ class PrawnDOEmulator:
                                         echo_raw_command=echo_raw_command, time_scale=time_scale)
         self.faults = PrawnDOFaults()
         self._banner = banner
+        self.handover_s = handover_s
+        self.refused_connections = 0
+        self._holder: _StreamConsole | None = None
         self._server: socket.socket | None = None
         self._stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -272,9 +300,12 @@ class PrawnDOEmulator:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.drop_connections()             # one host at a time, like a serial port
+            if not self._holder_released():
+                self._refuse(conn)
+                continue
             console = _StreamConsole(self, sock=conn)
             with self._lock:
+                self._holder = console
                 self._consoles.append(console)
                 self._threads = [t for t in self._threads if t.is_alive()]
             if first and self._banner:
@@ -282,8 +313,54 @@ class PrawnDOEmulator:
             first = False
             self._spawn(lambda c=console: self._serve(c), "prawndo-emulator-conn")
 
+    def _holder_released(self) -> bool:
+        """True once no TCP client holds the card; a holder with unread input (its closing bytes,
+        or its end of file) is given up to ``handover_s`` to wind down."""
+        deadline = time.monotonic() + self.handover_s
+        while True:
+            with self._lock:
+                holder = self._holder
+            if holder is None or holder.closed:
+                return True
+            if time.monotonic() >= deadline or not holder.input_pending():
+                return False
+            self._stop_event.wait(0.005)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.refused_connections += 1
+        _log.info("PrawnDO emulator: refused a second host (the card is held)")
+        self._spawn(lambda: self._send_busy(conn), "prawndo-emulator-refuse")
+
+    def _send_busy(self, conn: socket.socket) -> None:
+        """``BUSY_LINE``, then close 50 ms after the host's first bytes (so that it reads the line
+        before the end of file), or after 1 s without any."""
+        try:
+            conn.sendall(BUSY_LINE)
+            conn.settimeout(_POLL_S)
+            deadline = time.monotonic() + 1.0
+            while not self._stop_event.is_set() and time.monotonic() < deadline:
+                try:
+                    data = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if data:
+                    self._stop_event.wait(0.05)
+                break
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
     def _serve(self, console: _StreamConsole) -> None:
         try:
             self.firmware.serve(console, self._stop_event)
         finally:
             console.close()
+            with self._lock:
+                if self._holder is console:
+                    self._holder = None

@@ -105,15 +105,19 @@ class SequenceEngine:
             self._shutdown = False                 # the card can run again after a restart
 
     def start(self, program: list[tuple[int, int]], *, clock_hz: float, hardware_start: bool,
-              say: Callable[[str], None], debug: bool) -> None:
-        """``run`` (wait for a trigger) or ``swr`` (start now) ``program`` at ``clock_hz``."""
+              say: Callable[[str], None], debug: bool, hwstart_flag: int | None = None) -> None:
+        """Run ``program`` at ``clock_hz``, from a trigger (``hardware_start``) or at once.
+
+        ``hwstart_flag``: the value the firmware's debug output prints as ``hwstart: %d``
+        (default: its HWSTART flag or 0)."""
         if self._runner is not None:
             self._runner.join()                  # finished: the status is already idle
         with self._cv:
             self._status = RUNNING
             self._triggers.clear()
         self._say = say if debug else (lambda text: None)
-        self._say(f"hwstart: {_HWSTART if hardware_start else 0}")
+        flag = (_HWSTART if hardware_start else 0) if hwstart_flag is None else hwstart_flag
+        self._say(f"hwstart: {flag}")
         self._runner = threading.Thread(target=self._execute, args=(program, clock_hz, hardware_start),
                                         name="prawndo-emulator-run", daemon=True)
         self._runner.start()

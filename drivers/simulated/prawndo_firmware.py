@@ -1,4 +1,19 @@
-"""The PrawnDO firmware (labscript-suite prawn_do.c, v1.3.0) as a Python state machine.
+"""The PrawnDO firmware (labscript-suite prawn_do.c, v1.3.0 or v1.3.1) as a Python state machine.
+
+The emulated card states one firmware version (``ver``) and behaves as that version. The main core
+hands commands to the second core through its FIFO as 32-bit words: bit 16 (BUFFERED) starts a
+buffered run, anything else is a manual update of the outputs. ``run`` pushes BUFFERED_HWSTART
+(``3 << 16``), ``swr`` pushes BUFFERED, ``man <x>`` pushes ``x`` unmasked. The second core decides
+"wait for a hardware trigger" from ``command & HWSTART_MASK[version]``:
+
+- 1.3.0: mask ``3 << 16``, so ``swr`` *also* waits for a trigger (the bug fixed in 1.3.1, commit
+  c9f811a "Fix bug where software starts required hardware triggers"), and ``man`` with bit 16
+  set starts a buffered run that waits for a trigger;
+- 1.3.1: mask ``2 << 16``: ``swr`` starts at once; ``man 10000`` starts a buffered run at once,
+  ``man 30000`` one that waits for a trigger.
+
+A ``man`` word without bit 16 sets the outputs to its low 16 bits (the PIO drives pins 0-15 only).
+Both versions answer ``ok`` to such a ``man`` (the firmware does not check the word).
 
 It reads commands from a *console* (a byte stream: TCP socket or pty, see prawndo_emulator.py),
 answers exactly as the firmware prints (``\\r\\n`` line ends; ``Invalid command: %s`` and ``Cannot
@@ -20,6 +35,9 @@ from typing import Protocol
 from drivers.simulated.prawndo_engine import ABORTED, STOPPED, SequenceEngine
 
 MEMORY = {"pico1": 30_000, "pico2": 60_000}
+BUFFERED, BUFFERED_HWSTART = 1 << 16, 3 << 16
+HWSTART_MASK = {"1.3.0": 3 << 16, "1.3.1": 2 << 16}
+"""Per firmware version: the bits of a core-1 command that make a buffered run wait for a trigger."""
 MAX_CLOCK_HZ = {"pico1": 133_000_000, "pico2": 150_000_000}
 _LINE_MAX = 255                      # SERIAL_BUFFER_SIZE - 1
 _HEX = re.compile(rb"\s*([+-]?)(?:0[xX])?([0-9a-fA-F]+)")
@@ -79,10 +97,13 @@ def pll_achievable(freq_khz: int) -> bool:
 class PrawnDOFirmware:
     """The card's state and command interpreter; ``serve(console, stop)`` runs one host connection."""
 
-    def __init__(self, *, board: str = "pico2", version: str = "1.3.0", binary_upload: bool = True,
+    def __init__(self, *, board: str = "pico2", version: str = "1.3.1", binary_upload: bool = True,
                  echo_raw_command: bool = True, time_scale: float = 1.0) -> None:
         if board not in MEMORY:
             raise ValueError(f"board = {board!r}: expected one of {sorted(MEMORY)}")
+        if version not in HWSTART_MASK:
+            raise ValueError(f"version = {version!r}: the emulated firmware versions are "
+                             f"{', '.join(sorted(HWSTART_MASK))}")
         self.board, self.version = board, version
         self.binary_upload, self.echo_raw_command = binary_upload, echo_raw_command
         self.engine = SequenceEngine(time_scale=time_scale)
@@ -158,8 +179,7 @@ class PrawnDOFirmware:
             self._count = 0
             self._say("ok")
         elif cmd in (b"run", b"swr"):
-            self.engine.start(list(self._mem[:self._count]), clock_hz=self._clock_hz,
-                              hardware_start=cmd == b"run", say=self._say, debug=self._debug)
+            self._core1(BUFFERED_HWSTART if cmd == b"run" else BUFFERED)
             self._say("ok")
         elif cmd == b"man":
             self._man(line)
@@ -192,10 +212,20 @@ class PrawnDOFirmware:
         if len(v) != 1:
             self._say("invalid request")
             return
-        self.engine.outputs = v[0] & 0xFFFF
         self._say("ok")
+        self._core1(v[0])
+
+    def _core1(self, command: int) -> None:
+        """What the second core does with a FIFO word (see the module docstring)."""
+        if command & BUFFERED:
+            hwstart = command & HWSTART_MASK[self.version]
+            self.engine.start(list(self._mem[:self._count]), clock_hz=self._clock_hz,
+                              hardware_start=bool(hwstart), say=self._say, debug=self._debug,
+                              hwstart_flag=hwstart)
+            return
+        self.engine.outputs = command & 0xFFFF
         if self._debug:
-            self._say(f"Output commanded: {v[0]:x}")
+            self._say(f"Output commanded: {command:x}")
 
     def _set(self, line: bytes) -> None:
         v = _scan(line, "xxx", True)

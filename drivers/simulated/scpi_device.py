@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from drivers.simulated.scpi_parser import (
     HeaderPattern,
+    Numeric,
     ParameterType,
     ProgramUnit,
     ScpiError,
@@ -22,6 +23,7 @@ from drivers.simulated.scpi_parser import (
     parse_unit,
     split_outside_quotes,
 )
+from drivers.simulated.scpi_status import OPC, MAV, StatusRegisters, esr_bit_for, parse_register
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,17 @@ OnChange = Callable[[str, object], None]
 
 @dataclass(frozen=True)
 class ScpiSetting:
-    """One table row: a header pattern bound to a named setting of a given parameter type."""
+    """One table row: a header pattern bound to a named setting of a given parameter type.
+
+    ``unit_setting`` names another setting (e.g. ``UNIT:POWer``) that holds the default unit of
+    this one: numbers without a suffix are in it, and queries answer in it.
+    """
 
     pattern: str
     name: str
     parameter: ParameterType
     suffixes: tuple[int, ...] = (1,)
+    unit_setting: str = ""
     compiled: HeaderPattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,25 +55,37 @@ class _Path:
     """The current header path inside one program message (reset to the root for every message)."""
 
     nodes: list[tuple[str, str]] = field(default_factory=list)
+    answered: bool = False          # an answer of this message waits in the output queue (MAV)
 
 
 class ScpiDevice:
     """An SCPI instrument defined by ``settings`` (its command table) and an ``identity`` string.
 
-    Built-in commands: ``*IDN?``, ``*RST``, ``*CLS``, ``*OPC?``, ``*OPC``, ``*WAI``,
-    ``:SYSTem:ERRor[:NEXT]?``, ``:SYSTem:ERRor:COUNt?``. The error queue holds ``queue_size`` entries;
-    on overflow the newest entry becomes ``-350,"Queue overflow"`` and later errors are lost (SCPI-99).
+    Built-in: the IEEE 488.2 common commands ``*IDN?``, ``*RST``, ``*CLS``, ``*ESE``/``*ESE?``,
+    ``*ESR?``, ``*SRE``/``*SRE?``, ``*STB?``, ``*OPC``/``*OPC?``, ``*WAI``, ``*TST?`` (``0``: passed),
+    ``*OPT?`` (``options`` comma-separated, ``0`` if none) with the status model of
+    ``scpi_status``; the error queue as ``:SYSTem:ERRor[:NEXT]?``, ``:SYSTem:ERRor:ALL?``,
+    ``:SYSTem:ERRor:COUNt?``, ``:SYSTem:ERRor:CODE[:NEXT]?`` and ``:SYSTem:ERRor:CODE:ALL?``.
+    Numeric queries take ``MIN``/``MAX``/``DEF`` (``FREQ? MAX``). Operations complete at once, so
+    ``*OPC?`` answers ``1`` and ``*WAI`` returns immediately. The error queue holds ``queue_size``
+    entries; on overflow the newest entry becomes ``-350,"Queue overflow"`` and later errors are
+    lost (SCPI-99).
     """
 
     def __init__(self, settings: Sequence[ScpiSetting], *, identity: str, queue_size: int = 10,
-                 on_change: OnChange | None = None) -> None:
+                 on_change: OnChange | None = None, options: Sequence[str] = ()) -> None:
         if queue_size < 2:
             raise ValueError(f"queue_size must be >= 2, got {queue_size}")
         names = [s.name for s in settings]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate setting names in the command table: {names}")
+        for s in settings:
+            if s.unit_setting and s.unit_setting not in names:
+                raise ValueError(f"{s.name}: unit_setting {s.unit_setting!r} is not a setting of the table")
         self.settings = tuple(settings)
         self.identity = identity
+        self.options = tuple(options)
+        self._status = StatusRegisters()
         self.queue_size = queue_size
         self.on_change = on_change
         self._lock = threading.RLock()
@@ -74,7 +93,10 @@ class ScpiDevice:
         self._state: dict[str, object] = {}
         self._system_queries: tuple[tuple[HeaderPattern, Callable[[], str]], ...] = (
             (HeaderPattern.compile(":SYSTem:ERRor[:NEXT]"), self._next_error),
+            (HeaderPattern.compile(":SYSTem:ERRor:ALL"), self._all_errors),
             (HeaderPattern.compile(":SYSTem:ERRor:COUNt"), self._error_count),
+            (HeaderPattern.compile(":SYSTem:ERRor:CODE[:NEXT]"), self._next_code),
+            (HeaderPattern.compile(":SYSTem:ERRor:CODE:ALL"), self._all_codes),
         )
         self.reset()
 
@@ -89,6 +111,12 @@ class ScpiDevice:
         """A copy of the error queue, oldest first, without emptying it."""
         with self._lock:
             return list(self._errors)
+
+    def status(self) -> dict[str, int]:
+        """The status registers now: ``esr``, ``ese``, ``sre`` and ``stb`` (without MAV)."""
+        with self._lock:
+            return {"esr": self._status.esr, "ese": self._status.ese, "sre": self._status.sre,
+                    "stb": self._status.status_byte(errors_queued=bool(self._errors))}
 
     def push_error(self, code: int, text: str) -> None:
         """Put an error into the queue as if the instrument had raised it (fault injection)."""
@@ -136,13 +164,14 @@ class ScpiDevice:
                 continue
             if answer is not None:
                 answers.append(answer)
+                session.answered = True
         self._notify(changed)
         return ";".join(answers) if answers else None
 
     def _execute_unit(self, unit: ProgramUnit, session: _Path,
                       changed: list[tuple[str, object]]) -> str | None:
         if unit.is_common:
-            return self._common(unit)
+            return self._common(unit, session)
         header = unit.header[1:] if unit.absolute else unit.header
         typed = parse_nodes(header)
         nodes = typed if unit.absolute else session.nodes + typed
@@ -166,35 +195,75 @@ class ScpiDevice:
 
     def _setting(self, setting: ScpiSetting, unit: ProgramUnit,
                  changed: list[tuple[str, object]]) -> str | None:
+        parameter = setting.parameter
+        with self._lock:
+            default_unit = str(self._state[setting.unit_setting]) if setting.unit_setting else ""
+            current = self._state[setting.name]
         if unit.is_query:
-            if unit.params:
-                raise ScpiError(-108, unit.params[0])
-            with self._lock:
-                return setting.parameter.format(self._state[setting.name])
+            if not unit.params:
+                return _format(parameter, current, default_unit)
+            if not isinstance(parameter, Numeric) or len(unit.params) > 1:
+                raise ScpiError(-108, unit.params[-1])
+            limit = parameter.keyword(unit.params[0])
+            if limit is None:
+                raise ScpiError(-224, unit.params[0])
+            return parameter.format(limit, default_unit)
         if not unit.params:
             raise ScpiError(-109, unit.header)
         if len(unit.params) > 1:
             raise ScpiError(-108, unit.params[1])
-        value = setting.parameter.parse(unit.params[0])
+        if isinstance(parameter, Numeric):
+            value: object = parameter.parse(unit.params[0], default_unit)
+        else:
+            value = parameter.parse(unit.params[0])
         with self._lock:
             if self._state[setting.name] != value:
                 self._state[setting.name] = value
                 changed.append((setting.name, value))
         return None
 
-    def _common(self, unit: ProgramUnit) -> str | None:
+    def _common(self, unit: ProgramUnit, session: _Path) -> str | None:
         name = unit.header.upper()
-        queries: Mapping[str, Callable[[], str]] = {"*IDN": lambda: self.identity, "*OPC": lambda: "1"}
+        if unit.is_query:
+            queries: Mapping[str, Callable[[], str]] = {
+                "*IDN": lambda: self.identity, "*OPC": lambda: "1", "*TST": lambda: "0",
+                "*OPT": lambda: ",".join(self.options) or "0",
+                "*ESE": lambda: str(self._status.ese), "*SRE": lambda: str(self._status.sre),
+                "*ESR": lambda: str(self._status.read_esr()),
+                "*STB": lambda: str(self._status.status_byte(errors_queued=bool(self._errors))
+                                    | (MAV if session.answered else 0)),
+            }
+            if name not in queries:
+                raise ScpiError(-113, unit.header + "?")
+            if unit.params:
+                raise ScpiError(-108, unit.params[0])
+            with self._lock:
+                return queries[name]()
+        if name in ("*ESE", "*SRE"):
+            if not unit.params:
+                raise ScpiError(-109, unit.header)
+            if len(unit.params) > 1:
+                raise ScpiError(-108, unit.params[1])
+            try:
+                value = parse_register(unit.params[0])
+            except ValueError as e:
+                raise ScpiError(-104 if str(e) == "type" else -222, unit.params[0]) from None
+            with self._lock:
+                if name == "*ESE":
+                    self._status.ese = value
+                else:
+                    self._status.set_sre(value)
+            return None
         commands: Mapping[str, Callable[[], None]] = {
-            "*RST": self.reset, "*CLS": self._clear_errors, "*OPC": lambda: None, "*WAI": lambda: None,
+            "*RST": self.reset, "*CLS": self._clear_status, "*OPC": self._operation_complete,
+            "*WAI": lambda: None,
         }
-        table: Mapping[str, Callable[[], object]] = queries if unit.is_query else commands
-        if name not in table:
-            raise ScpiError(-113, unit.header + ("?" if unit.is_query else ""))
+        if name not in commands:
+            raise ScpiError(-113, unit.header)
         if unit.params:
             raise ScpiError(-108, unit.params[0])
-        result = table[name]()
-        return result if isinstance(result, str) else None
+        commands[name]()
+        return None
 
     def _next_error(self) -> str:
         with self._lock:
@@ -203,18 +272,39 @@ class ScpiDevice:
             code, text = self._errors.popleft()
         return f'{code},"{text}"'
 
+    def _all_errors(self) -> str:
+        with self._lock:
+            entries, self._errors = list(self._errors), deque()
+        return ",".join(f'{code},"{text}"' for code, text in entries) or '0,"No error"'
+
     def _error_count(self) -> str:
         with self._lock:
             return str(len(self._errors))
 
+    def _next_code(self) -> str:
+        with self._lock:
+            return str(self._errors.popleft()[0]) if self._errors else "0"
+
+    def _all_codes(self) -> str:
+        with self._lock:
+            entries, self._errors = list(self._errors), deque()
+        return ",".join(str(code) for code, _ in entries) or "0"
+
     # --- internals -------------------------------------------------------------------------------
 
-    def _clear_errors(self) -> None:
+    def _clear_status(self) -> None:
+        """``*CLS``: empty the error queue and clear the ESR."""
         with self._lock:
             self._errors.clear()
+            self._status.clear()
+
+    def _operation_complete(self) -> None:
+        with self._lock:
+            self._status.event(OPC)
 
     def _push(self, code: int, text: str) -> None:
         log.debug("SCPI error %d,%r", code, text)
+        self._status.event(esr_bit_for(code))
         if len(self._errors) < self.queue_size - 1:
             self._errors.append((code, text))
         elif len(self._errors) == self.queue_size - 1:
@@ -230,3 +320,9 @@ class ScpiDevice:
                 callback(name, value)
             except Exception:  # a faulty listener must not kill the instrument
                 log.exception("on_change callback failed for %s=%r", name, value)
+
+
+def _format(parameter: ParameterType, value: object, default_unit: str) -> str:
+    if isinstance(parameter, Numeric):
+        return parameter.format(value, default_unit)
+    return parameter.format(value)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 STANDARD_ERRORS: dict[int, str] = {
     -100: "Command error",
@@ -229,9 +230,21 @@ def parse_unit(text: str) -> ProgramUnit:
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)")
 
 
+Scale = tuple[Callable[[float], float], Callable[[float], float]]
+"""A non-linear unit: (value in that unit -> base unit, base unit -> value in that unit)."""
+
+_KEYWORDS = {"MIN": "minimum", "MINIMUM": "minimum", "MAX": "maximum", "MAXIMUM": "maximum",
+             "DEF": "default", "DEFAULT": "default"}
+
+
 @dataclass(frozen=True)
 class Numeric:
-    """A numeric parameter: base unit, accepted units (factor to base), range, resolution, *RST value."""
+    """A numeric parameter: base unit, accepted units, range, resolution, *RST value.
+
+    ``units`` are linear (factor to the base unit), ``scales`` non-linear (``Scale``, e.g. V or
+    dBuV for a level in dBm). ``parse``/``format`` take the instrument's current default unit
+    (``UNIT:POWer``): a number without suffix is in that unit, and answers are given in it.
+    """
 
     unit: str
     units: dict[str, float]
@@ -239,36 +252,51 @@ class Numeric:
     maximum: float
     default: float
     decimals: int
+    scales: Mapping[str, Scale] = field(default_factory=dict)
 
-    def parse(self, text: str) -> float:
+    def keyword(self, text: str) -> float | None:
+        """The value of ``MIN``/``MAX``/``DEF`` (long forms too, any case), else None."""
+        name = _KEYWORDS.get(text.strip().upper())
+        return None if name is None else float(getattr(self, name))
+
+    def parse(self, text: str, default_unit: str = "") -> float:
         """Parse ``6.834682611GHz``, ``-10 dBm``, ``MIN``/``MAX``/``DEF``; ScpiError on bad or out-of-range."""
-        keyword = text.upper()
-        if keyword in ("MIN", "MINIMUM"):
-            return self.minimum
-        if keyword in ("MAX", "MAXIMUM"):
-            return self.maximum
-        if keyword in ("DEF", "DEFAULT"):
-            return self.default
+        limit = self.keyword(text)
+        if limit is not None:
+            return limit
         m = _NUMBER.fullmatch(text)
         if not m:
             raise ScpiError(-104, text)
-        unit = m.group(2).upper()
-        factor = 1.0
-        if unit:
-            if unit not in self.units:
-                raise ScpiError(-131, text)
-            factor = self.units[unit]
-        value = float(m.group(1)) * factor
+        unit = m.group(2).upper() or default_unit.upper()
+        try:
+            value = self._to_base(float(m.group(1)), unit, text)
+        except (ValueError, OverflowError):    # e.g. 0 V or -1 V as a level
+            raise ScpiError(-222, text) from None
         if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
             raise ScpiError(-222, text)
         return round(value, self.decimals)
 
-    def format(self, value: object) -> str:
-        """Query answer: integers without a decimal point, otherwise the shortest exact form."""
+    def format(self, value: object, unit: str = "") -> str:
+        """Query answer in ``unit`` (default: the base unit): integers without a decimal point,
+        otherwise the shortest exact form; in a non-linear unit, 7 significant digits."""
         v = float(value)  # type: ignore[arg-type]
+        u = unit.upper()
+        if u in self.scales and u != self.unit.upper():
+            return f"{self.scales[u][1](v):.7g}"
+        if u in self.units:
+            v = v / self.units[u]
         if v.is_integer() and abs(v) < 1e15:
             return str(int(v))
         return repr(v)
+
+    def _to_base(self, number: float, unit: str, text: str) -> float:
+        if not unit or unit == self.unit.upper():
+            return number
+        if unit in self.units:
+            return number * self.units[unit]
+        if unit in self.scales:
+            return self.scales[unit][0](number)
+        raise ScpiError(-131, text)
 
 
 @dataclass(frozen=True)

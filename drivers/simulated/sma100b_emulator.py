@@ -8,9 +8,14 @@ Settings (``state()`` keys; base units; range of the emulated instrument; ``*RST
 - ``pulse_source``: ``INT`` or ``EXT``; ``INT``
 - ``pulse_polarity``: ``NORM`` or ``INV``; ``NORM``
 - ``pulse_modulation_enabled``, ``output_enabled``: bool; off
+- ``power_unit``: ``DBM``, ``DBUV`` or ``V`` (``:UNIT:POWer``): the unit of a level given without
+  suffix and of the level query's answer; ``DBM``
 
+Levels take the suffixes dBm, dBuV, V, mV and uV (50 ohm, V rms: 0 dBm = 0.2236 V = 106.99 dBuV).
 Resolution: 1 mHz, 0.01 dB, 0.01 degree (values are rounded on setting, as the instrument does).
-The frequency and level limits are constructor options, like the instrument's hardware options.
+The frequency and level limits are constructor options, like the instrument's hardware options,
+and ``*OPT?`` names them (``SMAB-B112``: 12.75 GHz; ``SMAB-K22``: pulse modulator).
+The IEEE 488.2 status model and the R&S error-queue forms are those of ``ScpiDevice``.
 """
 from __future__ import annotations
 
@@ -18,13 +23,35 @@ import math
 from dataclasses import dataclass
 
 from drivers.simulated.scpi_device import OnChange, ScpiDevice, ScpiSetting
-from drivers.simulated.scpi_parser import Boolean, Choice, Numeric
+from drivers.simulated.scpi_parser import Boolean, Choice, Numeric, Scale
 from drivers.simulated.scpi_server import ScpiServer
 
 DEFAULT_IDENTITY = "Rohde&Schwarz,SMA100B,1419.8888K02/100001,5.00.122.24"
 
 FREQUENCY_UNITS = {"HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9}
 LEVEL_UNITS = {"DBM": 1.0}
+_DBM_AT_1_V = 10.0 * math.log10(1.0 / 50.0 / 1e-3)      # 13.0103 dBm: 1 V rms into 50 ohm
+_DBUV_AT_0_DBM = 20.0 * math.log10(1e6) - _DBM_AT_1_V    # 106.9897 dBuV
+
+
+def _volts_to_dbm(scale: float) -> Scale:
+    return (lambda v: 20.0 * math.log10(v * scale) + _DBM_AT_1_V,
+            lambda dbm: 10.0 ** ((dbm - _DBM_AT_1_V) / 20.0) / scale)
+
+
+LEVEL_SCALES: dict[str, Scale] = {
+    "DBUV": (lambda dbuv: dbuv - _DBUV_AT_0_DBM, lambda dbm: dbm + _DBUV_AT_0_DBM),
+    "V": _volts_to_dbm(1.0), "MV": _volts_to_dbm(1e-3), "UV": _volts_to_dbm(1e-6),
+}
+FREQUENCY_OPTIONS = ((3e9, "SMAB-B103"), (6e9, "SMAB-B106"), (12.75e9, "SMAB-B112"),
+                     (20e9, "SMAB-B120"), (31.8e9, "SMAB-B131"), (40e9, "SMAB-B140"))
+
+
+def installed_options(max_frequency_hz: float) -> tuple[str, ...]:
+    """``*OPT?`` of an emulated unit: its frequency option and the pulse modulator (K22)."""
+    frequency = next((name for limit, name in FREQUENCY_OPTIONS if max_frequency_hz <= limit),
+                     FREQUENCY_OPTIONS[-1][1])
+    return (frequency, "SMAB-K22")
 PHASE_UNITS = {"DEG": 1.0, "RAD": 180.0 / math.pi}
 
 
@@ -34,7 +61,8 @@ def sma100b_table(*, max_frequency_hz: float = 12.75e9, max_level_dbm: float = 1
         ScpiSetting("[:SOURce<hw>]:FREQuency[:CW|:FIXed]", "frequency_hz",
                     Numeric("Hz", FREQUENCY_UNITS, 8e3, max_frequency_hz, default=1e9, decimals=3)),
         ScpiSetting("[:SOURce<hw>]:POWer[:LEVel][:IMMediate][:AMPLitude]", "level_dbm",
-                    Numeric("dBm", LEVEL_UNITS, -145.0, max_level_dbm, default=-30.0, decimals=2)),
+                    Numeric("dBm", LEVEL_UNITS, -145.0, max_level_dbm, default=-30.0, decimals=2,
+                            scales=LEVEL_SCALES), unit_setting="power_unit"),
         ScpiSetting("[:SOURce<hw>]:PHASe", "phase_deg",
                     Numeric("DEG", PHASE_UNITS, -720.0, 720.0, default=0.0, decimals=2)),
         ScpiSetting("[:SOURce<hw>]:PULM:SOURce", "pulse_source",
@@ -43,6 +71,7 @@ def sma100b_table(*, max_frequency_hz: float = 12.75e9, max_level_dbm: float = 1
                     Choice(("NORMal", "INVerted"), default="NORM")),
         ScpiSetting("[:SOURce<hw>]:PULM:STATe", "pulse_modulation_enabled", Boolean(default=False)),
         ScpiSetting(":OUTPut<hw>[:STATe]", "output_enabled", Boolean(default=False)),
+        ScpiSetting(":UNIT:POWer", "power_unit", Choice(("DBM", "DBUV", "V"), default="DBM")),
     ]
 
 
@@ -86,7 +115,8 @@ class SMA100BEmulator(ScpiServer):
                  max_frequency_hz: float = 12.75e9, max_level_dbm: float = 18.0,
                  on_change: OnChange | None = None, queue_size: int = 10) -> None:
         device = ScpiDevice(sma100b_table(max_frequency_hz=max_frequency_hz, max_level_dbm=max_level_dbm),
-                            identity=identity, queue_size=queue_size, on_change=on_change)
+                            identity=identity, queue_size=queue_size, on_change=on_change,
+                            options=installed_options(max_frequency_hz))
         super().__init__(device, host=host, port=port, name="sma100b")
 
     def snapshot(self) -> MicrowaveState:

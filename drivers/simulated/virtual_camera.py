@@ -11,6 +11,12 @@ Frames handed in are full-sensor images ``(sensor_height, sensor_width)`` in nat
 converts to the pixel format: MonoN with N < adc_bits keeps the N most significant bits (value >>
 (adc_bits - N)), as real cameras do; values are rounded and clipped to the ADC range first.
 
+Timing model (``timing()``): a global-shutter sensor whose readout does not overlap the exposure:
+two exposures can start ``exposure_s + frame_overhead_s + row_time_s x height`` apart at the
+configured ROI (2 us per row and 20 us by default: 0.63 ms for 256 rows and 100 us). Frame ids
+count every exposure from 1 after each ``start()``, lost frames included, as a device's frame
+counter does (``frame_ids()``).
+
 Faults (switches for tests and the virtual lab): ``drop_next_frames(k)`` loses the next k exposures,
 ``set_delivery_delay(s)`` makes frames available only s seconds after exposure, ``unplug()`` loses the
 device (every call raises InstrumentDisconnected until ``plug_in()`` and a new ``connect()``).
@@ -30,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from drivers.camera_base import (Camera, CameraConfig, CameraFeatures, CameraIdentity, CameraTiming,
+                                 FrameTimeout, check_fetch_args, choose_pixel_format, frame_dtype,
+                                 mono_bits)
 from drivers.patience import Patience, no_patience
-from drivers.camera_base import (Camera, CameraConfig, CameraFeatures, CameraIdentity, FrameTimeout,
-                                 check_fetch_args, choose_pixel_format, frame_dtype, mono_bits)
 from drivers.errors import InstrumentDisconnected
 
 log = logging.getLogger(__name__)
@@ -63,7 +70,9 @@ class VirtualCamera(Camera):
                  trigger_lines: tuple[str, ...] = ("Line0", "Line1", "Line2", "Line3"),
                  exposure_range_s: tuple[float, float] = (10e-6, 10.0),
                  serial_number: str = "VC0001", frame_source: FrameSource | None = None,
-                 buffer_count: int | None = None, name: str = "virtual camera") -> None:
+                 buffer_count: int | None = None, name: str = "virtual camera",
+                 row_time_s: float = 2e-6, frame_overhead_s: float = 20e-6,
+                 trigger_width: bool = False) -> None:
         if not (1 <= adc_bits <= 16):
             raise ValueError(f"VirtualCamera: adc_bits={adc_bits} must be in 1..16")
         if sensor_width < 1 or sensor_height < 1:
@@ -72,6 +81,9 @@ class VirtualCamera(Camera):
             bits = mono_bits(f)
             if bits is None or bits > adc_bits:
                 raise ValueError(f"VirtualCamera: pixel format {f!r} must be MonoN with N <= adc_bits={adc_bits}")
+        if not (row_time_s >= 0 and frame_overhead_s >= 0):
+            raise ValueError(f"VirtualCamera: row_time_s={row_time_s!r} and frame_overhead_s="
+                             f"{frame_overhead_s!r} must be >= 0 s")
         if buffer_count is not None and buffer_count < 1:
             raise ValueError(f"VirtualCamera: buffer_count={buffer_count} must be >= 1")
         self.sensor_shape = (int(sensor_height), int(sensor_width))
@@ -89,7 +101,12 @@ class VirtualCamera(Camera):
         # how late the simulation rendering the frames is (the virtual lab sets it, lateness.py):
         # the sequencer's frame deadline waits for it; fetch_frames' own timeout is exact
         self.patience: Patience = no_patience
-        self._queue: deque[tuple[float, np.ndarray]] = deque()  # (available at, monotonic s; frame)
+        self._queue: deque[tuple[float, int, float | None, np.ndarray]] = deque()  # (available at, id, ts, frame)
+        self.row_time_s, self.frame_overhead_s = float(row_time_s), float(frame_overhead_s)
+        self._trigger_width = bool(trigger_width)
+        self._next_id = 1
+        self._fetched_ids: list[int] = []
+        self._fetched_ts: list[float] = []
         self._connected = False
         self._unplugged = False
         self._acquiring = False
@@ -181,7 +198,7 @@ class VirtualCamera(Camera):
         return CameraFeatures(exposure=True, gain=False, offsets=True, frame_rate=False,
                               hardware_trigger=bool(self._lines), software_trigger=True,
                               trigger_selectors=("FrameStart",), trigger_lines=self._lines,
-                              pixel_formats=self._formats)
+                              pixel_formats=self._formats, trigger_width=self._trigger_width)
 
     def _apply(self, cfg: CameraConfig) -> None:
         fmt = choose_pixel_format(self._formats, cfg.pixel_format)
@@ -195,6 +212,9 @@ class VirtualCamera(Camera):
         if cfg.trigger == "hardware" and cfg.trigger_line not in self._lines:
             raise ValueError(f"camera configure: trigger_line={cfg.trigger_line!r} not offered; "
                              f"lines: {list(self._lines)}")
+        if cfg.exposure_mode == "trigger_width" and not self._trigger_width:
+            raise ValueError("camera configure: exposure_mode='trigger_width': not offered by this "
+                             "camera (VirtualCamera(trigger_width=True) offers it)")
         if cfg.gain_db is not None:
             log.warning("%s: no gain (the rendered frames carry the camera gain): gain_db ignored", self.name)
         if cfg.frame_rate_hz is not None:
@@ -210,6 +230,8 @@ class VirtualCamera(Camera):
             self._check_link()
             if self._config is None:
                 raise RuntimeError(f"{self.name}: call configure() before start()")
+            if not self._acquiring:
+                self._next_id, self._fetched_ids, self._fetched_ts = 1, [], []
             self._acquiring = True
 
     def stop(self) -> None:
@@ -227,17 +249,21 @@ class VirtualCamera(Camera):
                 raise RuntimeError(f"{self.name}: configured for hardware trigger")
         if self._frame_source is None:
             raise RuntimeError(f"{self.name}: software trigger needs a frame_source")
-        self._accept(self._frame_source(), "software")
+        self._accept(self._frame_source(), "software", time.monotonic())
 
-    def expose(self, frame: np.ndarray) -> bool:
-        """One trigger edge with the full-sensor image it exposes; True if a frame was queued."""
-        return self._accept(frame, "hardware")
+    def expose(self, frame: np.ndarray, at_s: float | None = None) -> bool:
+        """One trigger edge with the full-sensor image it exposes; True if a frame was queued.
+        ``at_s``: the edge's time on the device clock (s), reported as the frame's timestamp."""
+        return self._accept(frame, "hardware", at_s)
 
-    def deliver(self, frames: Iterable[np.ndarray]) -> int:
-        """Several edges in order (e.g. a shot's frames); returns how many frames were queued."""
-        return sum(self.expose(f) for f in frames)
+    def deliver(self, frames: Iterable[np.ndarray], times_s: Iterable[float] | None = None) -> int:
+        """Several edges in order (e.g. a shot's frames, with their edge times in s); returns how
+        many frames were queued."""
+        if times_s is None:
+            return sum(self.expose(f) for f in frames)
+        return sum(self.expose(f, t) for f, t in zip(frames, times_s, strict=True))
 
-    def _accept(self, frame: np.ndarray, kind: str) -> bool:
+    def _accept(self, frame: np.ndarray, kind: str, at_s: float | None = None) -> bool:
         frame = np.asarray(frame)
         if frame.shape != self.sensor_shape:
             raise ValueError(f"{self.name}: exposed frame has shape {frame.shape}, the sensor is "
@@ -253,6 +279,7 @@ class VirtualCamera(Camera):
             if not self._acquiring or self._config is not cfg:  # stopped meanwhile
                 self.stats.triggers_missed += 1
                 return False
+            frame_id, self._next_id = self._next_id, self._next_id + 1
             if self._drop_next > 0:
                 self._drop_next -= 1
                 self.stats.frames_dropped += 1
@@ -262,7 +289,7 @@ class VirtualCamera(Camera):
                 self.stats.frames_overflowed += 1
                 log.warning("%s: all %d buffers full: frame lost", self.name, capacity)
                 return False
-            self._queue.append((time.monotonic() + self._delay_s, image))
+            self._queue.append((time.monotonic() + self._delay_s, frame_id, at_s, image))
             self.stats.exposures_queued += 1
             self._cond.notify_all()
             return True
@@ -291,7 +318,11 @@ class VirtualCamera(Camera):
                 self._check_link()
                 now = time.monotonic()
                 if self._queue and self._queue[0][0] <= now:
-                    frames.append(self._queue.popleft()[1])
+                    _, frame_id, stamp, image = self._queue.popleft()
+                    frames.append(image)
+                    self._fetched_ids.append(frame_id)
+                    if stamp is not None:
+                        self._fetched_ts.append(stamp)
                     continue
                 if now >= deadline:
                     raise FrameTimeout(n, len(frames), timeout_s, frames=frames, instrument=self.name)
@@ -305,6 +336,28 @@ class VirtualCamera(Camera):
     def identity(self) -> CameraIdentity:
         return self._identity
 
+    def frame_ids(self) -> list[int]:
+        with self._cond:
+            return list(self._fetched_ids)
+
+    def frame_timestamps(self) -> list[float]:
+        with self._cond:
+            return list(self._fetched_ts)
+
+    def timing(self) -> CameraTiming:
+        with self._cond:
+            self._check_link()
+            cfg = self._config
+        if cfg is None:
+            raise RuntimeError(f"{self.name}: call configure() before timing()")
+        exposure = cfg.exposure_s or self._exposure_range_s[0]
+        readout = self.row_time_s * cfg.height
+        interval = exposure + self.frame_overhead_s + readout
+        return CameraTiming(interval, f"readout {readout * 1e3:.3g} ms ({cfg.height} rows x "
+                            f"{self.row_time_s * 1e6:.3g} us) + overhead {self.frame_overhead_s * 1e6:.3g} us"
+                            f" + exposure {exposure * 1e6:.3g} us, not overlapped",
+                            frame_ids=True, first_frame_id=1)
+
     def settings(self) -> dict[str, Any]:
         with self._cond:
             self._check_link()
@@ -317,7 +370,8 @@ class VirtualCamera(Camera):
             "offset_x": cfg.offset_x if cfg else None, "offset_y": cfg.offset_y if cfg else None,
             "width": cfg.width if cfg else None, "height": cfg.height if cfg else None,
             "pixel_format": self._pixel_format or None,
-            "exposure_s": cfg.exposure_s if cfg else None,
+            "exposure_s": cfg.exposure_s if cfg and cfg.exposure_mode == "timed" else None,
+            "exposure_mode": cfg.exposure_mode if cfg else None,
             "trigger": cfg.trigger if cfg else None,
             "trigger_selector": "FrameStart" if cfg else None,
             "trigger_source": (cfg.trigger_line if cfg.trigger == "hardware" else "Software") if cfg else None,

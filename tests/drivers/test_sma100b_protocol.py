@@ -84,6 +84,7 @@ def test_errors_queued_before_connect_are_drained_and_logged(session, caplog) ->
     ("pulse_polarity", "INVerted", b"SOUR:PULM:POL INV"),
     ("pulse_modulation_enabled", True, b"SOUR:PULM:STAT ON"),
     ("output_enabled", False, b"OUTP OFF"),
+    ("power_unit", "DBM", b"UNIT:POW DBM"),
 ])
 def test_setting_writes_the_command_then_checks_the_error_queue(session, name, value, wire) -> None:
     s = session(setting(wire))
@@ -111,11 +112,11 @@ def test_reading_queries_and_parses_the_answer(session, name, reply, value) -> N
 
 
 def test_settings_reads_every_control_in_declaration_order(session) -> None:
-    answers = [(b"SOUR:FREQ?", b"6834682611"), (b"SOUR:POW?", b"-10"), (b"SOUR:PHAS?", b"90"),
+    answers = [(b"UNIT:POW?", b"DBM"), (b"SOUR:FREQ?", b"6834682611"), (b"SOUR:POW?", b"-10"), (b"SOUR:PHAS?", b"90"),
                (b"SOUR:PULM:SOUR?", b"EXT"), (b"SOUR:PULM:POL?", b"NORM"), (b"SOUR:PULM:STAT?", b"1"),
                (b"OUTP?", b"1")]
     s = session([Exchange(q + b"\n", a + b"\n") for q, a in answers])
-    assert s.mw.settings() == {"frequency_hz": 6834682611.0, "level_dbm": -10.0, "phase_deg": 90.0,
+    assert s.mw.settings() == {"power_unit": "DBM", "frequency_hz": 6834682611.0, "level_dbm": -10.0, "phase_deg": 90.0,
                                "pulse_source": "EXT", "pulse_polarity": "NORM",
                                "pulse_modulation_enabled": True, "output_enabled": True}
     s.done()
@@ -249,6 +250,23 @@ def test_reconnect_restores_last_settings_in_declaration_order(session) -> None:
     s.done()
 
 
+def test_wait_complete_sends_opc_query_and_wants_1(session) -> None:
+    s = session([Exchange(b"*OPC?\n", b"1\n"), Exchange(b"*OPC?\n", b"0\n")])
+    s.mw.wait_complete()
+    with pytest.raises(ProtocolError, match="OPC"):
+        s.mw.wait_complete()
+    s.done()
+
+
+def test_drain_errors_returns_every_entry_without_raising(session) -> None:
+    s = session([Exchange(b"SYST:ERR?\n", b'-221,"Settings conflict"\n'),
+                 Exchange(b"SYST:ERR?\n", b'-113,"Undefined header;X"\n'),
+                 Exchange(b"SYST:ERR?\n", NO_ERROR), Exchange(b"SYST:ERR?\n", NO_ERROR)])
+    assert s.mw.drain_errors() == [(-221, "Settings conflict"), (-113, "Undefined header;X")]
+    assert s.mw.drain_errors() == []
+    s.done()
+
+
 def test_reset_sends_rst_and_forgets_remembered_settings(session) -> None:
     s = session(setting(b"SOUR:PHAS 90 DEG") + setting(b"*RST"))
     s.mw.phase_deg = 90
@@ -288,7 +306,7 @@ def test_declarations_document_unit_and_range() -> None:
     for control in SMA100B.controls():
         assert control.__doc__.startswith("Control ") and control.__doc__.endswith(").")
     assert [c.name for c in SMA100B.controls()] == [
-        "frequency_hz", "level_dbm", "phase_deg", "pulse_source", "pulse_polarity",
+        "power_unit", "frequency_hz", "level_dbm", "phase_deg", "pulse_source", "pulse_polarity",
         "pulse_modulation_enabled", "output_enabled"]
 
 

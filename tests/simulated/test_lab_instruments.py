@@ -77,15 +77,28 @@ def x_contrast(lab: VirtualLab, shots: list) -> np.ndarray:
                      for s, d in zip(ok, lab.truths) if s.direction == "x"])
 
 
-def test_rf_switched_off_gives_no_pulse(lab: VirtualLab) -> None:
+def test_rf_switched_off_reaches_the_atoms_and_fails_that_shot(lab: VirtualLab) -> None:
     def off(mw: SMA100B) -> None:
         mw.output_enabled = False
 
     final, shots = run(lab, 6, before_run=off)
     assert final is RunState.COMPLETED
-    assert all(t.pulses == () and not t.microwave.output_enabled for t in lab.truths)
-    # without the pi/2 pulse, x reads the squeezed S_z (~0), not the x polarisation (N1 - N2 = -N)
-    assert np.all(np.abs(x_contrast(lab, shots)) < 0.15)
+    first = lab.truths[0]                     # the atoms saw no pulse in the first shot ...
+    assert first.pulses == () and not first.microwave.output_enabled
+    failed = [s for s in shots if not s.is_ok]   # ... which is stored failed, naming the setting
+    assert len(failed) == 1 and failed[0].index == 0
+    assert "mw.output_enabled asked True, read False" in failed[0].reason
+    assert failed[0].settings["mw.output_enabled"] is False
+    assert all(t.microwave.output_enabled for t in list(lab.truths)[1:])   # re-applied
+    assert sum(s.is_ok for s in shots) == 6
+
+
+def test_the_virtual_cameras_frames_carry_the_card_edge_times(lab: VirtualLab) -> None:
+    final, shots = run(lab, 3)
+    assert final is RunState.COMPLETED and all(s.is_ok for s in shots)
+    stamps = np.array(lab.camera.frame_timestamps())      # the last shot's frames
+    assert len(stamps) == 5
+    assert np.diff(stamps)[0] == pytest.approx(1.5e-3, abs=1e-9)    # the atoms pair, as programmed
 
 
 def test_half_gate_length_gives_a_quarter_turn(lab: VirtualLab) -> None:
