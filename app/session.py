@@ -78,6 +78,20 @@ def virtual_lab_settings(config: LabConfig, plan: RunPlan) -> dict[str, Any]:
     return data
 
 
+def build_instruments(config: LabConfig, lab: Any = None) -> Instruments:
+    """The drivers of ``config`` (no I/O): each kind through its entry point (drivers/registry.py),
+    the shipped ones included; addresses and camera from the started virtual ``lab`` if given."""
+    if lab is not None:
+        mw_address, card_address, camera = lab.microwave_address, lab.card_address, lab.camera
+    else:
+        mw_address, card_address = config.microwave_address, config.card_address
+        camera = load("camera", config.camera.kind)(cti_files=list(config.camera.cti),
+                                                    serial_number=config.camera.serial_number or None)
+    microwave = load("microwave", config.microwave_kind)(mw_address, timeout_s=config.microwave_timeout_s)
+    card = load("timing_card", config.card_kind)(card_address, timeout_s=config.card_timeout_s)
+    return Instruments(microwave, card, camera)
+
+
 class RunSession:
     """One run: ``start()``, then operator commands, ``wait()``, ``close()`` (or a ``with`` block).
 
@@ -200,16 +214,7 @@ class RunSession:
                                                     f"{cfg.source}: [virtual_lab]")
             self.lab = VirtualLab(lab_cfg, seed=self.seed, microwave=cfg.microwave_kind)
             self.lab.start()
-            mw_address, card_address, camera = (self.lab.microwave_address, self.lab.card_address,
-                                                self.lab.camera)
-        else:
-            mw_address, card_address = cfg.microwave_address, cfg.card_address
-            camera = load("camera", cfg.camera.kind)(cti_files=list(cfg.camera.cti),
-                                                     serial_number=cfg.camera.serial_number or None)
-        # each kind is an entry point (drivers/registry.py), the shipped ones included
-        microwave = load("microwave", cfg.microwave_kind)(mw_address, timeout_s=cfg.microwave_timeout_s)
-        card = load("timing_card", cfg.card_kind)(card_address, timeout_s=cfg.card_timeout_s)
-        self.instruments = Instruments(microwave, card, camera)
+        self.instruments = build_instruments(cfg, self.lab)
 
     def _shutdown_instruments(self) -> None:
         inst, self.instruments = self.instruments, None
