@@ -288,7 +288,7 @@ class Sequencer:
             self._settle_card()
             if pulse.pulse_s > 0:
                 self._step("microwave", "set phase", setattr, mw, "phase_deg", pulse.phase_deg)
-                self._step("microwave", "*OPC?", mw.wait_complete)
+                self._step("microwave", "wait complete", mw.wait_complete)   # *OPC? on SCPI
             upload = self._step("timing_card", "program", card.program, compiled.instructions)
             if self.config.verify_program:
                 self._step("timing_card", "verify", card.verify, compiled.instructions)
@@ -392,7 +392,7 @@ class Sequencer:
     def _software_triggers(self, t0: float) -> None:
         """One software trigger at each exposure start of the shot (bench tests, no TTL)."""
         cam = self.inst.camera
-        for start_s in sorted(self.plan.imaging.exposure_starts_s().values()):
+        for start_s in self._exposure_starts:
             wait = t0 + start_s - time.monotonic()
             if wait > 0 and self._sleep(wait):
                 raise ShotAborted()

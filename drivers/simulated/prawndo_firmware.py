@@ -14,6 +14,7 @@ buffered run, anything else is a manual update of the outputs. ``run`` pushes BU
 
 A ``man`` word without bit 16 sets the outputs to its low 16 bits (the PIO drives pins 0-15 only).
 Both versions answer ``ok`` to such a ``man`` (the firmware does not check the word).
+Not emulated: 1.3.0's stale manual update after an abort (fixed in 1.3.1 by commit eaebfc5).
 
 It reads commands from a *console* (a byte stream: TCP socket or pty, see prawndo_emulator.py),
 answers exactly as the firmware prints (``\\r\\n`` line ends; ``Invalid command: %s`` and ``Cannot

@@ -5,8 +5,8 @@ uses it: a command character, then its value or ``?``; queries answer one line e
 writes answer nothing. A value ends at the next character that cannot continue it (a command
 letter, ``?``, a line end) or, as the end of a burst, after ``idle_s`` (10 ms) without input. A sign
 is only taken as the first character of a value. ``C0``/``C1`` select the channel of the
-per-channel commands (``f W ~ h E r p V a Z``); ``w`` (trigger function) and ``:`` (pulse invert)
-are the device's. Immediate queries: ``+`` model, ``-`` serial number, ``v0``/``v1``/``v2``
+per-channel commands (``f W ~ h E r a Z``, and the queries ``p`` and ``V``); ``w`` (trigger
+function) and ``:`` (pulse invert) are the device's. Immediate queries: ``+`` model, ``-`` serial number, ``v0``/``v1``/``v2``
 firmware/hardware/sub-version, ``p`` PLL lock, ``z`` temperature, ``V`` calibration.
 Unknown characters are ignored, and a value outside the instrument's range is not taken (the
 setting keeps its value), as there is no error reply: a client finds out by reading back.
@@ -41,7 +41,7 @@ SERIAL = "1873"
 VERSIONS = {"0": "Firmware Version 3.26", "1": "Hardware Version 2.06", "2": "HD"}
 RANGES = {"f": (10.0, 15000.0), "W": (-70.0, 20.0), "~": (0.0, 360.0), "w": (0, 9), "a": (0, 4000),
           "Z": (0, 3)}
-CHANNEL_COMMANDS = "fW~hErVaZ"
+CHANNEL_COMMANDS = "fW~hEraZ"
 DEVICE_COMMANDS = "w:C"
 IMMEDIATE = "+-pzV"
 _NUMERIC = "0123456789."
