@@ -59,6 +59,13 @@ RESULTS_BYTES_PER_CHUNK = 64 * 1024
 
 COMPRESSIONS = ("none", "blosc-lz4")
 
+# HDF5 library-version bounds of every file steerlab writes: SWMR needs a low bound of v110, and
+# the high bound keeps the object header, layout and datatype messages at versions that HDF5 1.10
+# readers (Debian 12's h5dump/h5ls, h5py built on HDF5 1.10-1.14) can read. "latest" would let the
+# installed HDF5 (2.0 in the h5py 3.16 wheel) pick message versions that 1.10 refuses ("bad version
+# number for layout message").
+LIBVER = ("v110", "v110")
+
 
 class RunFileError(Exception):
     """A run file cannot be written or read; the message names the file and what is wrong or missing."""

@@ -120,7 +120,7 @@ class RunWriter:
             # so it frees nothing worth tracking, and with it (the default) direct chunk writes
             # beside variable-size compressed chunks left ~35 MB of heap per 1000 shots
             # (tests/app/test_runfile_memory.py); files are the same size either way.
-            self._f = h5py.File(self.path, "w-", libver="latest", alignment_threshold=65536,
+            self._f = h5py.File(self.path, "w-", libver=S.LIBVER, alignment_threshold=65536,
                                 alignment_interval=4096, fs_strategy="aggregate")
         except FileExistsError:
             raise S.RunFileError(f"{self.path}: already exists; a run never overwrites a file") from None
