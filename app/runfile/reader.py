@@ -20,8 +20,26 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.runfile import schema as S
+from app.runfile.confine import BYTES, INT, TEXT, Expect, check_confined
 from app.runfile.h5open import open_swmr_read, swmr_read_attempts_bounded
 from sequences.shot import ShotRecord, ShotTime
+
+
+def _fixed_text(ds: h5py.Dataset) -> bool:
+    return ds.shape == () and ds.dtype.kind == "S"
+
+
+V1_SCHEMA: dict[str, Expect] = {
+    S.FRAMES: Expect(lambda ds: ds.ndim == 4 and ds.dtype == np.uint16,
+                     "uint16 (shots, frames, H, W)"),
+    S.SHOTS: Expect(lambda ds: ds.ndim == 1 and ds.dtype == S.SHOT_DTYPE, f"1-D {S.SHOT_DTYPE}"),
+    S.SHOT_TEXT: BYTES, S.N_COMPLETE: INT, S.RESULTS_SLOTS[0]: BYTES, S.RESULTS_SLOTS[1]: BYTES,
+    S.RESULTS_STATE: Expect(lambda ds: ds.shape == (2,) and ds.dtype.kind in "iu",
+                            "int64 (2,)"),
+    S.END_STATE: Expect(_fixed_text, "a scalar fixed-size string"),
+    S.END_UTC: Expect(_fixed_text, "a scalar fixed-size string"),
+    **{p: TEXT for p in S.META.values()},
+}
 
 
 def _open_h5(path: Path) -> tuple[h5py.File, bool]:
@@ -118,31 +136,16 @@ class RunReader:
         if version != S.SCHEMA_VERSION:
             raise self._fail(f"schema version {version} is not supported; this steerlab "
                              f"reads version {S.SCHEMA_VERSION}")
+        check_confined(self._f, self.path, V1_SCHEMA)
         missing = [p for p in S.REQUIRED if not isinstance(self._f.get(p), h5py.Dataset)]
         if missing:
             raise self._fail("missing dataset(s) " + ", ".join("/" + p for p in missing)
                              + " (damaged, or written by another program)")
-        table = self._f[S.SHOTS]
-        if table.dtype != S.SHOT_DTYPE or table.ndim != 1:
-            raise self._fail(f"/{S.SHOTS} is {table.dtype} {table.shape}, expected 1-D "
-                             f"{S.SHOT_DTYPE}")
         frames = self._f[S.FRAMES]
-        if frames.ndim != 4 or frames.dtype != np.uint16:
-            raise self._fail(f"/{S.FRAMES} is {frames.dtype} {frames.shape}, expected uint16 "
-                             "(shots, frames, H, W)")
         names = frames.attrs.get("frame_names")
         if names is None or len(names) != frames.shape[1]:
             raise self._fail(f"/{S.FRAMES} attribute 'frame_names' is {names!r}, expected "
                              f"{frames.shape[1]} names")
-        for path, dtype, shape in ((S.SHOT_TEXT, np.uint8, None), (S.N_COMPLETE, None, ()),
-                                   (S.RESULTS_STATE, None, (2,)),
-                                   (S.RESULTS_SLOTS[0], np.uint8, None),
-                                   (S.RESULTS_SLOTS[1], np.uint8, None)):
-            ds = self._f[path]
-            if (dtype is not None and (ds.dtype != dtype or ds.ndim != 1)) or \
-                    (shape is not None and (ds.shape != shape or ds.dtype.kind not in "iu")):
-                raise self._fail(f"/{path} is {ds.dtype} {ds.shape}, not what schema "
-                                 f"{S.SCHEMA_VERSION} writes")
 
     def _load_meta(self) -> None:
         f = self._f
