@@ -26,7 +26,7 @@ from analysis.geometries import Split
 from app.heap import HeapTrimmer
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
-from app.runfile import open_run
+from app.runfile import RunFileError, open_run
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
 from drivers.prawndo import PrawnDO
@@ -233,13 +233,28 @@ class RunSession:
             self._finish(final)
 
     def _finish(self, final: RunState) -> None:
+        """Final results into the file (if they can be computed and written), then close it with
+        the run's end state, whatever failed before: an error is reported, never a file left open."""
         try:
-            self.results = self._final_results()
-            if self.writer is not None:
+            try:
+                self.results = self._final_results()
+            except Exception as exc:   # e.g. frames the analysis cannot use: the file still closes
+                log.error("final results not computed: %s: %s", type(exc).__name__, exc)
+                self._errors["results"] = f"final results not computed: {type(exc).__name__}: {exc}"
+            writer = self.writer
+            if writer is not None:
+                if writer.failed:
+                    final = RunState.FAULTED
+                    self._errors["writer"] = writer.failed
                 try:
-                    self.writer.write_results(self.results)
+                    if self.results is not None and not writer.failed:
+                        writer.write_results(self.results)
                 finally:
-                    self.writer.close(END_STATES.get(final, "faulted"))
+                    writer.close(END_STATES.get(final, "faulted"))
+        except RunFileError as exc:         # one line: names the file, the error, shots kept
+            log.error("%s", exc)
+            self._errors["writer"] = str(exc)
+            final = RunState.FAULTED
         except Exception as exc:
             log.exception("finishing the run file failed")
             self._errors["writer"] = f"{type(exc).__name__}: {exc}"

@@ -83,6 +83,17 @@ def _superblock_eof(path: Path) -> int | None:
     return int.from_bytes(head[at:at + 8], "little")
 
 
+def superblock_open_flag(path: Path) -> bool | None:
+    """True if the HDF5 superblock's file-consistency flags say a writer still has (or had, at a
+    crash) the file open for writing; None if the superblock cannot be read."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or not head.startswith(_SIGNATURE):
+        return None
+    flags = head[11] if head[8] >= 2 else int.from_bytes(head[20:24], "little")
+    return flags != 0
+
+
 class RunReader:
     """A run file open for reading. Use ``open_run(path)``; close it (or use ``with``).
 
@@ -223,6 +234,12 @@ class RunReader:
     def end_utc(self) -> str:
         """When the writer closed the file (empty if it did not)."""
         return bytes(self._read(S.END_UTC)).decode("ascii", "replace").rstrip("\x00")
+
+    @property
+    def open_for_write_flag(self) -> bool | None:
+        """HDF5's open-for-write flag in the superblock (set while a writer has the file, and left
+        set by a crash): plain HDF5 readers refuse such a file; None if unreadable."""
+        return superblock_open_flag(self.path)
 
     @property
     def closed_cleanly(self) -> bool:

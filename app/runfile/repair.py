@@ -2,7 +2,9 @@
 
 The copy holds the committed shots only, the latest complete results, and every metadata item; it
 is written without SWMR (plain HDF5, default library-version bounds) to ``dst`` via a temporary
-file renamed at the end, so a failed repair never leaves a half-written ``dst``.
+file ``.DST.<pid>.partial`` renamed at the end, so a failed repair never leaves a half-written
+``dst``; a failed repair deletes its temporary file, and the next one deletes those of repairs
+that were killed.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from app.runfile import schema as S
 from app.runfile.reader import open_run
+from app.runfile.writer import publish_no_overwrite, remove_stale_temporaries, temp_name
 from sequences.shot import utc_now_iso
 
 
@@ -28,7 +31,8 @@ def repair(src: str | Path, dst: str | Path, *, compression: str = "none") -> in
     if dst.exists():
         raise S.RunFileError(f"{dst}: already exists; repair never overwrites a file")
     filters = S.frame_filter(compression)
-    tmp = dst.with_name(dst.name + ".partial")
+    remove_stale_temporaries(dst.parent)          # left by a repair that was killed
+    tmp = temp_name(dst, "partial")
     with open_run(src) as run:
         n = run.n_shots
         table = run._f[S.SHOTS][:n]
@@ -66,7 +70,7 @@ def repair(src: str | Path, dst: str | Path, *, compression: str = "none") -> in
                                    dtype=S.END_STATE_DTYPE)
                 out.create_dataset(S.END_UTC, data=np.bytes_(run.end_utc.encode()),
                                    dtype=S.UTC_DTYPE)
-            os.replace(tmp, dst)
+            publish_no_overwrite(tmp, dst)
         finally:
             if tmp.exists():
                 tmp.unlink()

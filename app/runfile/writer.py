@@ -4,10 +4,18 @@ Commit protocol per shot: append the frames, the shot's JSON text and its table 
 write the committed-shot counter ``shots/n_complete`` and flush again. A reader trusts only rows
 below the counter, so a kill at any moment leaves either the previous or the new shot count, never a
 half-written shot. ``write_shot`` returns only after both flushes: the shot is then complete.
+
+Faults: the file is created under a hidden temporary name and renamed (without overwriting) once
+its structure is complete and SWMR is on, so a kill during creation never leaves an unopenable file
+under the run's name. Beside it the writer keeps a reserve file (a few MB, allocated at start);
+when a write fails (a full disk, an I/O error) the writer stops writing shots, deletes the reserve
+and closes the file as 'faulted' in the space it freed, so the file's open-for-write flag is
+cleared and every committed shot stays readable by any HDF5 reader.
 """
 from __future__ import annotations
 
 import json
+import errno
 import logging
 import os
 import zlib
@@ -36,6 +44,65 @@ def _json(value: Any, what: str) -> str:
 
 GROW_SHOTS = 64   # frames and table rows are allocated this many shots at a time
 GROW_TEXT_BYTES = 65536
+RESERVE_MIN_BYTES = 4 << 20      # the reserve file: room to close the file after a full disk
+RESERVE_MAX_BYTES = 64 << 20
+
+
+def _one_line(exc: BaseException) -> str:
+    """An HDF5/OS error as one short line (HDF5 messages span lines and repeat the file name)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "errno = 28" in str(exc):
+        return "no space left on device"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:240]}"
+
+
+def temp_name(path: Path, kind: str) -> Path:
+    """``.NAME.<pid>.<kind>`` beside ``path``: hidden, and removable once this process is gone."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{kind}")
+
+
+TEMP_KINDS = ("creating", "reserve", "partial")
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the ``.NAME.<pid>.creating|reserve|partial`` files in ``directory`` left by writers
+    and repairs that were killed (their process no longer exists); returns what was deleted."""
+    removed = []
+    for tmp in [p for kind in TEMP_KINDS for p in directory.glob(f".*.{kind}")]:
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish_no_overwrite(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` without ever overwriting ``path`` (hard link + unlink; a
+    checked rename where the file system has no hard links)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise S.RunFileError(f"{path}: already exists; a run never overwrites a file") from None
+    except OSError:
+        if path.exists():
+            raise S.RunFileError(f"{path}: already exists; a run never overwrites a file") from None
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 class _ChunkAppender:
@@ -114,23 +181,39 @@ class RunWriter:
         self._text_slots = 0        # allocated length of the text dataset (bytes)
         self._results_slot = -1
         self._closed = False
+        if self.path.exists():
+            raise S.RunFileError(f"{self.path}: already exists; a run never overwrites a file")
+        if not self.path.parent.is_dir():
+            raise S.RunFileError(f"{self.path}: cannot create: directory {self.path.parent} "
+                                 "does not exist")
+        remove_stale_temporaries(self.path.parent)
+        tmp = temp_name(self.path, "creating")
+        self.failed = ""             # why writing failed (the writer then only closes the file)
         try:
             # frame chunks start on 4 KiB boundaries: page-aligned copies into the page cache.
             # fs_strategy "aggregate": no in-memory free-space manager. The file is append-only,
             # so it frees nothing worth tracking, and with it (the default) direct chunk writes
             # beside variable-size compressed chunks left ~35 MB of heap per 1000 shots
             # (tests/app/test_runfile_memory.py); files are the same size either way.
-            self._f = h5py.File(self.path, "w-", libver=S.LIBVER, alignment_threshold=65536,
+            self._f = h5py.File(tmp, "w-", libver=S.LIBVER, alignment_threshold=65536,
                                 alignment_interval=4096, fs_strategy="aggregate")
-        except FileExistsError:
-            raise S.RunFileError(f"{self.path}: already exists; a run never overwrites a file") from None
         except OSError as exc:
-            raise S.RunFileError(f"{self.path}: cannot create: {exc}") from None
+            raise S.RunFileError(f"{self.path}: cannot create: {_one_line(exc)}") from None
+        self._reserve = temp_name(self.path, "reserve")
         try:
             self._create(texts, filters, run_name, software_version or S.software_version())
             self._f.swmr_mode = True
-        except BaseException:
-            self._f.close()
+            self._f.flush()
+            self._make_reserve(len(names) * h * w * 2)
+            publish_no_overwrite(tmp, self.path)
+        except BaseException as exc:
+            try:
+                self._f.close()
+            finally:
+                tmp.unlink(missing_ok=True)
+                self._reserve.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise S.RunFileError(f"{self.path}: cannot create: {_one_line(exc)}") from None
             raise
         self._fd = self._f.id.get_vfd_handle() if fsync else None
         # handles kept open: looking datasets up by path costs more than writing a row
@@ -146,6 +229,22 @@ class RunWriter:
         self._count_type = h5py.h5t.py_create(self._count_buf.dtype)
         log.info("run file %s created (%s, frames %s x %dx%d)", self.path, compression,
                  len(names), h, w)
+
+    def _make_reserve(self, shot_bytes: int) -> None:
+        """Allocate the reserve file (real blocks, not a sparse file) that a full disk frees."""
+        size = min(max(RESERVE_MIN_BYTES, 2 * shot_bytes), RESERVE_MAX_BYTES)
+        fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                block = b"\0" * (1 << 20)
+                for _ in range(0, size, len(block)):
+                    os.write(fd, block)
+        finally:
+            os.close(fd)
 
     def _create(self, texts: dict[str, str], filters: dict[str, object], run_name: str,
                 version: str) -> None:
@@ -185,6 +284,17 @@ class RunWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise S.RunFileError(f"{self.path}: the run file is closed")
+        if self.failed:
+            raise S.RunFileError(f"{self.path}: writing stopped after an earlier error "
+                                 f"({self.failed}); {self.n_shots} shots committed")
+
+    def _fail_write(self, what: str, exc: BaseException) -> S.RunFileError:
+        """Stop writing after an HDF5/OS error; the error to raise (one line)."""
+        self.failed = f"{what}: {_one_line(exc)}"
+        log.info("run file %s: %s; %d shots committed, writing stopped", self.path, self.failed,
+                  self.n_shots)
+        return S.RunFileError(f"{self.path}: {self.failed}; {self.n_shots} shots committed, "
+                              "writing stopped")
 
     def _commit(self) -> None:
         self._f.flush()
@@ -216,37 +326,40 @@ class RunWriter:
                    shot.direction.encode(), shot.status.encode(), shot.frames is not None,
                    t.start_utc.encode(), t.end_utc.encode(), t.start_monotonic_s,
                    t.end_monotonic_s, self._text_len, len(text), frames_crc, zlib.crc32(text))
-        n = self.n_shots
-        frames = self._ds_frames
-        if self._shot_slots <= n:         # grown in blocks; readers count committed shots only
-            slots = n + GROW_SHOTS           # (length kept here: Dataset.shape costs ~7 us a call)
-            frames.resize(slots, axis=0)
-            self._ds_table.resize(slots, axis=0)
-            self._shot_slots = slots
-        if shot.frames is not None:
-            if self.compression == "none":
-                # one chunk per shot: hand HDF5 the bytes directly (no type conversion or
-                # selection machinery), as fast as a raw file write
-                frames.id.write_direct_chunk((n, 0, 0, 0),
-                                             np.ascontiguousarray(shot.frames, dtype="<u2").data)
-            else:                          # through the filter pipeline, without h5py's checks
-                fspace = frames.id.get_space()
-                fspace.select_hyperslab((n, 0, 0, 0), self._frame_block)
-                frames.id.write(self._frame_mspace, fspace,
-                                np.ascontiguousarray(shot.frames, dtype="<u2"),
-                                mtype=self._frame_type)
-        if text:
-            buf = self._ds_text
-            if self._text_slots < self._text_len + len(text):
-                slots = self._text_len + len(text) + GROW_TEXT_BYTES
-                buf.resize(slots, axis=0)
-                self._text_slots = slots
-            self._text.write(self._text_len, np.frombuffer(text, dtype=np.uint8))
-        self._rows.write(n, row.reshape(1))
-        self._commit()
-        self._count_buf[()] = n + 1
-        self._ds_count.id.write(self._scalar, self._scalar, self._count_buf, mtype=self._count_type)
-        self._commit()
+        try:
+            n = self.n_shots
+            frames = self._ds_frames
+            if self._shot_slots <= n:         # grown in blocks; readers count committed shots only
+                slots = n + GROW_SHOTS           # (length kept here: Dataset.shape costs ~7 us a call)
+                frames.resize(slots, axis=0)
+                self._ds_table.resize(slots, axis=0)
+                self._shot_slots = slots
+            if shot.frames is not None:
+                if self.compression == "none":
+                    # one chunk per shot: hand HDF5 the bytes directly (no type conversion or
+                    # selection machinery), as fast as a raw file write
+                    frames.id.write_direct_chunk((n, 0, 0, 0),
+                                                 np.ascontiguousarray(shot.frames, dtype="<u2").data)
+                else:                          # through the filter pipeline, without h5py's checks
+                    fspace = frames.id.get_space()
+                    fspace.select_hyperslab((n, 0, 0, 0), self._frame_block)
+                    frames.id.write(self._frame_mspace, fspace,
+                                    np.ascontiguousarray(shot.frames, dtype="<u2"),
+                                    mtype=self._frame_type)
+            if text:
+                buf = self._ds_text
+                if self._text_slots < self._text_len + len(text):
+                    slots = self._text_len + len(text) + GROW_TEXT_BYTES
+                    buf.resize(slots, axis=0)
+                    self._text_slots = slots
+                self._text.write(self._text_len, np.frombuffer(text, dtype=np.uint8))
+            self._rows.write(n, row.reshape(1))
+            self._commit()
+            self._count_buf[()] = n + 1
+            self._ds_count.id.write(self._scalar, self._scalar, self._count_buf, mtype=self._count_type)
+            self._commit()
+        except Exception as exc:      # full disk, I/O error: no further shot is written
+            raise self._fail_write(f"writing shot {shot.index} failed", exc) from None
         self.n_shots = n + 1
         self._text_len += len(text)
         self._last_index = shot.index
@@ -258,13 +371,16 @@ class RunWriter:
         self._check_open()
         data = _json(dict(results), "results").encode("utf-8")
         slot = 1 - self._results_slot if self._results_slot >= 0 else 0
-        ds = self._f[S.RESULTS_SLOTS[slot]]
-        ds.resize(len(data), axis=0)
-        if data:
-            ds[:] = np.frombuffer(data, dtype=np.uint8)
-        self._commit()
-        self._f[S.RESULTS_STATE][:] = np.array([slot, len(data)], dtype="<i8")
-        self._commit()
+        try:
+            ds = self._f[S.RESULTS_SLOTS[slot]]
+            ds.resize(len(data), axis=0)
+            if data:
+                ds[:] = np.frombuffer(data, dtype=np.uint8)
+            self._commit()
+            self._f[S.RESULTS_STATE][:] = np.array([slot, len(data)], dtype="<i8")
+            self._commit()
+        except Exception as exc:
+            raise self._fail_write("writing the results failed", exc) from None
         self._results_slot = slot
 
     def close(self, end_state: str = "completed") -> None:
@@ -275,6 +391,9 @@ class RunWriter:
             raise S.RunFileError(f"end_state = {end_state!r}: expected one of "
                                  f"{', '.join(S.WRITER_END_STATES)}")
         self._closed = True
+        if self.failed:                 # room to close in: the reserve goes first
+            self._reserve.unlink(missing_ok=True)
+        error = None
         try:
             self._ds_frames.resize(self.n_shots, axis=0)    # drop the slots allocated ahead
             self._ds_table.resize(self.n_shots, axis=0)
@@ -282,6 +401,15 @@ class RunWriter:
             self._f[S.END_STATE][()] = np.bytes_(end_state.encode())
             self._f[S.END_UTC][()] = np.bytes_(utc_now_iso().encode())
             self._commit()
-        finally:
+        except Exception as exc:
+            error = exc
+        try:
             self._f.close()
+        except Exception as exc:
+            error = error or exc
+        finally:
+            self._reserve.unlink(missing_ok=True)
+        if error is not None:
+            raise S.RunFileError(f"{self.path}: closing the run file failed ({_one_line(error)}); "
+                                 f"{self.n_shots} shots committed") from None
         log.info("run file %s closed (%s, %d shots)", self.path, end_state, self.n_shots)
