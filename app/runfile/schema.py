@@ -1,4 +1,6 @@
-"""The layout of a steerlab run file (schema version 1); documented in docs/run-file-format.md.
+"""The layout of a steerlab run file (schema version 2; version 1 still read); documented in
+docs/run-file-format.md. Schema 2 adds typed per-shot columns (app/runfile/columns.py), the NeXus
+structure, provenance and typed final results (app/runfile/nexus.py) to schema 1's objects.
 
 Everything that is appended during a run has a fixed-size type (SWMR cannot grow variable-length
 data safely): per-shot metadata is one compound row, per-shot text (reason, settings read back)
@@ -9,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 FORMAT = "steerlab-run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 FRAMES = "frames"
 SHOTS = "shots/table"

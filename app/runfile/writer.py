@@ -28,6 +28,8 @@ import h5py
 import numpy as np
 
 from app.runfile import schema as S
+from app.runfile import nexus
+from app.runfile.columns import ChunkAppender, ShotColumns, create_columns, write_counts
 from sequences.shot import ShotRecord, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -105,35 +107,6 @@ def publish_no_overwrite(tmp: Path, path: Path) -> None:
     os.unlink(tmp)
 
 
-class _ChunkAppender:
-    """Appends to a 1-D, unfiltered, chunked dataset by writing whole chunks directly.
-
-    The chunk being filled is kept in memory and rewritten with ``write_direct_chunk`` after each
-    append: no HDF5 type conversion and no chunk cache (a high-level ``ds[a:b] = v`` of one compound
-    shot row costs ~90 us, this ~7 us). The dataset must be large enough for the appended items."""
-
-    def __init__(self, ds: h5py.Dataset) -> None:
-        self._id = ds.id
-        self._per_chunk = int(ds.chunks[0])
-        self._buf = np.zeros(self._per_chunk, dtype=ds.dtype)
-        self._chunk = 0          # index of the chunk held in ``_buf``
-
-    def write(self, start: int, values: np.ndarray) -> None:
-        """Write ``values`` (same dtype) at items ``start``..; items are appended, never rewritten
-        out of order, so every chunk before ``start``'s is already on disk."""
-        pos, end, k = start, start + values.shape[0], self._per_chunk
-        while pos < end:
-            chunk = pos // k
-            if chunk != self._chunk:
-                self._buf[:] = 0
-                self._chunk = chunk
-            lo = pos - chunk * k
-            n = min(end - pos, k - lo)
-            self._buf[lo:lo + n] = values[pos - start:pos - start + n]
-            self._id.write_direct_chunk((chunk * k,), self._buf.data)
-            pos += n
-
-
 class RunWriter:
     """One run file, opened for SWMR appends. Use as a context manager or call ``close()``.
 
@@ -141,7 +114,8 @@ class RunWriter:
     that shape. ``compression`` is 'none' (the writer's default; raw chunks written directly) or
     'blosc-lz4' (lossless, ~1.8x smaller files, needs ``hdf5plugin`` to read; the default of a
     run, as it does not slow acquisition). ``fsync`` also forces each committed shot to the
-    disk (survives a power cut; two disk syncs per shot).
+    disk (survives a power cut; two disk syncs per shot). ``provenance``: items added to the
+    file's provenance (e.g. the configuration file's hash); versions, host and user are added here.
     """
 
     def __init__(self, path: str | Path, *, frame_names: tuple[str, ...],
@@ -150,7 +124,8 @@ class RunWriter:
                  instruments: Mapping[str, Any] | None = None,
                  config: Mapping[str, Any] | None = None, run_name: str = "",
                  compression: str = "none", fsync: bool = False,
-                 software_version: str | None = None) -> None:
+                 software_version: str | None = None,
+                 provenance: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
         names = tuple(frame_names)
         if not names or len(set(names)) != len(names):
@@ -180,6 +155,7 @@ class RunWriter:
         self._shot_slots = 0        # allocated length of the frames and table datasets
         self._text_slots = 0        # allocated length of the text dataset (bytes)
         self._results_slot = -1
+        self._results: Mapping[str, Any] | None = None
         self._closed = False
         if self.path.exists():
             raise S.RunFileError(f"{self.path}: already exists; a run never overwrites a file")
@@ -201,7 +177,14 @@ class RunWriter:
             raise S.RunFileError(f"{self.path}: cannot create: {_one_line(exc)}") from None
         self._reserve = temp_name(self.path, "reserve")
         try:
-            self._create(texts, filters, run_name, software_version or S.software_version())
+            version = software_version or S.software_version()
+            prov = nexus.provenance(version, {
+                "config_json_sha256": nexus.sha256_text(texts["config_json"]),
+                "calibration_json_sha256": nexus.sha256_text(texts["calibration_json"]),
+                "plan_toml_sha256": nexus.sha256_text(plan_toml), **dict(provenance or {})})
+            self._create(texts, filters, run_name, version)
+            nexus.create_structure(self._f, instruments=dict(instruments or {}), prov=prov,
+                                   run_name=run_name, created_utc=str(self._f.attrs["created_utc"]))
             self._f.swmr_mode = True
             self._f.flush()
             self._make_reserve(len(names) * h * w * 2)
@@ -220,7 +203,8 @@ class RunWriter:
         f = self._f
         self._ds_frames, self._ds_text = f[S.FRAMES], f[S.SHOT_TEXT]
         self._ds_table, self._ds_count = f[S.SHOTS], f[S.N_COMPLETE]
-        self._rows, self._text = _ChunkAppender(self._ds_table), _ChunkAppender(self._ds_text)
+        self._rows, self._text = ChunkAppender(self._ds_table), ChunkAppender(self._ds_text)
+        self._columns = ShotColumns(f)
         self._scalar = h5py.h5s.create(h5py.h5s.SCALAR)
         self._count_buf = np.zeros((), dtype="<i8")
         self._frame_block = (1, len(names), h, w)
@@ -273,6 +257,7 @@ class RunWriter:
         f.create_dataset(S.RESULTS_STATE, data=np.array([-1, 0], dtype="<i8"))
         f.create_dataset(S.END_STATE, data=np.bytes_(b"running"), dtype=S.END_STATE_DTYPE)
         f.create_dataset(S.END_UTC, data=np.bytes_(b""), dtype=S.UTC_DTYPE)
+        create_columns(f)
 
     def __enter__(self) -> RunWriter:
         return self
@@ -333,6 +318,7 @@ class RunWriter:
                 slots = n + GROW_SHOTS           # (length kept here: Dataset.shape costs ~7 us a call)
                 frames.resize(slots, axis=0)
                 self._ds_table.resize(slots, axis=0)
+                self._columns.resize(slots)
                 self._shot_slots = slots
             if shot.frames is not None:
                 if self.compression == "none":
@@ -353,6 +339,7 @@ class RunWriter:
                     buf.resize(slots, axis=0)
                     self._text_slots = slots
                 self._text.write(self._text_len, np.frombuffer(text, dtype=np.uint8))
+            self._columns.write(n, shot)
             self._rows.write(n, row.reshape(1))
             self._commit()
             self._count_buf[()] = n + 1
@@ -382,6 +369,21 @@ class RunWriter:
         except Exception as exc:
             raise self._fail_write("writing the results failed", exc) from None
         self._results_slot = slot
+        self._results = results
+
+    def write_counts(self, counts: Mapping[str, Any]) -> int:
+        """Store the chosen geometry's per-shot region counts (arrays by the names of
+        ``columns.COUNT_COLUMNS``: index, N1A, N2A, N1B, N2B, det_SA, det_SB; atoms); replaces
+        earlier ones. Returns the rows written."""
+        self._check_open()
+        try:
+            n = write_counts(self._f, {k: np.asarray(v) for k, v in counts.items()})
+            self._commit()
+        except ValueError as exc:
+            raise S.RunFileError(f"{self.path}: {exc}") from None
+        except Exception as exc:
+            raise self._fail_write("writing the shot counts failed", exc) from None
+        return n
 
     def close(self, end_state: str = "completed") -> None:
         """Record how the run ended ('completed', 'stopped', 'aborted', 'faulted') and close."""
@@ -395,6 +397,12 @@ class RunWriter:
             self._reserve.unlink(missing_ok=True)
         error = None
         try:
+            if self._results is not None and not self.failed:     # typed copy of the results
+                nexus.write_results_tables(self._f, self._results)
+            self._columns.resize(self.n_shots)
+        except Exception as exc:
+            error = exc
+        try:
             self._ds_frames.resize(self.n_shots, axis=0)    # drop the slots allocated ahead
             self._ds_table.resize(self.n_shots, axis=0)
             self._ds_text.resize(self._text_len, axis=0)
@@ -402,7 +410,7 @@ class RunWriter:
             self._f[S.END_UTC][()] = np.bytes_(utc_now_iso().encode())
             self._commit()
         except Exception as exc:
-            error = exc
+            error = error or exc
         try:
             self._f.close()
         except Exception as exc:
