@@ -27,6 +27,7 @@ from app.heap import HeapTrimmer
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
 from app.runfile import RunFileError, open_run
+from app.runfile.nexus import sha256_file
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
 from drivers.prawndo import PrawnDO
@@ -171,7 +172,8 @@ class RunSession:
                 plan_toml=self.plan.text, plan_json=self.plan.to_json(),
                 calibration=dict(self.config.calibration_record), instruments=self.description,
                 config=self.config.as_json_dict() | {"seed": self.seed},
-                run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync)
+                run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync,
+                provenance=self._provenance())
         except BaseException:
             self._shutdown_instruments()
             raise
@@ -184,6 +186,12 @@ class RunSession:
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="run-session", daemon=False)
         self._thread.start()
+
+    def _provenance(self) -> dict[str, str]:
+        """The configuration and calibration files and their SHA-256 (for the run file)."""
+        cal = str(self.config.calibration_record.get("source", ""))
+        return {"config_file": self.config.source, "config_sha256": sha256_file(self.config.source),
+                "calibration_file": cal, "calibration_sha256": sha256_file(cal) if cal else ""}
 
     def _sequencer_config(self) -> Any:
         sc = self.config.sequencer
@@ -249,6 +257,7 @@ class RunSession:
                 try:
                     if self.results is not None and not writer.failed:
                         writer.write_results(self.results)
+                        writer.write_counts(self._final_monitor.shot_counts())
                 finally:
                     writer.close(END_STATES.get(final, "faulted"))
         except RunFileError as exc:         # one line: names the file, the error, shots kept
@@ -276,6 +285,7 @@ class RunSession:
         if monitor.snapshot(crosstalk=False).shots_seen < written_ok:
             log.info("the live monitor skipped shots: recomputing the results from %s", self.path)
             monitor = self.recompute(region_plan(self.config))
+        self._final_monitor = monitor
         out = monitor.results_json()
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
         out["calibration_id"] = self.config.calibration_record.get("id", "")

@@ -164,3 +164,28 @@ def test_schema_1_files_are_read_as_before(tmp_path: Path) -> None:
     assert repair(path, tmp_path / "v1-clean.h5") == 4
     with open_run(tmp_path / "v1-clean.h5") as run:
         assert run.schema_version == 1 and run.n_shots == 4
+
+
+def test_a_run_writes_counts_results_tables_and_provenance(tmp_path: Path) -> None:
+    import hashlib
+
+    from app.cli import main
+    from tests.app.test_run_cli import small_config
+
+    cfg = small_config(tmp_path)
+    assert main(["run", "--config", str(cfg), "--shots", "30", "--out", "r.h5",
+                 "--no-progress"]) == 0
+    with open_run(tmp_path / "runs" / "r.h5") as run:
+        counts, cols = run.counts(), run.columns()
+        assert len(counts["index"]) == 30 and set(counts["index"]) <= set(cols["index"])
+        assert np.all(np.isfinite(counts["N1A"])) and counts["N1A"].mean() > 10
+        assert np.all(np.isfinite(cols["mw_frequency_hz"])) and np.all(cols["mw_output_enabled"] == 1)
+        assert np.all(np.isfinite(cols["pulse_mw_gate_s"]))
+        crit, regions = run.results_tables()
+        assert regions["kind"][0] == "chosen" and len(regions["name"]) == len(run.results["criteria"])
+        k = [i for i, (g, c) in enumerate(zip(crit["geometry"], crit["criterion"]))
+             if g == 0 and c == "E_Ent"][0]
+        e = run.results["criteria"][0]
+        assert crit["raw_value"][k] == e["E_Ent"]["value"]
+        assert crit["corrected_value"][k] == e["corrected"]["E_Ent"]["value"]
+        assert run.provenance["config_sha256"] == hashlib.sha256(cfg.read_bytes()).hexdigest()
