@@ -315,10 +315,13 @@ class RunReader:
 
     def columns(self) -> dict[str, NDArray[Any]]:
         """Schema 2's typed per-shot columns of the committed shots (units: ``units(path)`` with
-        path ``shots/columns/NAME``); {} for schema 1 files."""
+        path ``shots/columns/NAME``); {} for schema 1 files. A file not closed by its writer
+        (crashed, live) has them for whole chunks of 16 shots only (``columns.valid_rows``);
+        ``table()`` and ``shot_text()`` hold every committed shot."""
         if self.schema_version < 2:
             return {}
-        return self._columns_of(C.COLUMNS, [c.name for c in C.ALL_COLUMNS], self.n_shots)
+        n = C.valid_rows(self.n_shots, closed=self.end_state != "running")
+        return self._columns_of(C.COLUMNS, [c.name for c in C.ALL_COLUMNS], n)
 
     def counts(self) -> dict[str, NDArray[Any]]:
         """The chosen geometry's per-shot region counts written at close (index, N1A, N2A, N1B,

@@ -20,7 +20,7 @@ from app.runfile import nexus as NX
 from app.runfile import schema as S
 from app.runfile.reader import open_run
 from app.runfile.writer import publish_no_overwrite, remove_stale_temporaries, temp_name
-from sequences.shot import utc_now_iso
+from sequences.shot import ShotTime, utc_now_iso
 
 
 def repair(src: str | Path, dst: str | Path, *, compression: str = "none") -> int:
@@ -115,7 +115,18 @@ def _copy_tree(src: h5py.Group, dst: h5py.Group, rows: int | None = None) -> Non
 def _copy_v2(run: Any, out: h5py.File, n: int) -> None:
     """Schema 2's typed columns, counts, results tables, instrument, provenance and NeXus entry."""
     src = run._f
-    _copy_tree(src[C.COLUMNS], out.create_group(C.COLUMNS), rows=n)
+    cols = out.create_group(C.COLUMNS)       # rebuilt from table + text: complete after a crash
+    for key, value in src[C.COLUMNS].attrs.items():
+        cols.attrs[key] = value
+    table = run.table()
+    rows = [(int(table["index"][i]), run.shot_text(i).get("settings", {}),
+             ShotTime(str(table["start_utc"][i]), str(table["end_utc"][i]),
+                      float(table["start_monotonic_s"][i]), float(table["end_monotonic_s"][i])))
+            for i in range(n)]
+    for name, values in C.column_arrays(rows).items():
+        ds = cols.create_dataset(name, data=values)
+        for key, value in src[C.COLUMNS][name].attrs.items():
+            ds.attrs[key] = value
     for path in (C.COUNTS, NX.CRITERIA, NX.REGIONS, NX.INSTRUMENT, NX.PROVENANCE):
         _copy_tree(src[path], out.create_group(path))
     for path in ("shots", "results", "meta", "run"):

@@ -8,6 +8,8 @@ is UTF-8 JSON appended to a byte dataset and addressed by offset/length in the r
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 FORMAT = "steerlab-run"
@@ -83,6 +85,29 @@ def frame_filter(compression: str) -> dict[str, object]:
 
         return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
     raise RunFileError(f"compression = {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+
+
+def frame_compressor(compression: str) -> Callable[[np.ndarray], bytes] | None:
+    """A function giving the bytes of one frame chunk exactly as the HDF5 filter of
+    ``frame_filter(compression)`` stores them, for direct chunk writes; None if the writer must
+    go through HDF5's filter pipeline (no compression, or python-blosc not installed).
+
+    'blosc-lz4' chunks are Blosc 1 buffers (lz4, level 5, bit-shuffle, 2-byte items), which the
+    HDF5 Blosc filter (id 32001) decompresses as its own. python-blosc compresses ~2x faster than
+    the filter pipeline (no chunk copies), with the GIL released, in Blosc's thread pool."""
+    if compression != "blosc-lz4":
+        return None
+    try:
+        import blosc
+    except ImportError:
+        return None
+
+    def compress(frames: np.ndarray) -> bytes:
+        a = np.ascontiguousarray(frames, dtype="<u2")
+        return blosc.compress_ptr(a.__array_interface__["data"][0], a.size, typesize=2,
+                                  clevel=5, shuffle=blosc.BITSHUFFLE, cname="lz4")
+
+    return compress
 
 
 def software_version() -> str:

@@ -148,6 +148,7 @@ class RunWriter:
         self.frame_names = names
         self.frame_shape = (h, w)
         self.compression = compression
+        self._compress = S.frame_compressor(compression)
         self.fsync = fsync
         self.n_shots = 0
         self._last_index = -1
@@ -311,6 +312,9 @@ class RunWriter:
                    shot.direction.encode(), shot.status.encode(), shot.frames is not None,
                    t.start_utc.encode(), t.end_utc.encode(), t.start_monotonic_s,
                    t.end_monotonic_s, self._text_len, len(text), frames_crc, zlib.crc32(text))
+        # compressed before any HDF5 call: Blosc threads, the GIL released, h5py's lock free
+        chunk = self._compress(shot.frames) if self._compress and shot.frames is not None \
+            else None
         try:
             n = self.n_shots
             frames = self._ds_frames
@@ -318,7 +322,6 @@ class RunWriter:
                 slots = n + GROW_SHOTS           # (length kept here: Dataset.shape costs ~7 us a call)
                 frames.resize(slots, axis=0)
                 self._ds_table.resize(slots, axis=0)
-                self._columns.resize(slots)
                 self._shot_slots = slots
             if shot.frames is not None:
                 if self.compression == "none":
@@ -326,6 +329,8 @@ class RunWriter:
                     # selection machinery), as fast as a raw file write
                     frames.id.write_direct_chunk((n, 0, 0, 0),
                                                  np.ascontiguousarray(shot.frames, dtype="<u2").data)
+                elif chunk is not None:          # Blosc buffer, as the HDF5 filter writes it
+                    frames.id.write_direct_chunk((n, 0, 0, 0), chunk)
                 else:                          # through the filter pipeline, without h5py's checks
                     fspace = frames.id.get_space()
                     fspace.select_hyperslab((n, 0, 0, 0), self._frame_block)
@@ -399,7 +404,7 @@ class RunWriter:
         try:
             if self._results is not None and not self.failed:     # typed copy of the results
                 nexus.write_results_tables(self._f, self._results)
-            self._columns.resize(self.n_shots)
+            self._columns.flush(rows=self.n_shots)
         except Exception as exc:
             error = exc
         try:

@@ -189,3 +189,23 @@ def test_a_run_writes_counts_results_tables_and_provenance(tmp_path: Path) -> No
         assert crit["raw_value"][k] == e["E_Ent"]["value"]
         assert crit["corrected_value"][k] == e["corrected"]["E_Ent"]["value"]
         assert run.provenance["config_sha256"] == hashlib.sha256(cfg.read_bytes()).hexdigest()
+
+
+def test_columns_of_a_crashed_file_whole_chunks_and_repair_rebuilds_them(tmp_path: Path) -> None:
+    n = C.ROWS_PER_CHUNK + 20
+    w = RunWriter(tmp_path / "live.h5", frame_names=FRAME_NAMES, frame_shape=(H, W))
+    for i in range(n):
+        w.write_shot(_settings_shot(i))
+    with open_run(tmp_path / "live.h5") as live:             # as after a crash: not closed
+        assert live.n_shots == n and live.end_state == "running"
+        cols = live.columns()
+        assert len(cols["index"]) == C.ROWS_PER_CHUNK
+        assert list(cols["index"]) == list(range(C.ROWS_PER_CHUNK))
+    assert repair(tmp_path / "live.h5", tmp_path / "fixed.h5") == n
+    w.close()
+    with open_run(tmp_path / "fixed.h5") as fixed, open_run(tmp_path / "live.h5") as closed:
+        assert fixed.end_state == "crashed"
+        rebuilt, written = fixed.columns(), closed.columns()
+        assert len(rebuilt["index"]) == len(written["index"]) == n
+        for name in written:
+            np.testing.assert_array_equal(rebuilt[name], written[name])
