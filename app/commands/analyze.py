@@ -164,11 +164,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{PROG}: {len(runs)} run(s), {len(written)} files in {out}")
     # numbers at fixed, pre-chosen ratios (not the minimum over the scan, which would be biased low)
     for r, scan in scans:
-        best = scan.best
         for key, target in (("E_Ent", 0.5), ("E_EPR_AB", args.ratio), ("E_EPR_BA", 1 - args.ratio)):
             i = int(np.nanargmin(np.abs(scan.splitting_ratios - target)))
-            p = float(best[key].p_value()[i])
-            verdict = ("certified < 1" if best.certified(key)[i] else "not certified") + f", p = {p:.2g}"
-            print(f"  {r.path.name} ({r.state}): {key} = {best[key].value[i]:.3f} +- {best[key].error[i]:.3f} "
-                  f"at splitting ratio {scan.splitting_ratios[i]:.2f} ({verdict}; corrected)")
+            parts = []
+            for label, res in (("corrected", scan.result.corrected), ("raw", scan.result)):
+                if res is None:
+                    continue
+                p = float(res[key].p_value()[i])
+                verdict = "certified < 1" if res.certified(key)[i] else "not certified"
+                parts.append(f"{label} {res[key].value[i]:.3f} +- {res[key].error[i]:.3f} "
+                             f"({verdict}, p = {p:.2g})")
+            print(f"  {r.path.name} ({r.state}): {key} at splitting ratio "
+                  f"{scan.splitting_ratios[i]:.2f}: " + " | ".join(parts))
     return 0

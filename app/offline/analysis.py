@@ -171,27 +171,51 @@ class Analysis:
         return self.result.corrected if self.result.corrected is not None else self.result
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per geometry: name, split parameters, ratio, N_A, N_B, every criterion raw and corrected."""
-        def num(x: Any) -> float | None:
-            x = float(x)
-            return x if math.isfinite(x) else None
-        rows = []
-        for i, g in enumerate(self.geometries):
-            row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": num(self.splitting_ratios[i]),
-                                   "N_A": num(self.n_a[i]), "N_B": num(self.n_b[i]),
-                                   "crosstalk_n_ab": num(self.crosstalk.n_ab[i])}
-            if isinstance(g, Split):
-                row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
-            for label, res in (("", self.result), ("corrected.", self.result.corrected)):
-                if res is None:
-                    continue
-                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N"):
-                    row[label + q] = num(res[q].value[i])
-                    row[label + q + "_error"] = num(res[q].error[i])
-                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
-                    row[label + q + "_certified"] = bool(res.certified(q)[i])
-            rows.append(row)
-        return rows
+        """One row per geometry: name, split parameters, ratio, N_A, N_B (atoms), then every
+        criterion corrected first, raw beside it, with explicit names: ``E_Ent_corrected``,
+        ``E_Ent_corrected_error``, ``E_Ent_corrected_p_value``, ``E_Ent_corrected_verdict``,
+        ``E_Ent_raw``, ... (corrected: detection noise and PSF subtracted; empty where the run
+        has no detection-noise estimate)."""
+        return [export_row(self, i) for i in range(len(self.geometries))]
+
+
+CRITERIA_EXPORTED = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N")
+VERDICT_OF = {True: "certified", False: "not certified"}
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def criteria_columns(res: CriteriaResult | None, i: int, q: str, variant: str) -> dict[str, Any]:
+    """``{q}_{variant}`` and ``{q}_{variant}_error`` (plus ``_p_value`` and ``_verdict`` for the
+    certifying criteria) of geometry ``i``; None values where ``res`` is None."""
+    key = f"{q}_{variant}"
+    out: dict[str, Any] = {key: None, key + "_error": None}
+    certifying = q in ("E_Ent", "E_EPR_AB", "E_EPR_BA")
+    if certifying:
+        out.update({key + "_p_value": None, key + "_verdict": None})
+    if res is not None:
+        out[key], out[key + "_error"] = _num(res[q].value[i]), _num(res[q].error[i])
+        if certifying:
+            out[key + "_p_value"] = _num(res[q].p_value()[i])
+            out[key + "_verdict"] = VERDICT_OF[bool(res.certified(q)[i])]
+    return out
+
+
+def export_row(a: Analysis, i: int) -> dict[str, Any]:
+    """Geometry ``i`` of an analysis as one export row (per quantity: corrected, then raw)."""
+    g = a.geometries[i]
+    row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": _num(a.splitting_ratios[i]),
+                           "N_A": _num(a.n_a[i]), "N_B": _num(a.n_b[i]),
+                           "crosstalk_n_ab": _num(a.crosstalk.n_ab[i])}
+    if isinstance(g, Split):
+        row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
+    for q in CRITERIA_EXPORTED:
+        row.update(criteria_columns(a.result.corrected, i, q, "corrected"))
+        row.update(criteria_columns(a.result, i, q, "raw"))
+    return row
 
 
 class RunAnalysis:
