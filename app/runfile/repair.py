@@ -2,7 +2,7 @@
 
 The copy holds the committed shots only, the latest complete results, and every metadata item; it
 is written without SWMR (plain HDF5, default library-version bounds) to ``dst`` via a temporary
-file ``.DST.<pid>.partial`` renamed at the end, so a failed repair never leaves a half-written
+file ``.DST.<host>.<pid>.partial`` renamed at the end, so a failed repair never leaves a half-written
 ``dst``; a failed repair deletes its temporary file, and the next one deletes those of repairs
 that were killed.
 """

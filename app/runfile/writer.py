@@ -18,6 +18,8 @@ import json
 import errno
 import logging
 import os
+import re
+import socket
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,21 +60,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:240]}"
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
 def temp_name(path: Path, kind: str) -> Path:
-    """``.NAME.<pid>.<kind>`` beside ``path``: hidden, and removable once this process is gone."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{kind}")
+    """``.NAME.<host>.<pid>.<kind>`` beside ``path``: hidden, and removable once this process is
+    gone (the host in the name: a data directory shared between computers keeps the others')."""
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{kind}")
 
 
 TEMP_KINDS = ("creating", "reserve", "partial")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete the ``.NAME.<pid>.creating|reserve|partial`` files in ``directory`` left by writers
-    and repairs that were killed (their process no longer exists); returns what was deleted."""
+    """Delete the ``.NAME.<host>.<pid>.creating|reserve|partial`` files of this host in
+    ``directory`` left by writers and repairs that were killed (their process no longer exists);
+    returns what was deleted."""
     removed = []
+    host = _host()
     for tmp in [p for kind in TEMP_KINDS for p in directory.glob(f".*.{kind}")]:
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if not pid.isdigit() or _alive(int(pid)):
+        parts = tmp.name.rsplit(".", 3)
+        if len(parts) != 4 or parts[1] != host or not parts[2].isdigit() or _alive(int(parts[2])):
             continue
         try:
             tmp.unlink()

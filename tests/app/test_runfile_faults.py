@@ -178,9 +178,12 @@ def test_repair_removes_its_partial_output_on_failure_and_next_start(tmp_path: P
     with pytest.raises(RunFileError, match="fail their CRC32"):
         repair(src, dst)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.h5"]
-    killed = temp_name(dst, "partial").with_name(f".{dst.name}.999999999.partial")
+    mine = temp_name(dst, "partial").name.rsplit(".", 3)[1]
+    killed = dst.with_name(f".{dst.name}.{mine}.999999999.partial")
     killed.write_bytes(b"\0" * 4096)              # as left by a repair killed with SIGKILL
+    other_host = dst.with_name(f".{dst.name}.otherhost.999999999.partial")
+    other_host.write_bytes(b"\0")                 # another computer's, on a shared directory
     good = tmp_path / "good.h5"
     write_run(good, 2)
     repair(good, dst)
-    assert not killed.exists() and dst.exists()
+    assert not killed.exists() and dst.exists() and other_host.exists()
