@@ -84,6 +84,16 @@ def _epoch_s(iso: str) -> float:
         return math.nan
 
 
+def _number(v: Any) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return math.nan
+    return float(v)
+
+
+def _flag(v: Any) -> int:
+    return int(bool(v)) if isinstance(v, (bool, int, np.integer, np.bool_)) else -1
+
+
 def _value(col: Column, index: int, settings: Mapping[str, Any], timing: ShotTime) -> float | int:
     if col.key in ("start_utc", "end_utc"):
         return _epoch_s(getattr(timing, col.key))
@@ -92,11 +102,7 @@ def _value(col: Column, index: int, settings: Mapping[str, Any], timing: ShotTim
     if col.key == "index":
         return index
     v: Any = settings.get(col.key)
-    if col.dtype == "i1":
-        return -1 if not isinstance(v, (bool, int, np.integer, np.bool_)) else int(bool(v))
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return math.nan
-    return float(v)
+    return _flag(v) if col.dtype == "i1" else _number(v)
 
 
 def column_arrays(rows: list[tuple[int, Mapping[str, Any], ShotTime]]) -> dict[str, np.ndarray]:
@@ -173,8 +179,13 @@ class ShotColumns:
 
     def __init__(self, f: h5py.File) -> None:
         self._group = f[COLUMNS]
-        self._bufs = [np.full(ROWS_PER_CHUNK, -1 if c.dtype == "i1" else 0, dtype=c.dtype)
-                      for c in ALL_COLUMNS]
+        self._kinds = {"<f8": [c for c in ALL_COLUMNS if c.dtype == "<f8"],
+                       "i1": [c for c in ALL_COLUMNS if c.dtype == "i1"]}
+        self._f8_keys = [c.key for c in self._kinds["<f8"]]
+        self._i1_keys = [c.key for c in self._kinds["i1"]]
+        self._f8 = np.zeros((ROWS_PER_CHUNK, len(self._f8_keys)))
+        self._i1 = np.full((ROWS_PER_CHUNK, len(self._i1_keys)), -1, dtype=np.int8)
+        self._index = np.zeros(ROWS_PER_CHUNK, dtype=np.int64)
         self._chunk = 0           # chunk index of the rows held in the buffers
         self._pending = False     # buffers hold rows not yet written
 
@@ -184,8 +195,13 @@ class ShotColumns:
         if chunk != self._chunk:
             self.flush()
             self._chunk = chunk
-        for col, buf in zip(ALL_COLUMNS, self._bufs):
-            buf[k] = _value(col, shot.index, shot.settings, shot.timing)
+        t, settings = shot.timing, shot.settings
+        times = {"start_utc": _epoch_s(t.start_utc), "end_utc": _epoch_s(t.end_utc),
+                 "duration_s": t.duration_s}
+        self._f8[k] = [times[key] if key in times else _number(settings.get(key))
+                       for key in self._f8_keys]
+        self._i1[k] = [_flag(settings.get(key)) for key in self._i1_keys]
+        self._index[k] = shot.index
         self._pending = True
         if k == ROWS_PER_CHUNK - 1:
             self.flush()
@@ -195,15 +211,22 @@ class ShotColumns:
         are cut to ``rows``)."""
         end = (self._chunk + 1) * ROWS_PER_CHUNK
         at = (self._chunk * ROWS_PER_CHUNK,)
-        for col, buf in zip(ALL_COLUMNS, self._bufs):
+        data = {c.name: np.ascontiguousarray(self._f8[:, j])
+                for j, c in enumerate(self._kinds["<f8"])}
+        data.update({c.name: np.ascontiguousarray(self._i1[:, j])
+                     for j, c in enumerate(self._kinds["i1"])})
+        data["index"] = self._index
+        for col in ALL_COLUMNS:
             ds = self._group[col.name]
-            if ds.shape[0] < end and self._pending:
-                ds.resize(end, axis=0)
             if self._pending:
-                ds.id.write_direct_chunk(at, buf.data)
+                if ds.shape[0] < end:
+                    ds.resize(end, axis=0)
+                ds.id.write_direct_chunk(at, data[col.name].data)
             if rows is not None:
                 ds.resize(rows, axis=0)
-            buf[:] = -1 if col.dtype == "i1" else 0
+        self._f8[:] = 0
+        self._i1[:] = -1
+        self._index[:] = 0
         self._pending = False
 
 
