@@ -119,10 +119,14 @@ def provenance(software_version: str, extra: Mapping[str, str] | None = None) ->
 
 def _scalar(g: h5py.Group, name: str, value: Any) -> None:
     name = re.sub(r"[^A-Za-z0-9_]", "_", name)[:64] or "_"
+    if name in g:
+        return
     if isinstance(value, bool):
         ds = g.create_dataset(name, data=np.int8(value))
         ds.attrs["units"] = "1"
         return
+    if isinstance(value, int) and not -2**63 <= value < 2**63:
+        value = str(value)
     if isinstance(value, (int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
         ds = g.create_dataset(name, data=np.int64(value) if isinstance(value, int) else np.float64(value))
         units = units_of(name)
@@ -151,6 +155,9 @@ def create_structure(f: h5py.File, *, instruments: Mapping[str, Any], prov: Mapp
     inst = f.create_group(INSTRUMENT)
     inst.attrs["NX_class"] = "NXinstrument"
     for name, desc in instruments.items():
+        if not isinstance(desc, Mapping):
+            _scalar(inst, str(name), desc)
+            continue
         g = inst.create_group(re.sub(r"[^A-Za-z0-9_]", "_", str(name)))
         g.attrs["NX_class"] = "NXcollection"
         flat: dict[str, Any] = {}
