@@ -209,3 +209,25 @@ def test_columns_of_a_crashed_file_whole_chunks_and_repair_rebuilds_them(tmp_pat
         assert len(rebuilt["index"]) == len(written["index"]) == n
         for name in written:
             np.testing.assert_array_equal(rebuilt[name], written[name])
+
+
+DATA = Path(__file__).with_name("data")
+
+
+def test_genuine_schema_1_files_of_the_previous_writer(tmp_path: Path) -> None:
+    """tests/app/data/v1-run.h5 and v1-crashed.h5 were written by the schema 1 writer (commit
+    de331f0, tests.app.runfile_helpers.write_run; the second copied while still open)."""
+    from tests.app.runfile_helpers import shot
+
+    with open_run(DATA / "v1-run.h5") as run:
+        assert run.schema_version == 1 and run.end_state == "completed" and run.n_shots == 5
+        assert run.results == {"regions": {"A": [[0, 3]]}, "E_EPR_AB": 0.9}
+        assert list(run.table()["status"]) == ["ok", "ok", "ok", "failed", "ok"]
+        np.testing.assert_array_equal(run.frames(4), shot(4).frames)
+        assert run.columns() == {} and run.provenance == {}
+    with open_run(DATA / "v1-crashed.h5") as run:
+        assert run.schema_version == 1 and run.end_state == "running" and run.n_shots == 4
+    assert repair(DATA / "v1-crashed.h5", tmp_path / "clean.h5") == 4
+    with open_run(tmp_path / "clean.h5") as run:
+        assert run.schema_version == 1 and run.end_state == "crashed"
+        np.testing.assert_array_equal(run.frames(3), shot(3).frames)
