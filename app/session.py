@@ -26,6 +26,7 @@ from analysis.geometries import Split
 from app.heap import HeapTrimmer
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.offline.exports import explicit_columns
 from app.runfile import RunFileError, open_run
 from app.runfile.nexus import sha256_file
 from app.runfile.writer import RunWriter
@@ -288,6 +289,8 @@ class RunSession:
         self._final_monitor = monitor
         out = monitor.results_json()
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
+        if out.get("criteria"):      # the chosen regions, explicitly named, corrected first
+            out["columns"] = explicit_columns(out["criteria"][0])
         out["calibration_id"] = self.config.calibration_record.get("id", "")
         return out
 

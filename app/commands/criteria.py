@@ -11,6 +11,7 @@ import sys
 
 from analysis.counts import CountsFileError, read_counts_csv
 from analysis.criteria import CERTIFYING, CriteriaError, CriteriaResult, DetectionNoise, evaluate
+from app.offline.exports import explicit_columns
 
 LABELS = {
     "N": "N (mean atom number)",
@@ -81,27 +82,6 @@ def format_table(res: CriteriaResult, geometry: int = 0) -> str:
     return "\n".join(lines)
 
 
-def explicit_columns(res: CriteriaResult, geometry: int = 0) -> dict[str, object]:
-    """Every criterion as flat, explicitly named values, corrected before raw:
-    ``E_Ent_corrected``, ``E_Ent_corrected_error``, ``E_Ent_corrected_p_value``,
-    ``E_Ent_corrected_verdict``, ``E_Ent_raw``, ... (corrected ones None without detection noise)."""
-    d = res.to_dict(geometry)
-    cor = d.get("corrected") or {}
-    out: dict[str, object] = {}
-    for key in ("N", "xi_R2", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A",
-                "product_B"):
-        for variant, e in (("corrected", cor.get(key)), ("raw", d[key])):
-            name = f"{key}_{variant}"
-            out[name] = e["value"] if e else None
-            out[name + "_error"] = e["error"] if e else None
-            out[name + "_bias"] = e["bias"] if e else None
-            if key in CERTIFYING:
-                out[name + "_p_value"] = e["p_value"] if e else None
-                out[name + "_verdict"] = (("certified" if e["certified"] else "not certified")
-                                          if e else None)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     if not 0.5 <= args.confidence < 1:
         print(f"steerlab criteria: --confidence {args.confidence} must be in [0.5, 1)",
@@ -118,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"steerlab criteria: {args.counts}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res.to_dict(0) | {"columns": explicit_columns(res)}, allow_nan=False))
+        print(json.dumps(res.to_dict(0) | {"columns": explicit_columns(res.to_dict(0))}, allow_nan=False))
     else:
         print(format_table(res))
     return 0

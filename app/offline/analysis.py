@@ -28,6 +28,7 @@ from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio
 from analysis.imaging import CalibrationError, ImagingCalibration, shot_atom_images
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
 from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
+from app.offline.exports import explicit_columns
 from app.runfile import RunFileError, open_run
 
 Progress = Callable[[int, int], None]
@@ -179,29 +180,9 @@ class Analysis:
         return [export_row(self, i) for i in range(len(self.geometries))]
 
 
-CRITERIA_EXPORTED = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N")
-VERDICT_OF = {True: "certified", False: "not certified"}
-
-
 def _num(x: Any) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def criteria_columns(res: CriteriaResult | None, i: int, q: str, variant: str) -> dict[str, Any]:
-    """``{q}_{variant}`` and ``{q}_{variant}_error`` (plus ``_p_value`` and ``_verdict`` for the
-    certifying criteria) of geometry ``i``; None values where ``res`` is None."""
-    key = f"{q}_{variant}"
-    out: dict[str, Any] = {key: None, key + "_error": None}
-    certifying = q in ("E_Ent", "E_EPR_AB", "E_EPR_BA")
-    if certifying:
-        out.update({key + "_p_value": None, key + "_verdict": None})
-    if res is not None:
-        out[key], out[key + "_error"] = _num(res[q].value[i]), _num(res[q].error[i])
-        if certifying:
-            out[key + "_p_value"] = _num(res[q].p_value()[i])
-            out[key + "_verdict"] = VERDICT_OF[bool(res.certified(q)[i])]
-    return out
 
 
 def export_row(a: Analysis, i: int) -> dict[str, Any]:
@@ -212,10 +193,11 @@ def export_row(a: Analysis, i: int) -> dict[str, Any]:
                            "crosstalk_n_ab": _num(a.crosstalk.n_ab[i])}
     if isinstance(g, Split):
         row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
-    for q in CRITERIA_EXPORTED:
-        row.update(criteria_columns(a.result.corrected, i, q, "corrected"))
-        row.update(criteria_columns(a.result, i, q, "raw"))
+    row.update(explicit_columns(a.result.to_dict(i), CRITERIA_EXPORTED))
     return row
+
+
+CRITERIA_EXPORTED = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N")
 
 
 class RunAnalysis:

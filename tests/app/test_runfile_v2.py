@@ -166,7 +166,9 @@ def test_schema_1_files_are_read_as_before(tmp_path: Path) -> None:
         assert run.schema_version == 1 and run.n_shots == 4
 
 
-def test_a_run_writes_counts_results_tables_and_provenance(tmp_path: Path) -> None:
+def test_a_run_writes_counts_results_tables_and_provenance(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
     import hashlib
 
     from app.cli import main
@@ -174,7 +176,13 @@ def test_a_run_writes_counts_results_tables_and_provenance(tmp_path: Path) -> No
 
     cfg = small_config(tmp_path)
     assert main(["run", "--config", str(cfg), "--shots", "30", "--out", "r.h5",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--json"]) == 0
+    import json
+    summary = json.loads(capsys.readouterr().out)["results"]
+    cols = list(summary["columns"])
+    assert cols.index("E_Ent_corrected") < cols.index("E_Ent_corrected_p_value") \
+        < cols.index("E_Ent_corrected_verdict") < cols.index("E_Ent_raw") < cols.index("E_Ent_raw_verdict")
+    assert summary["columns"]["E_Ent_raw"] == summary["criteria"][0]["E_Ent"]["value"]
     with open_run(tmp_path / "runs" / "r.h5") as run:
         counts, cols = run.counts(), run.columns()
         assert len(counts["index"]) == 30 and set(counts["index"]) <= set(cols["index"])
