@@ -148,6 +148,7 @@ class RunMonitor:
         self.last_index = -1
         self._latest: tuple[int, str, ShotImages] | None = None
         self._history: dict[str, list[float]] = {}
+        self._shot_counts: list[tuple[float, ...]] = []
         self._ratios = np.zeros(0)
 
     # --- input ------------------------------------------------------------------------------------
@@ -213,8 +214,9 @@ class RunMonitor:
         assert self._counter is not None and self._criteria is not None
         c = self._counter.count(images.n1.atoms, images.n2.atoms)
         self._criteria.add(direction, c.n1a, c.n2a, c.n1b, c.n2b)
-        if self.use_detection_noise:
-            self._add_atom_free(images)
+        det = self._add_atom_free(images) if self.use_detection_noise else (math.nan, math.nan)
+        self._shot_counts.append((int(index), float(c.n1a[0]), float(c.n2a[0]), float(c.n1b[0]),
+                                  float(c.n2b[0]), *det))
         self._counted += 1
         self._latest = (index, direction, images)
         if self._counted % self.history_every == 0 and self._criteria.ready():
@@ -241,9 +243,10 @@ class RunMonitor:
         return RegionCounter(counter.geometries, shifted, counter.image_shape,
                              roi_half_px=counter.roi_half_px)
 
-    def _add_atom_free(self, images: ShotImages) -> None:
+    def _add_atom_free(self, images: ShotImages) -> tuple[float, float]:
+        """Adds the shot's atom-free counts; returns its S^A, S^B there for geometry 0 (atoms)."""
         if self._empty is None:
-            return
+            return math.nan, math.nan
         c = self._empty.count(images.n1.atoms, images.n2.atoms)
         v = np.stack([(c.n1a - c.n2a) / 2, (c.n1b - c.n2b) / 2])    # (2, G): S^A, S^B
         row = np.concatenate([v, v * v, v[:1] * v[1:]])               # (5, G)
@@ -251,6 +254,17 @@ class RunMonitor:
             self._det_sums = np.zeros((6,) + v.shape[1:])
         self._det_sums[0] += 1
         self._det_sums[1:] += row
+        return float(v[0, 0]), float(v[1, 0])
+
+    def shot_counts(self) -> dict[str, NDArray[Any]]:
+        """Per counted shot, geometry 0 (the chosen regions): shot index, N1A, N2A, N1B, N2B and
+        the atom-free detection-noise samples det_SA, det_SB (atoms; NaN without room)."""
+        with self._lock:
+            rows = np.array(self._shot_counts, dtype=np.float64).reshape(-1, 7)
+        out: dict[str, NDArray[Any]] = {"index": rows[:, 0].astype(np.int64)}
+        for k, name in enumerate(("N1A", "N2A", "N1B", "N2B", "det_SA", "det_SB"), start=1):
+            out[name] = rows[:, k]
+        return out
 
     def detection_noise(self) -> DetectionNoise | None:
         """Per geometry, hbar^2: detection-noise (co)variance of S^A, S^B combined with the PSF

@@ -27,7 +27,9 @@ from app.heap import HeapTrimmer
 from app.lab import Lab, open_lab, sequencer_config, virtual_lab_settings  # noqa: F401 (re-export)
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
-from app.runfile import open_run
+from app.offline.exports import explicit_columns
+from app.runfile import RunFileError, open_run
+from app.runfile.nexus import sha256_file
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
 from sequences.control import Abort, Pause, Resume, RunControl, RunState, StateEvent, Stop
@@ -166,7 +168,8 @@ class RunSession:
                 plan_toml=self.plan.text, plan_json=self.plan.to_json(),
                 calibration=dict(self.config.calibration_record), instruments=self.description,
                 config=self.config.as_json_dict() | {"seed": self.seed} | self.extra_config,
-                run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync)
+                run_name=self.path.stem, compression=self.config.compression, fsync=self.config.fsync,
+                provenance=self._provenance())
         except BaseException:
             self._shutdown_instruments()
             raise
@@ -189,6 +192,12 @@ class RunSession:
             self.writer.close("aborted")
             self._shutdown_instruments()
             raise
+
+    def _provenance(self) -> dict[str, str]:
+        """The configuration and calibration files and their SHA-256 (for the run file)."""
+        cal = str(self.config.calibration_record.get("source", ""))
+        return {"config_file": self.config.source, "config_sha256": sha256_file(self.config.source),
+                "calibration_file": cal, "calibration_sha256": sha256_file(cal) if cal else ""}
 
     def _sequencer_config(self) -> Any:
         return sequencer_config(self.config, self.lab)
@@ -215,13 +224,29 @@ class RunSession:
             self._finish(final)
 
     def _finish(self, final: RunState) -> None:
+        """Final results into the file (if they can be computed and written), then close it with
+        the run's end state, whatever failed before: an error is reported, never a file left open."""
         try:
-            self.results = self._final_results()
-            if self.writer is not None:
+            try:
+                self.results = self._final_results()
+            except Exception as exc:   # e.g. frames the analysis cannot use: the file still closes
+                log.error("final results not computed: %s: %s", type(exc).__name__, exc)
+                self._errors["results"] = f"final results not computed: {type(exc).__name__}: {exc}"
+            writer = self.writer
+            if writer is not None:
+                if writer.failed:
+                    final = RunState.FAULTED
+                    self._errors["writer"] = writer.failed
                 try:
-                    self.writer.write_results(self.results)
+                    if self.results is not None and not writer.failed:
+                        writer.write_results(self.results)
+                        writer.write_counts(self._final_monitor.shot_counts())
                 finally:
-                    self.writer.close(END_STATES.get(final, "faulted"))
+                    writer.close(END_STATES.get(final, "faulted"))
+        except RunFileError as exc:         # one line: names the file, the error, shots kept
+            log.error("%s", exc)
+            self._errors["writer"] = str(exc)
+            final = RunState.FAULTED
         except Exception as exc:
             log.exception("finishing the run file failed")
             self._errors["writer"] = f"{type(exc).__name__}: {exc}"
@@ -243,8 +268,11 @@ class RunSession:
         if monitor.snapshot(crosstalk=False).shots_seen < written_ok:
             log.info("the live monitor skipped shots: recomputing the results from %s", self.path)
             monitor = self.recompute(region_plan(self.config))
+        self._final_monitor = monitor
         out = monitor.results_json()
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
+        if out.get("criteria"):      # the chosen regions, explicitly named, corrected first
+            out["columns"] = explicit_columns(out["criteria"][0])
         out["calibration_id"] = self.config.calibration_record.get("id", "")
         if self.lab is not None:      # waits the virtual lab granted to a slow host (not faults)
             out["host_lateness"] = {"extended_waits": self.lab.lateness.extensions,

@@ -2,9 +2,13 @@
 
 Per shot the run writer appends 5 frames (uint16, Poisson camera noise around 1000 counts), the
 shot's JSON text and table row, and commits (flush, counter, flush). The raw baseline writes the
-same frame and text bytes to a plain file and flushes it to the OS once per shot. Trials alternate
-(raw, HDF5 uncompressed, HDF5 Blosc-lz4+bitshuffle) so that disk and page-cache drift hit all
-alike; figures are medians. Ratios > 1 for compressed files mean fewer bytes reached the disk.
+same frame and text bytes to a plain file and flushes it to the OS once per shot. Trials are
+interleaved and their order reversed every other round (A B C, C B A, A B C, ...), so that disk and
+page-cache drift and the second-runs-faster effect hit all alike; ratios are medians of the
+per-round ratios. Kinds: raw, HDF5 uncompressed, Blosc-lz4+bitshuffle compressed by the writer
+(python-blosc, direct chunk writes: the run's default) and the same through HDF5's filter
+pipeline (the writer without python-blosc). CPU time per shot (process time, all threads) is
+reported for each. Ratios > 1 for compressed files mean fewer bytes reached the disk.
 
 A second part asks whether compression slows acquisition: a producer thread makes shots with a
 fixed CPU cost (drawing the Poisson frames, as a simulated camera does) and hands them to the
@@ -56,6 +60,9 @@ def text_of(shot: ShotRecord) -> bytes:
     return json.dumps({"reason": "", "settings": dict(shot.settings), "extra": {}}).encode()
 
 
+KINDS = ("raw", "none", "blosc-lz4", "blosc-lz4-filter")
+
+
 def write_raw(path: Path, shots: list[ShotRecord], fsync: bool) -> float:
     t0 = time.perf_counter()
     with open(path, "wb") as fh:
@@ -68,10 +75,12 @@ def write_raw(path: Path, shots: list[ShotRecord], fsync: bool) -> float:
     return time.perf_counter() - t0
 
 
-def write_h5(path: Path, shots: list[ShotRecord], compression: str, fsync: bool) -> float:
+def write_h5(path: Path, shots: list[ShotRecord], kind: str, fsync: bool) -> float:
     h, w = shots[0].frames.shape[1:]
-    writer = RunWriter(path, frame_names=FRAME_NAMES, frame_shape=(h, w), compression=compression,
-                       fsync=fsync, plan_toml="[run]\n")
+    writer = RunWriter(path, frame_names=FRAME_NAMES, frame_shape=(h, w),
+                       compression=kind.removesuffix("-filter"), fsync=fsync, plan_toml="[run]\n")
+    if kind.endswith("-filter"):
+        writer._compress = None          # through HDF5's filter pipeline (no python-blosc)
     t0 = time.perf_counter()
     for s in shots:
         writer.write_shot(s)
@@ -81,19 +90,25 @@ def write_h5(path: Path, shots: list[ShotRecord], compression: str, fsync: bool)
 
 def throughput_trials(tmp: Path, shots: list[ShotRecord], repeats: int, fsync: bool) -> dict:
     nbytes = sum(s.frames.nbytes + len(text_of(s)) for s in shots)
-    times: dict[str, list[float]] = {"raw": [], "none": [], "blosc-lz4": []}
+    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    cpu: dict[str, list[float]] = {k: [] for k in KINDS}
     sizes: dict[str, int] = {}
     for r in range(repeats):
-        for kind in times:
+        for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):       # A B C D, D C B A, ...
             path = tmp / f"{kind}-{r}.{'bin' if kind == 'raw' else 'h5'}"
+            c0 = time.process_time()
             dt = write_raw(path, shots, fsync) if kind == "raw" else write_h5(path, shots, kind,
                                                                             fsync)
+            cpu[kind].append((time.process_time() - c0) / len(shots))
             times[kind].append(dt)
             sizes[kind] = path.stat().st_size
             path.unlink()
     out = {"MBps": {k: nbytes / 1e6 / statistics.median(v) for k, v in times.items()},
            "ratio": {k: statistics.median(t_raw / t for t_raw, t in zip(times["raw"], v))
                      for k, v in times.items() if k != "raw"},
+           "ratios": {k: [round(t_raw / t, 3) for t_raw, t in zip(times["raw"], v)]
+                      for k, v in times.items() if k != "raw"},
+           "cpu_ms": {k: 1e3 * statistics.median(v) for k, v in cpu.items()},
            "size_ratio": {k: sizes["raw"] / sizes[k] for k in sizes}}
     return out
 
@@ -130,7 +145,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="directory on the disk to test (default: temp)")
     ap.add_argument("--shots", type=int, default=120)
     ap.add_argument("--size", type=int, default=512, help="frame height = width (px)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     distinct = [make_frames(rng, args.size) for _ in range(6)]
@@ -145,16 +160,20 @@ def main() -> None:
         for fsync, n in ((False, args.shots), (True, max(args.shots // 4, 10))):
             res = throughput_trials(tmp, shots[:n], args.repeats, fsync)
             tag = "fsync" if fsync else "flush"
-            print(f"[{tag} per shot, {n} shots] raw {res['MBps']['raw']:7.0f} MB/s | "
-                  f"HDF5 uncompressed {res['MBps']['none']:7.0f} MB/s = {res['ratio']['none']:.2f}x "
-                  f"raw | HDF5 blosc-lz4 {res['MBps']['blosc-lz4']:7.0f} MB/s = "
-                  f"{res['ratio']['blosc-lz4']:.2f}x raw (file {res['size_ratio']['blosc-lz4']:.2f}x "
-                  f"smaller)")
+            print(f"[{tag} per shot, {n} shots] raw {res['MBps']['raw']:7.0f} MB/s "
+                  f"({res['cpu_ms']['raw']:.2f} ms CPU/shot)")
+            for kind in KINDS[1:]:
+                print(f"    HDF5 {kind:17s} {res['MBps'][kind]:7.0f} MB/s = "
+                      f"{res['ratio'][kind]:.2f}x raw (rounds {res['ratios'][kind]}), "
+                      f"{res['cpu_ms'][kind]:.2f} ms CPU/shot, file "
+                      f"{res['size_ratio'][kind]:.2f}x smaller")
             figures[f"raw_MBps_{tag}"] = round(res["MBps"]["raw"], 1)
-            figures[f"h5_MBps_{tag}"] = round(res["MBps"]["none"], 1)
-            figures[f"blosc_MBps_{tag}"] = round(res["MBps"]["blosc-lz4"], 1)
-            figures[f"ratio_h5_vs_raw_{tag}"] = round(res["ratio"]["none"], 3)
-            figures[f"ratio_blosc_vs_raw_{tag}"] = round(res["ratio"]["blosc-lz4"], 3)
+            figures[f"raw_cpu_ms_per_shot_{tag}"] = round(res["cpu_ms"]["raw"], 3)
+            for kind, label in (("none", "h5"), ("blosc-lz4", "blosc"),
+                                ("blosc-lz4-filter", "blosc_filter")):
+                figures[f"{label}_MBps_{tag}"] = round(res["MBps"][kind], 1)
+                figures[f"ratio_{label}_vs_raw_{tag}"] = round(res["ratio"][kind], 3)
+                figures[f"{label}_cpu_ms_per_shot_{tag}"] = round(res["cpu_ms"][kind], 3)
             figures["blosc_size_ratio"] = round(res["size_ratio"]["blosc-lz4"], 3)
         n_acq = max(args.shots // 2, 20)
         rates = {}

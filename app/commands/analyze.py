@@ -34,7 +34,12 @@ DEFAULT_WIDTHS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN.h5", help="run files")
+    parser.add_argument("runs", nargs="+", metavar="RUN.h5",
+                        help="run files, or folders of labscript shot files (with --labscript-map)")
+    parser.add_argument("--labscript-map", metavar="MAP.toml",
+                        help="for folders of labscript shot files: which /images are the frames "
+                             "atoms2, atoms1, ref2, ref1, dark and which global gives the direction "
+                             "(docs/labscript-input.md); each folder becomes OUT/FOLDER-labscript.h5")
     parser.add_argument("--out", required=True, help="output directory for PNG, CSV and JSON")
     parser.add_argument("--axis", choices=("x", "y"), default="x", help="split axis (default x)")
     parser.add_argument("--gap", type=float, default=1.0, help="gap of the ratio scan, pixels (default 1)")
@@ -115,6 +120,30 @@ def _end_pool(executor: ProcessPoolExecutor) -> None:
             p.join(5)
 
 
+def _inputs(args: argparse.Namespace, out: Path, cal: ImagingCalibration | None) -> list[Path]:
+    """The run files to analyse: folders of labscript shots converted into OUT first."""
+    from app.offline.labscript import LabscriptMapping, convert_folder
+
+    paths = []
+    mapping = None
+    for p in map(Path, args.runs):
+        if not p.is_dir():
+            paths.append(p)
+            continue
+        if args.labscript_map is None:
+            raise RunFileError(f"{p}: is a folder; for labscript shot files give --labscript-map "
+                               "MAP.toml (docs/labscript-input.md)")
+        mapping = mapping or LabscriptMapping.load(args.labscript_map)
+        out.mkdir(parents=True, exist_ok=True)
+        final = out / f"{p.resolve().name}-labscript.h5"
+        tmp = out / f".{final.name}.converting.h5"
+        tmp.unlink(missing_ok=True)
+        convert_folder(p, mapping, tmp, cal.to_dict() if cal is not None else None)
+        tmp.replace(final)               # an output of analyze, like its CSV files
+        paths.append(final)
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     from app.offline import figures
 
@@ -137,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
+    try:
+        paths = _inputs(args, out, cal)
+    except (RunFileError, CalibrationError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     executor: Any = None
     client: Any = None
     try:
@@ -147,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.workers > 1:
             executor = ProcessPoolExecutor(max_workers=args.workers, initializer=ignore_interrupts_in_worker)
         bar = _Bar(not args.no_progress)
-        runs = [RunAnalysis(p, cal, executor=executor, chunk=args.chunk) for p in args.runs]
+        runs = [RunAnalysis(p, cal, executor=executor, chunk=args.chunk) for p in paths]
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         scans = []
@@ -184,11 +218,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{PROG}: {len(runs)} run(s), {len(written)} files in {out}")
     # numbers at fixed, pre-chosen ratios (not the minimum over the scan, which would be biased low)
     for r, scan in scans:
-        best = scan.best
         for key, target in (("E_Ent", 0.5), ("E_EPR_AB", args.ratio), ("E_EPR_BA", 1 - args.ratio)):
             i = int(np.nanargmin(np.abs(scan.splitting_ratios - target)))
-            p = float(best[key].p_value()[i])
-            verdict = ("certified < 1" if best.certified(key)[i] else "not certified") + f", p = {p:.2g}"
-            print(f"  {r.path.name} ({r.state}): {key} = {best[key].value[i]:.3f} +- {best[key].error[i]:.3f} "
-                  f"at splitting ratio {scan.splitting_ratios[i]:.2f} ({verdict}; corrected)")
+            parts = []
+            for label, res in (("corrected", scan.result.corrected), ("raw", scan.result)):
+                if res is None:
+                    continue
+                p = float(res[key].p_value()[i])
+                verdict = "certified < 1" if res.certified(key)[i] else "not certified"
+                parts.append(f"{label} {res[key].value[i]:.3f} +- {res[key].error[i]:.3f} "
+                             f"({verdict}, p = {p:.2g})")
+            print(f"  {r.path.name} ({r.state}): {key} at splitting ratio "
+                  f"{scan.splitting_ratios[i]:.2f}: " + " | ".join(parts))
     return 0

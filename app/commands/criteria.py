@@ -11,6 +11,7 @@ import sys
 
 from analysis.counts import CountsFileError, read_counts_csv
 from analysis.criteria import CERTIFYING, CriteriaError, CriteriaResult, DetectionNoise, evaluate
+from app.offline.exports import explicit_columns
 
 LABELS = {
     "N": "N (mean atom number)",
@@ -45,36 +46,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one-sided confidence level for certifying a criterion < 1")
 
 
+def _num(v: float | None, spec: str = ".4g") -> str:
+    """A number, or "nan" where it is undefined (constant counts, ...)."""
+    return "nan" if v is None else format(v, spec)
+
+
+def _cell(e: dict, confidence: float, certifying: bool) -> str:
+    f = _num
+    text = f"{f(e['value']):>10s} +- {f(e['error']):<9s} bias {f(e['bias']):<9s}"
+    if certifying:
+        verdict = "CERTIFIED" if e["certified"] else "not certified"
+        text += (f" {f(e['sigma_below_1'])} sigma below 1 after bias, p={f(e['p_value'])} "
+                 f"({verdict} at {confidence:.0%})")
+    return text
+
+
 def format_table(res: CriteriaResult, geometry: int = 0) -> str:
-    """A readable table of every criterion with errors, bias and significance."""
+    """A readable table of every criterion with errors, bias and significance: the
+    detection-noise corrected values first (with their own verdicts) when there are any, the raw
+    ones beside them, as the window shows them."""
     d = res.to_dict(geometry)
     cor = d.get("corrected")
     lines = ["shots: " + ", ".join(f"{k}={v}" for k, v in d["n_shots"].items())
              + f"   errors: {d['error_method']}"]
-    head = f"{'quantity':34s} {'value':>10s} {'error':>9s} {'bias':>9s}   significance"
+    keys = ("N", "xi_R2", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B")
+    raw = {k: _cell(d[k], res.confidence, k in CERTIFYING) for k in keys}
     if cor:
-        head += "   | detection-noise corrected"
-    lines.append(head)
-    def f(v: float | None, spec: str = ".4g") -> str:
-        return "nan" if v is None else format(v, spec)   # None: undefined (constant counts, ...)
-
-    for key in ("N", "xi_R2", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A",
-                "product_B"):
-        e = d[key]
-        row = f"{LABELS[key]:34s} {f(e['value']):>10s} {f(e['error']):>9s} {f(e['bias']):>9s}"
-        if key in CERTIFYING:
-            verdict = "CERTIFIED" if e["certified"] else "not certified"
-            row += (f"   {f(e['sigma_below_1'])} sigma below 1 after bias, p={f(e['p_value'])}"
-                    f" ({verdict} at {res.confidence:.0%})")
-        if cor:
-            c = cor[key]
-            row += f"   | {f(c['value'])} +- {f(c['error'])}"
-        lines.append(row)
+        first = {k: _cell(cor[k], res.confidence, k in CERTIFYING) for k in keys}
+        width = max(len(v) for v in first.values())
+        lines.append(f"{'quantity':34s} {'detection-noise corrected':{width}s} | raw")
+        lines += [f"{LABELS[k]:34s} {first[k]:{width}s} | {raw[k]}" for k in keys]
+    else:
+        lines.append(f"{'quantity':34s} raw (no detection-noise estimate given)")
+        lines += [f"{LABELS[k]:34s} {raw[k]}" for k in keys]
     for key in CERTIFYING:
         e = d[key]
-        lines.append(f"optimal gains {key}: g_z = {f(e['g_z']['value'])} +- "
-                     f"{f(e['g_z']['error'], '.3g')}, g_y = {f(e['g_y']['value'])} +- "
-                     f"{f(e['g_y']['error'], '.3g')}")
+        lines.append(f"optimal gains {key} (raw): g_z = {_num(e['g_z']['value'])} +- "
+                     f"{_num(e['g_z']['error'], '.3g')}, g_y = {_num(e['g_y']['value'])} +- "
+                     f"{_num(e['g_y']['error'], '.3g')}")
     return "\n".join(lines)
 
 
@@ -94,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"steerlab criteria: {args.counts}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res.to_dict(0), allow_nan=False))
+        print(json.dumps(res.to_dict(0) | {"columns": explicit_columns(res.to_dict(0))}, allow_nan=False))
     else:
         print(format_table(res))
     return 0

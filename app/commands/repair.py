@@ -23,11 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         with open_run(args.run) as src:
-            state, closed = src.end_state, src.closed_cleanly
+            state, closed, flag = src.end_state, src.closed_cleanly, src.open_for_write_flag
         n = repair(args.run, args.out, compression=args.compression)
     except (RunFileError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    how = "closed cleanly" if closed else f"not closed (end state '{state}': crashed or still running)"
+    if closed and not flag:
+        how = f"closed by its writer, end state '{state}'"
+    elif closed:
+        how = (f"end state '{state}' recorded, but HDF5's open-for-write flag is still set: "
+               "the writer did not finish closing it")
+    else:
+        how = (f"not closed by its writer (end state '{state}': crashed, killed or still "
+               "being written)")
     print(f"{PROG}: {args.run} ({how}): {n} shots copied to {args.out}")
     return 0

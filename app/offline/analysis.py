@@ -28,6 +28,7 @@ from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio
 from analysis.imaging import CalibrationError, ImagingCalibration, shot_atom_images
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
 from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
+from app.offline.exports import explicit_columns
 from app.runfile import RunFileError, open_run
 
 Progress = Callable[[int, int], None]
@@ -171,27 +172,32 @@ class Analysis:
         return self.result.corrected if self.result.corrected is not None else self.result
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per geometry: name, split parameters, ratio, N_A, N_B, every criterion raw and corrected."""
-        def num(x: Any) -> float | None:
-            x = float(x)
-            return x if math.isfinite(x) else None
-        rows = []
-        for i, g in enumerate(self.geometries):
-            row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": num(self.splitting_ratios[i]),
-                                   "N_A": num(self.n_a[i]), "N_B": num(self.n_b[i]),
-                                   "crosstalk_n_ab": num(self.crosstalk.n_ab[i])}
-            if isinstance(g, Split):
-                row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
-            for label, res in (("", self.result), ("corrected.", self.result.corrected)):
-                if res is None:
-                    continue
-                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N"):
-                    row[label + q] = num(res[q].value[i])
-                    row[label + q + "_error"] = num(res[q].error[i])
-                for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
-                    row[label + q + "_certified"] = bool(res.certified(q)[i])
-            rows.append(row)
-        return rows
+        """One row per geometry: name, split parameters, ratio, N_A, N_B (atoms), then every
+        criterion corrected first, raw beside it, with explicit names: ``E_Ent_corrected``,
+        ``E_Ent_corrected_error``, ``E_Ent_corrected_p_value``, ``E_Ent_corrected_verdict``,
+        ``E_Ent_raw``, ... (corrected: detection noise and PSF subtracted; empty where the run
+        has no detection-noise estimate)."""
+        return [export_row(self, i) for i in range(len(self.geometries))]
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def export_row(a: Analysis, i: int) -> dict[str, Any]:
+    """Geometry ``i`` of an analysis as one export row (per quantity: corrected, then raw)."""
+    g = a.geometries[i]
+    row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": _num(a.splitting_ratios[i]),
+                           "N_A": _num(a.n_a[i]), "N_B": _num(a.n_b[i]),
+                           "crosstalk_n_ab": _num(a.crosstalk.n_ab[i])}
+    if isinstance(g, Split):
+        row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
+    row.update(explicit_columns(a.result.to_dict(i), CRITERIA_EXPORTED))
+    return row
+
+
+CRITERIA_EXPORTED = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "N")
 
 
 class RunAnalysis:

@@ -19,9 +19,43 @@ import hdf5plugin  # noqa: F401  (registers the Blosc filter for compressed fram
 import numpy as np
 from numpy.typing import NDArray
 
+from app.runfile import columns as C
+from app.runfile import nexus as NX
 from app.runfile import schema as S
+from app.runfile.confine import BYTES, INT, TEXT, Expect, check_confined
 from app.runfile.h5open import open_swmr_read, swmr_read_attempts_bounded
 from sequences.shot import ShotRecord, ShotTime
+
+
+def _fixed_text(ds: h5py.Dataset) -> bool:
+    return ds.shape == () and ds.dtype.kind == "S"
+
+
+V1_SCHEMA: dict[str, Expect] = {
+    S.FRAMES: Expect(lambda ds: ds.ndim == 4 and ds.dtype == np.uint16,
+                     "uint16 (shots, frames, H, W)"),
+    S.SHOTS: Expect(lambda ds: ds.ndim == 1 and ds.dtype == S.SHOT_DTYPE, f"1-D {S.SHOT_DTYPE}"),
+    S.SHOT_TEXT: BYTES, S.N_COMPLETE: INT, S.RESULTS_SLOTS[0]: BYTES, S.RESULTS_SLOTS[1]: BYTES,
+    S.RESULTS_STATE: Expect(lambda ds: ds.shape == (2,) and ds.dtype.kind in "iu",
+                            "int64 (2,)"),
+    S.END_STATE: Expect(_fixed_text, "a scalar fixed-size string"),
+    S.END_UTC: Expect(_fixed_text, "a scalar fixed-size string"),
+    **{p: TEXT for p in S.META.values()},
+}
+
+
+def _column(dtype: str) -> Expect:
+    return Expect(lambda ds: ds.ndim == 1 and ds.dtype == np.dtype(dtype), f"1-D {dtype}")
+
+
+V2_SCHEMA: dict[str, Expect] = {
+    **V1_SCHEMA,
+    **{f"{C.COLUMNS}/{c.name}": _column(c.dtype) for c in C.ALL_COLUMNS},
+    **{f"{C.COUNTS}/{name}": _column(dtype) for name, dtype, _, _ in C.COUNT_COLUMNS},
+    **{f"{NX.CRITERIA}/{name}": _column(dtype) for name, dtype, _ in NX.CRITERIA_COLUMNS},
+    **{f"{NX.REGIONS}/{name}": _column(dtype) for name, dtype, _, _ in NX.REGION_COLUMNS},
+}
+V2_REQUIRED = tuple(p for p in V2_SCHEMA if p not in V1_SCHEMA)
 
 
 def _open_h5(path: Path) -> tuple[h5py.File, bool]:
@@ -63,6 +97,17 @@ def _superblock_eof(path: Path) -> int | None:
         return None
     at = _EOF_FIELD[head[8]]
     return int.from_bytes(head[at:at + 8], "little")
+
+
+def superblock_open_flag(path: Path) -> bool | None:
+    """True if the HDF5 superblock's file-consistency flags say a writer still has (or had, at a
+    crash) the file open for writing; None if the superblock cannot be read."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or not head.startswith(_SIGNATURE):
+        return None
+    flags = head[11] if head[8] >= 2 else int.from_bytes(head[20:24], "little")
+    return flags != 0
 
 
 class RunReader:
@@ -115,34 +160,21 @@ class RunReader:
         except (TypeError, ValueError):
             raise self._fail(f"root attribute schema_version = {version!r}: expected an "
                              "integer") from None
-        if version != S.SCHEMA_VERSION:
+        if version not in S.READABLE_VERSIONS:
             raise self._fail(f"schema version {version} is not supported; this steerlab "
-                             f"reads version {S.SCHEMA_VERSION}")
-        missing = [p for p in S.REQUIRED if not isinstance(self._f.get(p), h5py.Dataset)]
+                             f"reads versions {', '.join(map(str, S.READABLE_VERSIONS))}")
+        check_confined(self._f, self.path, V1_SCHEMA if version == 1 else V2_SCHEMA)
+        required = S.REQUIRED if version == 1 else (*S.REQUIRED, *V2_REQUIRED)
+        missing = [p for p in required if not isinstance(self._f.get(p), h5py.Dataset)]
         if missing:
-            raise self._fail("missing dataset(s) " + ", ".join("/" + p for p in missing)
-                             + " (damaged, or written by another program)")
-        table = self._f[S.SHOTS]
-        if table.dtype != S.SHOT_DTYPE or table.ndim != 1:
-            raise self._fail(f"/{S.SHOTS} is {table.dtype} {table.shape}, expected 1-D "
-                             f"{S.SHOT_DTYPE}")
+            more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+            raise self._fail("missing dataset(s) " + ", ".join("/" + p for p in missing[:4])
+                             + more + " (damaged, or written by another program)")
         frames = self._f[S.FRAMES]
-        if frames.ndim != 4 or frames.dtype != np.uint16:
-            raise self._fail(f"/{S.FRAMES} is {frames.dtype} {frames.shape}, expected uint16 "
-                             "(shots, frames, H, W)")
         names = frames.attrs.get("frame_names")
         if names is None or len(names) != frames.shape[1]:
             raise self._fail(f"/{S.FRAMES} attribute 'frame_names' is {names!r}, expected "
                              f"{frames.shape[1]} names")
-        for path, dtype, shape in ((S.SHOT_TEXT, np.uint8, None), (S.N_COMPLETE, None, ()),
-                                   (S.RESULTS_STATE, None, (2,)),
-                                   (S.RESULTS_SLOTS[0], np.uint8, None),
-                                   (S.RESULTS_SLOTS[1], np.uint8, None)):
-            ds = self._f[path]
-            if (dtype is not None and (ds.dtype != dtype or ds.ndim != 1)) or \
-                    (shape is not None and (ds.shape != shape or ds.dtype.kind not in "iu")):
-                raise self._fail(f"/{path} is {ds.dtype} {ds.shape}, not what schema "
-                                 f"{S.SCHEMA_VERSION} writes")
 
     def _load_meta(self) -> None:
         f = self._f
@@ -200,8 +232,10 @@ class RunReader:
     def refresh(self) -> int:
         """Pick up shots committed since opening (live files opened with SWMR); returns the count."""
         if self.swmr:
+            extra = [f"{C.COLUMNS}/{c.name}" for c in C.ALL_COLUMNS] \
+                if self.schema_version >= 2 else []
             for path in (S.N_COMPLETE, S.SHOTS, S.SHOT_TEXT, S.FRAMES, S.RESULTS_STATE,
-                         S.END_STATE, S.END_UTC, *S.RESULTS_SLOTS):
+                         S.END_STATE, S.END_UTC, *S.RESULTS_SLOTS, *extra):
                 try:
                     self._f[path].refresh()
                 except _READ_ERRORS as exc:
@@ -220,6 +254,12 @@ class RunReader:
     def end_utc(self) -> str:
         """When the writer closed the file (empty if it did not)."""
         return bytes(self._read(S.END_UTC)).decode("ascii", "replace").rstrip("\x00")
+
+    @property
+    def open_for_write_flag(self) -> bool | None:
+        """HDF5's open-for-write flag in the superblock (set while a writer has the file, and left
+        set by a crash): plain HDF5 readers refuse such a file; None if unreadable."""
+        return superblock_open_flag(self.path)
 
     @property
     def closed_cleanly(self) -> bool:
@@ -246,6 +286,56 @@ class RunReader:
         if not isinstance(value, dict):
             raise self._fail(f"/{path} holds a {type(value).__name__}, expected a JSON object")
         return value
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What wrote the file (schema 2): versions, code revision, host, user, hashes; {} for 1."""
+        g = self._f.get(NX.PROVENANCE)
+        if not isinstance(g, h5py.Group):
+            return {}
+        out = {}
+        for key, ds in g.items():
+            if isinstance(ds, h5py.Dataset) and ds.shape == () and ds.dtype.kind in "OS":
+                out[key] = self._text(f"{NX.PROVENANCE}/{key}")
+        return out
+
+    def _columns_of(self, group: str, names: list[str], n: int | None) -> dict[str, NDArray[Any]]:
+        out = {}
+        for name in names:
+            path = f"{group}/{name}"
+            if path in self._f:
+                col = self._read(path, slice(0, n))
+                out[name] = np.char.decode(col, "utf-8", "replace") if col.dtype.kind == "S" else col
+        return out
+
+    def units(self, path: str) -> str:
+        """The ``units`` attribute of dataset ``path`` ('' if none)."""
+        value = self._f[path].attrs.get("units", "")
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def columns(self) -> dict[str, NDArray[Any]]:
+        """Schema 2's typed per-shot columns of the committed shots (units: ``units(path)`` with
+        path ``shots/columns/NAME``); {} for schema 1 files. A file not closed by its writer
+        (crashed, live) has them for whole chunks of 16 shots only (``columns.valid_rows``);
+        ``table()`` and ``shot_text()`` hold every committed shot."""
+        if self.schema_version < 2:
+            return {}
+        n = C.valid_rows(self.n_shots, closed=self.end_state != "running")
+        return self._columns_of(C.COLUMNS, [c.name for c in C.ALL_COLUMNS], n)
+
+    def counts(self) -> dict[str, NDArray[Any]]:
+        """The chosen geometry's per-shot region counts written at close (index, N1A, N2A, N1B,
+        N2B, det_SA, det_SB; atoms); {} for schema 1 files or runs not closed."""
+        if self.schema_version < 2:
+            return {}
+        return self._columns_of(C.COUNTS, [c[0] for c in C.COUNT_COLUMNS], None)
+
+    def results_tables(self) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[Any]]]:
+        """Schema 2's typed final results: (criteria rows, region rows); empty for schema 1."""
+        if self.schema_version < 2:
+            return {}, {}
+        return (self._columns_of(NX.CRITERIA, [c[0] for c in NX.CRITERIA_COLUMNS], None),
+                self._columns_of(NX.REGIONS, ["index", *(c[0] for c in NX.REGION_COLUMNS)], None))
 
     # --- per-shot metadata -----------------------------------------------------------------------
     def table(self) -> dict[str, NDArray[Any]]:

@@ -1,4 +1,6 @@
-"""The layout of a steerlab run file (schema version 1); documented in docs/run-file-format.md.
+"""The layout of a steerlab run file (schema version 2; version 1 still read); documented in
+docs/run-file-format.md. Schema 2 adds typed per-shot columns (app/runfile/columns.py), the NeXus
+structure, provenance and typed final results (app/runfile/nexus.py) to schema 1's objects.
 
 Everything that is appended during a run has a fixed-size type (SWMR cannot grow variable-length
 data safely): per-shot metadata is one compound row, per-shot text (reason, settings read back)
@@ -6,10 +8,13 @@ is UTF-8 JSON appended to a byte dataset and addressed by offset/length in the r
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 FORMAT = "steerlab-run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 FRAMES = "frames"
 SHOTS = "shots/table"
@@ -59,6 +64,13 @@ RESULTS_BYTES_PER_CHUNK = 64 * 1024
 
 COMPRESSIONS = ("none", "blosc-lz4")
 
+# HDF5 library-version bounds of every file steerlab writes: SWMR needs a low bound of v110, and
+# the high bound keeps the object header, layout and datatype messages at versions that HDF5 1.10
+# readers (Debian 12's h5dump/h5ls, h5py built on HDF5 1.10-1.14) can read. "latest" would let the
+# installed HDF5 (2.0 in the h5py 3.16 wheel) pick message versions that 1.10 refuses ("bad version
+# number for layout message").
+LIBVER = ("v110", "v110")
+
 
 class RunFileError(Exception):
     """A run file cannot be written or read; the message names the file and what is wrong or missing."""
@@ -73,6 +85,29 @@ def frame_filter(compression: str) -> dict[str, object]:
 
         return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
     raise RunFileError(f"compression = {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+
+
+def frame_compressor(compression: str) -> Callable[[np.ndarray], bytes] | None:
+    """A function giving the bytes of one frame chunk exactly as the HDF5 filter of
+    ``frame_filter(compression)`` stores them, for direct chunk writes; None if the writer must
+    go through HDF5's filter pipeline (no compression, or python-blosc not installed).
+
+    'blosc-lz4' chunks are Blosc 1 buffers (lz4, level 5, bit-shuffle, 2-byte items), which the
+    HDF5 Blosc filter (id 32001) decompresses as its own. python-blosc compresses ~2x faster than
+    the filter pipeline (no chunk copies), with the GIL released, in Blosc's thread pool."""
+    if compression != "blosc-lz4":
+        return None
+    try:
+        import blosc
+    except ImportError:
+        return None
+
+    def compress(frames: np.ndarray) -> bytes:
+        a = np.ascontiguousarray(frames, dtype="<u2")
+        return blosc.compress_ptr(a.__array_interface__["data"][0], a.size, typesize=2,
+                                  clevel=5, shuffle=blosc.BITSHUFFLE, cname="lz4")
+
+    return compress
 
 
 def software_version() -> str:

@@ -88,3 +88,23 @@ def test_bad_det_noise_is_a_usage_error(counts_csv: Path, capsys) -> None:
         main(["criteria", str(counts_csv), "--det-noise", "1"])
     assert exc.value.code == 2
     assert "expected VAR_A,VAR_B" in capsys.readouterr().err
+
+
+def test_corrected_first_with_its_own_verdicts_and_explicit_columns(
+        counts_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["criteria", str(counts_csv), "--det-noise", "3,3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[1:3] == ["detection-noise", "corrected"] and lines[1].endswith("| raw")
+    ent = next(line for line in lines if line.startswith("E_Ent"))
+    corrected, raw = ent.split(" | ")
+    assert "p=" in corrected and "p=" in raw and "certified" in corrected.lower()
+    assert main(["criteria", str(counts_csv), "--json", "--det-noise", "3,3"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    cols = list(d["columns"])
+    assert cols.index("E_Ent_corrected") < cols.index("E_Ent_raw")
+    assert d["columns"]["E_Ent_raw"] == d["E_Ent"]["value"]
+    assert d["columns"]["E_Ent_corrected"] == d["corrected"]["E_Ent"]["value"]
+    assert d["columns"]["E_Ent_corrected_verdict"] in ("certified", "not certified")
+    assert main(["criteria", str(counts_csv), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["columns"]["E_Ent_corrected"] is None and d["columns"]["E_Ent_raw_p_value"] is not None

@@ -180,3 +180,21 @@ def test_texts_across_chunk_and_growth_boundaries_read_back(tmp_path: Path, clos
         w.close()
         with h5py.File(path, "r") as f:     # trimmed to what was written
             assert f[S.SHOTS].shape == (n,) and f[S.FRAMES].shape[0] == n
+
+
+def test_blosc_frames_compressed_by_the_writer_or_by_the_hdf5_filter_read_alike(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's own Blosc buffers (python-blosc, direct chunk writes) are what HDF5's Blosc
+    filter reads; without python-blosc the writer goes through the filter pipeline."""
+    from app.runfile import schema as S
+
+    assert S.frame_compressor("blosc-lz4") is not None and S.frame_compressor("none") is None
+    write_run(tmp_path / "direct.h5", 4, compression="blosc-lz4")
+    monkeypatch.setattr(S, "frame_compressor", lambda compression: None)
+    write_run(tmp_path / "filter.h5", 4, compression="blosc-lz4")
+    with h5py.File(tmp_path / "direct.h5", "r") as a, h5py.File(tmp_path / "filter.h5", "r") as b:
+        assert a["frames"].compression_opts == b["frames"].compression_opts
+        assert a["frames"]._filters.keys() == b["frames"]._filters.keys() == {"32001"}
+        for i in range(4):
+            np.testing.assert_array_equal(a["frames"][i], shot(i).frames)
+            np.testing.assert_array_equal(b["frames"][i], shot(i).frames)

@@ -40,7 +40,7 @@ def test_missing_directory_empty_and_foreign_formats(tmp_path: Path) -> None:
 
 def test_wrong_schema_version_and_missing_parts(tmp_path: Path, good: Path) -> None:
     cases = {
-        "v2": lambda f: f.attrs.__setitem__("schema_version", 2),
+        "v3": lambda f: f.attrs.__setitem__("schema_version", 3),
         "nover": lambda f: f.attrs.__delitem__("schema_version"),
         "noframes": lambda f: f.__delitem__("frames"),
         "nometa": lambda f: f.__delitem__("meta"),
@@ -64,7 +64,7 @@ def test_wrong_schema_version_and_missing_parts(tmp_path: Path, good: Path) -> N
             with open_run(path) as run, pytest.raises(RunFileError, match=r"results/state = \[5, 3\]"):
                 run.results
             continue
-        _expect(path, {"v2": "schema version 2 is not supported; this steerlab reads version 1",
+        _expect(path, {"v3": "schema version 3 is not supported; this steerlab reads versions 1, 2",
                        "nover": "'schema_version' is missing",
                        "noframes": "missing dataset\\(s\\) /frames",
                        "nometa": "missing dataset\\(s\\) /meta/plan_toml, /meta/plan_json",

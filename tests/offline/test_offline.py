@@ -97,6 +97,18 @@ def test_analyze_command_writes_figures_and_numbers(runs, tmp_path: Path, capsys
     assert gaps[0]["N_A"] > gaps[-1]["N_A"]            # a wider gap leaves fewer atoms in A
     text = capsys.readouterr().out
     assert "squeezed.h5 (squeezed)" in text and "E_EPR_AB" in text
+    for line in (x for x in text.splitlines() if "E_Ent at splitting ratio" in x):
+        assert line.index(" corrected ") < line.index(" raw ") and line.count("p = ") == 2
+    header = (out / "squeezed-ratio-scan.csv").read_text().splitlines()[0].split(",")
+    order = [header.index(c) for c in ("E_Ent_corrected", "E_Ent_corrected_error",
+                                       "E_Ent_corrected_p_value", "E_Ent_corrected_verdict",
+                                       "E_Ent_raw", "E_Ent_raw_error", "E_Ent_raw_p_value",
+                                       "E_Ent_raw_verdict", "E_EPR_AB_corrected", "E_EPR_AB_raw")]
+    assert order == sorted(order)
+    assert not any(c.startswith("corrected.") or c == "E_Ent" for c in header)
+    row = json.loads((out / "squeezed-ratio-scan.json").read_text())["geometries"][0]
+    assert row["E_Ent_raw_verdict"] in ("certified", "not certified")
+    assert 0 <= row["E_Ent_raw_p_value"] <= 1
 
 
 def test_bad_files_are_one_clear_line(tmp_path: Path, capsys) -> None:
