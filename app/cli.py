@@ -43,8 +43,33 @@ def log_path() -> Path:
     return Path(state) / "steerlab" / "steerlab.log"
 
 
-def _setup_logging() -> Path | None:
-    """WARNING and above (and every escaped exception) to a rotating log file; None if unwritable."""
+class _OneLine(logging.Formatter):
+    """A log record as one line on stderr: the message, and an exception only by its type and text
+    (tracebacks go to the log file)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split())
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        return f"{self.prog}: {text}"
+
+
+def _setup_logging(prog: str, added: list[logging.Handler]) -> Path | None:
+    """WARNING and above: one line each on stderr, and with tracebacks to a rotating log file
+    (None if that is unwritable)."""
+    root = logging.getLogger()
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(_OneLine(prog))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    root.addHandler(console)
+    added.append(console)
     path = log_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,10 +79,8 @@ def _setup_logging() -> Path | None:
         return None
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
     root.addHandler(handler)
-    if root.level > logging.WARNING or root.level == logging.NOTSET:
-        root.setLevel(logging.WARNING)
+    added.append(handler)
     return path
 
 
@@ -99,20 +122,26 @@ def main(argv: list[str] | None = None) -> int:
         install_terminate_handler()
         args = parser.parse_args(argv)
         prog = f"steerlab {args.command}"
-        log_file = _setup_logging()
+        handlers: list[logging.Handler] = []
+        log_file = _setup_logging(prog, handlers)
         try:
             return int(args._run(args))
         except (KeyboardInterrupt, Interrupted):
             print(f"{prog}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except (Exception, RecursionError, MemoryError) as exc:
-            logging.getLogger("steerlab").error("%s failed:\n%s", prog, traceback.format_exc())
+            logging.getLogger("steerlab").error("%s failed:\n%s", prog, traceback.format_exc(),
+                                                extra={"file_only": True})
             where = f"; traceback in {log_file}" if log_file else ""
             if debug:
                 traceback.print_exc()
             print(f"{prog}: unexpected error: {_one_line(exc)}{where}"
                   f"{'' if debug else ' (--debug prints it)'}", file=sys.stderr)
             return EXIT_INTERNAL
+        finally:
+            for h in handlers:             # main() may run again in this process (tests, notebooks)
+                logging.getLogger().removeHandler(h)
+                h.close()
     except (KeyboardInterrupt, Interrupted):
         # during imports or argument parsing: nothing has started yet
         print(f"{prog}: interrupted", file=sys.stderr)

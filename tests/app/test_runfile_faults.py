@@ -118,7 +118,7 @@ def test_plan_without_reference_and_dark_frames_completes_and_closes(tmp_path: P
     plan = plan.replace("dark_frame = true", "dark_frame = false")
     (tmp_path / "noref.toml").write_text(plan)
     code = main(["run", "--config", str(cfg), "--plan", str(tmp_path / "noref.toml"),
-                 "--shots", "9", "--out", "noref.h5", "--no-progress"])
+                 "--shots", "30", "--out", "noref.h5", "--no-progress"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "run completed" in out.out + out.err
@@ -126,7 +126,7 @@ def test_plan_without_reference_and_dark_frames_completes_and_closes(tmp_path: P
         assert f["run/end_state"][()] == b"completed"
         assert list(f["frames"].attrs["frame_names"]) == ["atoms2", "atoms1"]
     with open_run(tmp_path / "runs" / "noref.h5") as run:
-        assert run.n_shots == 9 and run.closed_cleanly
+        assert run.n_shots == 30 and run.closed_cleanly
 
 
 CREATOR = """
