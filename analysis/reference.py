@@ -48,7 +48,7 @@ class ReferenceBasis:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._mask.shape  # type: ignore[return-value]
+        return self._mask.shape
 
     @property
     def fit_mask(self) -> NDArray[np.bool_]:

@@ -44,7 +44,7 @@ class Client:
                 raise ServerUnavailable(str(exc)) from None
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[Any] = zmq.Context.instance()
         self._req: zmq.Socket[bytes] | None = None
 
     @classmethod

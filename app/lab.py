@@ -49,6 +49,12 @@ def virtual_lab_config(config: LabConfig, plan: RunPlan) -> Any:
         raise LabBuildError(text if text.startswith(config.source) else f"{where}: {text}") from None
 
 
+def virtual_atoms(config: LabConfig, plan: RunPlan, seed: int = 0) -> Any:
+    """The virtual lab's atoms as a calibration source (calibration.procedures.AtomSource)."""
+    from drivers.simulated.atom_source import VirtualAtoms
+    return VirtualAtoms(virtual_lab_config(config, plan).simulation, seed=seed)
+
+
 def sequencer_config(config: LabConfig, lab: Any = None) -> SequencerConfig:
     """The sequencer's settings; a virtual lab without a configured ROI uses its whole frame."""
     sc = config.sequencer
@@ -71,7 +77,7 @@ class Lab:
         errors: list[str] = []
         inst = self.instruments
         for name, close in (("microwave", inst.microwave.close), ("timing_card", inst.card.close),
-                            ("camera", inst.camera.close)):  # type: ignore[attr-defined]
+                            ("camera", inst.camera.close)):
             try:
                 close()
             except Exception as exc:               # closing after a fault: report, go on

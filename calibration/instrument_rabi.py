@@ -47,7 +47,7 @@ def rabi_scan(instruments: Instruments, config: SequencerConfig, record: Calibra
         final = seq.run()
         if final is not RunState.COMPLETED:
             raise RuntimeError(f"Rabi scan point {t:.3g} s: run ended {final.value}: {seq.control.error}")
-        frames += [s.frames for s in sub if s.is_ok]
+        frames += [s.frames for s in sub if s.is_ok and s.frames is not None]
         if progress:
             progress(k + 1, len(pulse_lengths_s))
     stack = np.stack(frames)

@@ -1,8 +1,8 @@
 """The calibration procedures: acquisition (a sequence of shots with one parameter varied) + a fit
 + a plot + the record's updated values.
 
-Acquisition goes through a :class:`Source`: :class:`VirtualAtoms` renders shots of the simulated
-atoms with the parameter set directly (probe intensity, atom number, pulse, cloud size, no atoms);
+Acquisition goes through an :class:`AtomSource`: the virtual lab's (drivers.simulated.atom_source,
+built by app.lab) renders shots of the simulated atoms with the parameter set directly (probe intensity, atom number, pulse, cloud size, no atoms);
 the Rabi scan can also run through the instruments (calibration.instrument_rabi). Atom numbers are
 counted with the record being calibrated (analysis.imaging), in boxes of +-4 rms around each
 state's cloud found on the mean image. Units: seconds, hertz, pixels, atoms, camera counts.
@@ -14,19 +14,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
-
-from analysis.cloud import cloud_shape  # noqa: E402
-from analysis.imaging import FRAME_ORDER, ImagingCalibration, atom_number_image  # noqa: E402
-from calibration import fits  # noqa: E402
-from calibration.record import CalibrationRecord  # noqa: E402
+from analysis.cloud import cloud_shape
+from analysis.imaging import FRAME_ORDER, ImagingCalibration, atom_number_image
+from calibration import fits
+from calibration.record import CalibrationRecord
 
 FrameStack = NDArray[np.uint16]   # (S, 5, H, W) in FRAME order atoms2, atoms1, ref2, ref1, dark
 
@@ -45,35 +42,24 @@ class Result:
             record.set(section, key, value, err, f"steerlab calibrate {self.name}: {source}")
 
 
-class VirtualAtoms:
-    """Shots of the simulated atoms with one parameter set per call (the virtual lab's truth inside)."""
+class AtomSource(Protocol):
+    """Where a procedure gets its shots (the virtual lab's atoms: drivers.simulated.atom_source):
+    ``shots(n, pulses=..., config=..., atoms_loaded=..., exposures=...)`` -> (n, 5, H, W) counts;
+    ``with_spin/with_imaging/with_cloud(**fields)`` -> a config with those fields changed;
+    ``rabi_pulse(area_rad)`` -> the pulse of that area about y."""
 
-    def __init__(self, config: Any, seed: int = 0) -> None:
-        from drivers.simulated.atoms import SimulationConfig
-        self.config: SimulationConfig = config
-        self.seed = seed
-        self._next = 0
+    config: Any
 
     def shots(self, n: int, *, pulses: Sequence[Any] = (), config: Any = None,
-              atoms_loaded: bool = True, exposures: Any = None) -> FrameStack:
-        from drivers.simulated.atoms import simulate_shot
-        cfg = config or self.config
-        out = []
-        for _ in range(n):
-            seq = np.random.SeedSequence(self.seed, spawn_key=(self._next,))
-            self._next += 1
-            out.append(simulate_shot(cfg, seed=seq, pulses=pulses, atoms_loaded=atoms_loaded,
-                                     exposures=exposures).frames)
-        return np.stack(out)
+              atoms_loaded: bool = True, exposures: Any = None) -> FrameStack: ...
 
-    def with_spin(self, **kw: Any) -> Any:
-        return dataclasses.replace(self.config, spin=dataclasses.replace(self.config.spin, **kw))
+    def with_spin(self, **kw: Any) -> Any: ...
 
-    def with_imaging(self, **kw: Any) -> Any:
-        return dataclasses.replace(self.config, imaging=dataclasses.replace(self.config.imaging, **kw))
+    def with_imaging(self, **kw: Any) -> Any: ...
 
-    def with_cloud(self, **kw: Any) -> Any:
-        return dataclasses.replace(self.config, cloud=dataclasses.replace(self.config.cloud, **kw))
+    def with_cloud(self, **kw: Any) -> Any: ...
+
+    def rabi_pulse(self, area_rad: float) -> Any: ...
 
 
 def _split(frames: FrameStack) -> dict[str, NDArray[np.uint16]]:
@@ -109,18 +95,14 @@ def state_totals(frames: FrameStack, cal: ImagingCalibration, boxes: tuple[Any, 
 def _plot(path: Path | None, draw: Callable[[Any], None], title: str) -> Path | None:
     if path is None:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))      # object API: no pyplot state, no backend switch
+    ax = fig.subplots()
     draw(ax)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
-
-def _rabi_pulse(area: float) -> Any:
-    from drivers.simulated.spin import RabiPulse
-    return RabiPulse(area, math.pi / 2)           # about y: rotates the x-polarised spin into z
 
 
 # --- 1. Rabi frequency ---------------------------------------------------------------------------
@@ -146,13 +128,13 @@ def rabi_from_populations(t_s: NDArray[np.float64], p1: NDArray[np.float64], rec
                   _plot(plot, draw, "Rabi oscillation"))
 
 
-def rabi_virtual(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+def rabi_virtual(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                  rabi_hz: float = 2000.0, points: int = 25, shots: int = 3) -> Result:
     """Pulse-length scan on the simulated atoms (Rabi frequency ``rabi_hz``: the virtual lab's truth)."""
     cal = record.imaging_calibration()
     t = np.linspace(0, 2.0 / rabi_hz, points)
     coh = src.with_spin(state="coherent")
-    frames = np.concatenate([src.shots(shots, pulses=(_rabi_pulse(2 * math.pi * rabi_hz * ti),),
+    frames = np.concatenate([src.shots(shots, pulses=(src.rabi_pulse(2 * math.pi * rabi_hz * ti),),
                                        config=coh) for ti in t])
     n1, n2, _ = state_totals(frames, cal)
     p1 = (n1 / (n1 + n2)).reshape(points, shots).mean(axis=1)
@@ -160,7 +142,7 @@ def rabi_virtual(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None
 
 
 # --- 2. Effective cross-section (Reinaudi) ----------------------------------------------------------
-def reinaudi(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
              saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0), shots: int = 12) -> Result:
     """alpha = sigma_0/sigma_eff from the same clouds imaged at several probe intensities."""
     cal = record.imaging_calibration()
@@ -195,13 +177,13 @@ def reinaudi(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = N
 
 
 # --- 3. Differential detectivity ---------------------------------------------------------------------
-def detectivity(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                 points: int = 12, shots: int = 6) -> Result:
     """d1/d2 such that the detected total does not depend on the population (Rabi-rotated states)."""
     cal = record.imaging_calibration()
     raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
     coh = src.with_spin(state="coherent", atom_number_rms=0.0)
-    frames = np.concatenate([src.shots(shots, pulses=(_rabi_pulse(th),), config=coh)
+    frames = np.concatenate([src.shots(shots, pulses=(src.rabi_pulse(th),), config=coh)
                              for th in np.linspace(0.2, math.pi - 0.2, points)])
     n1, n2, _ = state_totals(frames, raw)
     fit = fits.linear(n2, n1)                      # n1 = d1 N - (d1/d2) n2
@@ -219,7 +201,7 @@ def detectivity(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None 
 
 
 # --- 4. Projection-noise slope ---------------------------------------------------------------------------
-def projection_noise(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+def projection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                      atom_numbers: Sequence[int] = (100, 300, 500, 800, 1200), shots: int = 150) -> Result:
     """Var(N1 - N2) vs N of coherent states split equally; the slope k (1 for calibrated numbers)."""
     cal = dataclasses.replace(record.imaging_calibration(), projection_noise_slope=1.0)
@@ -246,7 +228,7 @@ def projection_noise(src: VirtualAtoms, record: CalibrationRecord, plot: Path | 
 
 
 # --- 5. Point-spread function ------------------------------------------------------------------------------
-def psf(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *, shots: int = 40,
+def psf(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *, shots: int = 40,
         recoil_sigma_px: float | None = None) -> Result:
     """Gaussian fit of the mean image of a very small cloud; the PSF is its width with the cloud's own
     size, the photon-recoil blur and the pixel integration (1/12 px^2) removed in quadrature."""
@@ -287,7 +269,7 @@ def psf(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, 
 
 
 # --- 6. Detection noise ----------------------------------------------------------------------------------------
-def detection_noise(src: VirtualAtoms, record: CalibrationRecord, plot: Path | None = None, *,
+def detection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                     shots: int = 120) -> Result:
     """Atom-free shots through the full pipeline: rms 'atoms' per whole picture (the clouds' boxes)
     of each state."""

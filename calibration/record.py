@@ -85,7 +85,7 @@ class CalibrationRecord:
 
     def set(self, section: str, name: str, value: float, uncertainty: float, source: str) -> None:
         """Update one value (e.g. 'imaging', 'alpha') with its uncertainty and origin; revalidates."""
-        target = self.microwave if section == "microwave" else self.imaging
+        target: dict[str, Any] = self.microwave if section == "microwave" else self.imaging
         if "." in name:
             axis, key = name.split(".", 1)
             target[axis] = dict(target[axis], **{key: float(value)})

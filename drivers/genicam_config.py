@@ -137,8 +137,8 @@ def frame_timing(nm: NodeMap, where: str) -> tuple[float | None, str]:
             limits.append((1.0 / float(fps), f"{node} {float(fps):.6g} Hz at {where}"))
     readout_us = nm.get("SensorReadoutTime")
     if readout_us:
-        node = exposure_node(nm)
-        exposure_us = float(nm.get(node, 0.0) or 0.0) if node else 0.0
+        exposure = exposure_node(nm)
+        exposure_us = float(nm.get(exposure, 0.0) or 0.0) if exposure else 0.0
         limits.append(((float(readout_us) + exposure_us) * 1e-6,
                        f"SensorReadoutTime {float(readout_us):.6g} us + ExposureTime {exposure_us:.6g} us"))
     if not limits:

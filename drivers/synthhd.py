@@ -125,7 +125,7 @@ class _Setting(Generic[T]):
     def __get__(self, obj: "SynthHD | None", objtype: type | None = None) -> "T | _Setting[T]":
         if obj is None:
             return self
-        return obj.get(self.name)  # type: ignore[no-any-return]
+        return obj.get(self.name)
 
     def __set__(self, obj: "SynthHD", value: T) -> None:
         obj.set(self.name, value)

@@ -16,6 +16,8 @@
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from drivers.camera_base import CameraFeatures, CameraTiming
 from drivers.errors import DriverError
 from sequences.plan import ImagingTimings
@@ -32,7 +34,7 @@ class CameraRefused(RunRefused):
 
 
 def choose_trigger(features: CameraFeatures, *, allow_software_trigger: bool, camera: str,
-                   exposure_mode: str = "timed") -> str:
+                   exposure_mode: str = "timed") -> Literal["hardware", "software"]:
     """'hardware' if the camera has a hardware trigger; 'software' only where allowed; else refuse.
     ``exposure_mode = "trigger_width"`` needs the hardware trigger and ExposureMode TriggerWidth."""
     if exposure_mode == "trigger_width":

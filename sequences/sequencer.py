@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
 from sequences.plan import RunPlan, Slot
 from sequences.publish import ConsumerFailed, ShotPublisher
-from sequences.shot import ShotClock, ShotRecord
+from sequences.shot import Direction, ShotClock, ShotRecord
 from sequences.verify import VERIFIED_CAMERA_KEYS, SettingsMismatch, check_shot
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Sequencer:
         self._stale: set[str] = set()     # instruments whose settings to re-apply before it
         self._listeners: list[ProgressListener] = []
         self._programs: dict[str, CompiledProgram] = {}
-        self._camera_trigger = "hardware"
+        self._camera_trigger: Literal["hardware", "software"] = "hardware"
         self._first_frame_id: int | None = None
         self._exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
         self.error: BaseException | None = None
@@ -381,7 +381,7 @@ class Sequencer:
                    fixed=mw.fixed_settings, resolution=mw.resolution)
 
     @property
-    def camera_trigger(self) -> str:
+    def camera_trigger(self) -> Literal["hardware", "software"]:
         """The camera trigger of this run: 'hardware' (the lab's TTL), or 'software' where allowed."""
         return self._camera_trigger
 
@@ -474,7 +474,7 @@ class Sequencer:
                       offset_y=c.camera_offset_y, pixel_format=c.camera_pixel_format,
                       exposure_s=self.plan.imaging.camera_exposure_s, trigger=self.camera_trigger,
                       trigger_line=c.camera_trigger_line, frames_per_shot=len(self.frame_names),
-                      exposure_mode=c.camera_exposure_mode)  # type: ignore[arg-type]
+                      exposure_mode=c.camera_exposure_mode)  # type: ignore[arg-type]  # str from the config, checked there
 
     def _take_index(self) -> int:
         index, self._next_index = self._next_index, self._next_index + 1
@@ -484,9 +484,8 @@ class Sequencer:
                         settings: dict[str, Any] | None = None) -> None:
         self._publish(ShotRecord.failed(
             index=self._take_index(), cycle=slot.cycle, sequence_index=slot.sequence_index,
-            direction=slot.direction, reason=reason, settings=settings or {},
-            timing=clock.finish(),  # type: ignore[arg-type]
-            frame_names=self.frame_names, attempt=attempt))
+            direction=cast(Direction, slot.direction), reason=reason, settings=settings or {},
+            timing=clock.finish(), frame_names=self.frame_names, attempt=attempt))
 
     def _publish(self, shot: ShotRecord) -> None:
         self.publisher.publish(shot)

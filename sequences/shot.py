@@ -153,7 +153,7 @@ class ShotRecord:
             object.__setattr__(self, "frames", view)
             if self.frames_crc32 < 0:
                 object.__setattr__(self, "frames_crc32",
-                                   zlib.crc32(np.ascontiguousarray(view, dtype="<u2")))
+                                   zlib.crc32(np.ascontiguousarray(view, dtype="<u2")))  # type: ignore[arg-type]  # an ndarray is a buffer (stubs: Py 3.12 __buffer__)
         object.__setattr__(self, "settings", MappingProxyType(_check_settings(self.settings)))
         object.__setattr__(self, "extra", MappingProxyType(_check_settings(self.extra)))
 

@@ -14,11 +14,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from app.lab import LabBuildError, virtual_lab_config
+from app.lab import LabBuildError, virtual_atoms, virtual_lab_config
 from app.labconfig import LabConfigError, load_lab_config
 from calibration import procedures as P
 from calibration.record import CalibrationRecord, RecordError, load_record
@@ -71,7 +72,7 @@ def _rabi_instruments(config: Any, record: CalibrationRecord, seed: int) -> tupl
     lengths = np.linspace(0.0, 2.0 / f, 21)
     lab = open_lab(config, _calibration_plan(config), seed)
     try:
-        t, p1 = rabi_scan(lab.instruments, sequencer_config(config, lab.virtual), record, lengths)
+        t, p1 = rabi_scan(lab.instruments, sequencer_config(config, lab.virtual), record, lengths.tolist())
     finally:
         lab.close()
     how = f"virtual lab through the instruments, seed {seed}" if lab.virtual is not None \
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     plots.mkdir(parents=True, exist_ok=True)
     src = None
     if config.kind == "virtual":
-        src = P.VirtualAtoms(sim_config.simulation, seed=args.seed)
+        src = virtual_atoms(config, _calibration_plan(config), args.seed)
     try:
         for name in names:
             png = plots / f"calibration-{name}.png"
@@ -117,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
             elif name == "blur":
                 result, how = P.blur(record, png), "Joffe bound with the record's PSF"
             else:
-                fn = {"reinaudi": P.reinaudi, "detectivity": P.detectivity,
-                      "projection-noise": P.projection_noise, "psf": P.psf,
-                      "detection-noise": P.detection_noise}[name]
+                procedures: dict[str, Callable[..., Any]] = {
+                    "reinaudi": P.reinaudi, "detectivity": P.detectivity,
+                    "projection-noise": P.projection_noise, "psf": P.psf,
+                    "detection-noise": P.detection_noise}
+                fn = procedures[name]
                 result, how = fn(src, record, png), f"virtual lab atoms, seed {args.seed}"
             result.apply(record, how)
             for section, key, value, err in result.updates:

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.signals import stop_then_abort
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return status["code"] or int(code)
 
 
-def settings_for(config: str | None) -> object:
+def settings_for(config: str | None) -> Any:
     """The window's remembered settings: one file per configuration directory (so labs sharing a
     user account keep theirs apart), ``$XDG_CONFIG_HOME/steerlab/<directory hash>.ini``; the
     default virtual lab uses ``default.ini``."""

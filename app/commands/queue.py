@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.paths import default_config
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from app.labconfig import LabConfigError
     from sequences.plan import PlanError
     from sequences.tomlfields import read_text
+    result: Any
     try:
         client = Client.for_config(args.config or default_config())
         if args.action == "add":
@@ -45,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {args.action}: expected the run's id" + (" and a position" if args.action == "move"
                                                                          else ""), file=sys.stderr)
                 return 2
-            result = client.queue_remove(args.target) if args.action == "remove" else \
+            if args.action == "remove":
+                client.queue_remove(args.target)
+            else:
                 client.queue_move(args.target, args.position)
+            result = None
         elif args.action == "list":
             result = client.queue()
         else:
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_listing(listing: dict) -> str:
+def format_listing(listing: dict[str, Any]) -> str:
     """Current run, queue and the last finished runs, one line each."""
     lines = [f"queue {'PAUSED' if listing.get('paused') else 'running'}"]
     cur = listing.get("current")

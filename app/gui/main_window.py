@@ -136,7 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
             chosen = ""
         self.run_panel.config_edit.setText(chosen or str(DEFAULT_CONFIG))
         self.run_panel.state_combo.setCurrentText(str(s.value("run/state", "squeezed")))
-        self.run_panel.shots_spin.setValue(int(s.value("run/shots", 300)))
+        self.run_panel.shots_spin.setValue(int(str(s.value("run/shots", 300))))
         geometry = s.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -330,8 +330,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setFormat(f"{what}: %v/%m")
         self.regions.apply_button.setEnabled(False)
         task = run_in_thread(fn, self)
-        task.progress.connect(lambda i, n: (self.progress_bar.setMaximum(max(1, n)),
-                                            self.progress_bar.setValue(i)))
+        def show(i: int, n: int) -> None:
+            self.progress_bar.setMaximum(max(1, n))
+            self.progress_bar.setValue(i)
+        task.progress.connect(show)
         task.done.connect(lambda _: self._background_done(""))
         task.failed.connect(self._background_done)
 

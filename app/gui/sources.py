@@ -28,6 +28,7 @@ class Task(QtCore.QObject):
     progress = QtCore.Signal(int, int)
     done = QtCore.Signal(object)
     failed = QtCore.Signal(str)
+    worker_thread: threading.Thread | None = None
 
 
 def run_in_thread(fn: Callable[[Callable[[int, int], None]], Any], parent: QtCore.QObject) -> Task:
@@ -43,7 +44,7 @@ def run_in_thread(fn: Callable[[Callable[[int, int], None]], Any], parent: QtCor
             task.done.emit(result)
 
     thread = threading.Thread(target=body, name="gui-task", daemon=True)
-    task.thread = thread  # type: ignore[attr-defined]
+    task.worker_thread = thread      # kept with the task (QObject.thread() is Qt's own method)
     thread.start()
     return task
 

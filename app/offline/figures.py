@@ -8,14 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from analysis.regions import RegionCounter  # noqa: E402
-from app.offline.analysis import Analysis, RunAnalysis  # noqa: E402
+from analysis.geometries import Split
+from analysis.regions import RegionCounter
+from app.offline.analysis import Analysis, RunAnalysis
 
 MIN_FRACTION = 0.1
 COLOURS = {"squeezed": "#1f78b4", "coherent": "#e31a1c"}
@@ -26,7 +25,7 @@ def _usable(a: Analysis) -> np.ndarray:
     return np.isfinite(r) & (r > MIN_FRACTION) & (r < 1 - MIN_FRACTION)
 
 
-def _errorbar(ax: plt.Axes, x: np.ndarray, a: Analysis, key: str, **kw: object) -> None:
+def _errorbar(ax: Axes, x: np.ndarray, a: Analysis, key: str, **kw: object) -> None:
     est = a.best[key]
     ok = _usable(a) & np.isfinite(est.value)
     ax.errorbar(x[ok], est.value[ok], yerr=est.error[ok], capsize=2, ms=4, **kw)  # type: ignore[arg-type]
@@ -38,7 +37,8 @@ def _label(run: RunAnalysis) -> str:
 
 def fig2a(scans: Sequence[tuple[RunAnalysis, Analysis]], path: Path) -> Path:
     """E_Ent vs splitting ratio for every run (squeezed and coherent overlaid)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for run, a in scans:
         _errorbar(ax, a.splitting_ratios, a, "E_Ent", fmt="o-", label=_label(run),
                   color=COLOURS.get(run.state))
@@ -51,7 +51,8 @@ def fig2a(scans: Sequence[tuple[RunAnalysis, Analysis]], path: Path) -> Path:
 
 def fig3a(scans: Sequence[tuple[RunAnalysis, Analysis]], path: Path) -> Path:
     """E_EPR A->B and B->A with the non-inferred products vs splitting ratio."""
-    fig, axes = plt.subplots(1, len(scans), figsize=(6 * len(scans), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(scans), 4))
+    axes = fig.subplots(1, len(scans), squeeze=False)
     for ax, (run, a) in zip(axes[0], scans):
         x = a.splitting_ratios
         _errorbar(ax, x, a, "E_EPR_AB", fmt="o-", color="#1f78b4", label="E_EPR A→B")
@@ -68,7 +69,7 @@ def fig3a(scans: Sequence[tuple[RunAnalysis, Analysis]], path: Path) -> Path:
 def fig2b(run: RunAnalysis, a: Analysis, path: Path) -> Path:
     """E_Ent for a set of region patterns, each pattern drawn on the |2> cloud."""
     n = len(a.geometries)
-    fig = plt.figure(figsize=(max(6, 1.3 * n), 5))
+    fig = Figure(figsize=(max(6, 1.3 * n), 5))
     ax = fig.add_axes((0.08, 0.1, 0.9, 0.5))
     est = a.best["E_Ent"]
     ax.errorbar(np.arange(n), est.value, yerr=est.error, fmt="o", capsize=3, color=COLOURS.get(run.state))
@@ -93,8 +94,11 @@ def fig2b(run: RunAnalysis, a: Analysis, path: Path) -> Path:
 
 def fig3bc(run: RunAnalysis, a: Analysis, ratio: float, path: Path) -> Path:
     """E_EPR vs gap width at a fixed gap centre, and the atom numbers in A and B."""
-    widths = np.array([g.gap_px for g in a.geometries])
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
+    splits = [g for g in a.geometries if isinstance(g, Split)]
+    assert len(splits) == len(a.geometries), "a gap scan holds splits only"
+    widths = np.array([g.gap_px for g in splits])
+    fig = Figure(figsize=(6, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
     for key, fmt, colour, label in (("E_EPR_AB", "o-", "#1f78b4", "E_EPR A→B"),
                                      ("E_EPR_BA", "s-", "#e31a1c", "E_EPR B→A")):
         est = a.best[key]
@@ -109,8 +113,7 @@ def fig3bc(run: RunAnalysis, a: Analysis, ratio: float, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout() if not fig.axes or len(fig.axes) < 3 else None
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -207,7 +207,8 @@ class VirtualLab:
         cams = high_intervals(edges, ch["camera"], end_s=end)
         probes = high_intervals(edges, ch["probe"], end_s=end)
         lit = [overlapping(c, probes) for c in cams]
-        kinds, lit_pulses = [], []
+        kinds: list[str] = []
+        lit_pulses: list[tuple[float, float]] = []
         for p in lit:
             if p is None:
                 kinds.append("dark")

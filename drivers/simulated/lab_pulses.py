@@ -14,8 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from drivers.simulated.sma100b_emulator import MicrowaveState, SMA100BEmulator
+from drivers.simulated.sma100b_emulator import MicrowaveState
 from drivers.simulated.spin import RabiPulse
 
 Edges = list[tuple[float, int]]
@@ -99,6 +100,15 @@ def pulses_from_timeline(edges: Edges, timeline: Timeline, measure_at_s: float, 
     return tuple(pulses)
 
 
+class MicrowaveEmulator(Protocol):
+    """An emulated source the timeline can follow (SMA100B, SynthHD): its settings as a
+    MicrowaveState, and a change callback ``on_change(name, value)``."""
+
+    on_change: Callable[[str, object], None] | None
+
+    def snapshot(self) -> MicrowaveState: ...
+
+
 class MicrowaveTimeline:
     """The emulated generator's settings over monotonic time, from its change notifications.
 
@@ -106,7 +116,7 @@ class MicrowaveTimeline:
     ``program_timeline()`` maps the history onto a card program's time axis.
     """
 
-    def __init__(self, emulator: SMA100BEmulator, keep: int = 256) -> None:
+    def __init__(self, emulator: MicrowaveEmulator, keep: int = 256) -> None:
         self.emulator = emulator
         self._history: deque[tuple[float, MicrowaveState]] = deque(maxlen=keep)
         self._lock = threading.Lock()

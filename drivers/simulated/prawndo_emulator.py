@@ -17,6 +17,7 @@ winds down), so a driver's ``reconnect()`` gets the card back.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -91,12 +92,13 @@ class _StreamConsole:
         """Read more input into the buffer; False once closed or stopping."""
         stop = self._emu._stop_event
         while not (stop.is_set() or self._closed.is_set()):
-            handle = self._sock if self._sock is not None else self._fd
+            fd = self._fd if self._fd is not None else -1         # exactly one of socket / pty is set
+            handle: socket.socket | int = self._sock if self._sock is not None else fd
             try:
                 ready, _, _ = select.select([handle], [], [], _POLL_S)
                 if not ready:
                     continue
-                data = self._sock.recv(4096) if self._sock is not None else os.read(self._fd, 4096)
+                data = self._sock.recv(4096) if self._sock is not None else os.read(fd, 4096)
             except (OSError, ValueError):
                 return False
             if not data:
@@ -311,7 +313,7 @@ class PrawnDOEmulator:
             if first and self._banner:
                 console.send(BANNER)
             first = False
-            self._spawn(lambda c=console: self._serve(c), "prawndo-emulator-conn")
+            self._spawn(functools.partial(self._serve, console), "prawndo-emulator-conn")
 
     def _holder_released(self) -> bool:
         """True once no TCP client holds the card; a holder with unread input (its closing bytes,

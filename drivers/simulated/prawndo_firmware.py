@@ -61,7 +61,7 @@ class Console(Protocol):
 
 def _scan(data: bytes, kinds: str, skip_command: bool) -> list[int]:
     """C ``sscanf``: ``%*s`` (if ``skip_command``) then ``x`` (hex) / ``u`` (decimal) conversions."""
-    pos, out = 0, []
+    pos, out = 0, []  # type: int, list[int]
     if skip_command:
         m = _TOKEN.match(data)
         if m is None:

@@ -125,7 +125,7 @@ class ScpiDevice:
 
     def reset(self) -> None:
         """``*RST``: every setting back to its default (errors stay queued)."""
-        changed = []
+        changed: list[tuple[str, object]] = []
         with self._lock:
             for s in self.settings:
                 if self._state.get(s.name, object()) != s.parameter.default:

@@ -22,6 +22,7 @@ One host at a time: a second TCP connection is closed at once.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -301,7 +302,7 @@ class SynthHDEmulator:
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._threads = [t for t in self._threads if t.is_alive()]
-            self._spawn(lambda c=conn: self._serve_socket(c), "synthhd-conn")
+            self._spawn(functools.partial(self._serve_socket, conn), "synthhd-conn")
 
     def _serve_socket(self, conn: socket.socket) -> None:
         try:

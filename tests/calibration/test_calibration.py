@@ -13,6 +13,7 @@ from analysis.imaging import atom_number_image
 from app.cli import main
 from app.labconfig import parse_lab_config
 from calibration import procedures as P
+from drivers.simulated.atom_source import VirtualAtoms
 from calibration.record import CalibrationRecord, RecordError, load_record, parse_record
 from tests.analysis.virtual_lab_data import lab_calibration
 from tests.offline.runs import sim_config
@@ -36,30 +37,30 @@ def check(result: P.Result, truth: dict[str, float], max_rel_err: float) -> None
 
 
 def test_rabi_frequency_and_pi2_pulses(tmp_path: Path) -> None:
-    r = P.rabi_virtual(P.VirtualAtoms(CONFIG, seed=1), record(), tmp_path / "rabi.png")
+    r = P.rabi_virtual(VirtualAtoms(CONFIG, seed=1), record(), tmp_path / "rabi.png")
     check(r, {"rabi_frequency_hz": 2000.0, "x.pulse_s": 125e-6}, 0.01)
     assert r.plot is not None and r.plot.stat().st_size > 1000
 
 
 def test_reinaudi_alpha(tmp_path: Path) -> None:
     start = record(alpha=1.3)                            # a wrong starting value
-    r = P.reinaudi(P.VirtualAtoms(CONFIG, seed=2), start, tmp_path / "r.png")
+    r = P.reinaudi(VirtualAtoms(CONFIG, seed=2), start, tmp_path / "r.png")
     check(r, {"alpha": 1 / 0.68}, 0.02)
 
 
 def test_differential_detectivity(tmp_path: Path) -> None:
-    r = P.detectivity(P.VirtualAtoms(CONFIG, seed=3), record(detectivity_1=1.0), tmp_path / "d.png")
+    r = P.detectivity(VirtualAtoms(CONFIG, seed=3), record(detectivity_1=1.0), tmp_path / "d.png")
     check(r, {"detectivity_1": 1.05}, 0.03)
 
 
 def test_projection_noise_slope(tmp_path: Path) -> None:
-    r = P.projection_noise(P.VirtualAtoms(CONFIG, seed=4), record(), tmp_path / "p.png",
+    r = P.projection_noise(VirtualAtoms(CONFIG, seed=4), record(), tmp_path / "p.png",
                            atom_numbers=(100, 400, 800, 1200), shots=120)
     check(r, {"projection_noise_slope": 1.031}, 0.15)
 
 
 def test_point_spread_function(tmp_path: Path) -> None:
-    r = P.psf(P.VirtualAtoms(CONFIG, seed=5), record(), tmp_path / "psf.png")
+    r = P.psf(VirtualAtoms(CONFIG, seed=5), record(), tmp_path / "psf.png")
     # the fit's statistical error is tiny: allow the model's 1 % (Gaussian vs pixelated, blur shape)
     for _, key, value, err in r.updates:
         assert value == pytest.approx({"psf_sigma_x_px": 1.1, "psf_sigma_y_px": 1.2}[key], rel=0.015)
@@ -67,8 +68,8 @@ def test_point_spread_function(tmp_path: Path) -> None:
 
 def test_detection_noise_agrees_with_an_independent_sample(tmp_path: Path) -> None:
     rec = record()
-    r1 = P.detection_noise(P.VirtualAtoms(CONFIG, seed=6), rec, tmp_path / "n.png")
-    r2 = P.detection_noise(P.VirtualAtoms(CONFIG, seed=7), rec, None)
+    r1 = P.detection_noise(VirtualAtoms(CONFIG, seed=6), rec, tmp_path / "n.png")
+    r2 = P.detection_noise(VirtualAtoms(CONFIG, seed=7), rec, None)
     for (_, k, v1, e1), (_, _, v2, e2) in zip(r1.updates, r2.updates):
         assert abs(v1 - v2) < 3 * math.hypot(e1, e2) and e1 < 0.1 * v1
 
@@ -109,7 +110,7 @@ def test_bad_records_are_rejected_with_the_field(tmp_path: Path, edit: tuple[str
 
 
 def test_a_wrong_record_gives_visibly_wrong_atom_numbers() -> None:
-    frames = P.VirtualAtoms(CONFIG, seed=8).shots(5, config=dataclasses.replace(
+    frames = VirtualAtoms(CONFIG, seed=8).shots(5, config=dataclasses.replace(
         CONFIG, spin=dataclasses.replace(CONFIG.spin, state="coherent")))
     good = TRUTH
     bad = dataclasses.replace(TRUTH, alpha=TRUTH.alpha / 0.8)     # sigma_eff 20 % too small
