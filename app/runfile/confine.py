@@ -19,6 +19,8 @@ import numpy as np
 
 from app.runfile.schema import RunFileError
 
+# HDF5 errors on a damaged file; h5py turns one raised inside a visit callback into SystemError
+_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, SystemError)
 MAX_OBJECTS = 20_000          # a run file holds ~100 objects; a crafted file cannot make us walk for ever
 # HDF5 filter ids allowed on any dataset (lossless ones only; registered ids, hdf5plugin's list)
 ALLOWED_FILTERS = {
@@ -100,8 +102,9 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
 
     try:
         refusal = f.visititems_links(visit)
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise RunFileError(f"{path}: its links cannot be listed (damaged file): {exc}") from None
+    except _ERRORS as exc:
+        raise RunFileError(f"{path}: damaged or truncated file: its links cannot be listed: "
+                           f"{exc}") from None
     if refusal is not None:
         raise RunFileError(f"{path}: {refusal}")
     # only hard links remain: objects are inside this file
@@ -113,22 +116,27 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
 
     try:
         f.visititems(collect)
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise RunFileError(f"{path}: its objects cannot be inspected (damaged file): {exc}") from None
+    except _ERRORS as exc:
+        raise RunFileError(f"{path}: damaged or truncated file: its objects cannot be "
+                           f"inspected: {exc}") from None
     for name, ds in datasets:
         try:
             _check_storage(path, name, ds)
         except RunFileError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise RunFileError(f"{path}: /{name} cannot be inspected (damaged file): "
-                               f"{exc}") from None
+        except _ERRORS as exc:
+            raise RunFileError(f"{path}: damaged or truncated file: /{name} cannot be "
+                               f"inspected: {exc}") from None
     for name, expect in schema.items():
-        obj = f.get(name)
-        if obj is None:
+        try:
+            obj = f.get(name)
+            ok = obj is None or (isinstance(obj, h5py.Dataset) and expect.check(obj))
+        except _ERRORS as exc:
+            raise RunFileError(f"{path}: damaged or truncated file: /{name} cannot be "
+                               f"inspected: {exc}") from None
+        if obj is None or ok:
             continue
         if not isinstance(obj, h5py.Dataset):
             raise RunFileError(f"{path}: /{name} is a {type(obj).__name__}, expected a dataset "
                                f"({expect.text})")
-        if not expect.check(obj):
-            raise RunFileError(f"{path}: /{name} is {_describe(obj)}, expected {expect.text}")
+        raise RunFileError(f"{path}: /{name} is {_describe(obj)}, expected {expect.text}")

@@ -82,7 +82,7 @@ def _open_h5(path: Path) -> tuple[h5py.File, bool]:
                          + "; ".join(errors) + ")")
 
 
-_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, SystemError)
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _EOF_FIELD = {0: 40, 1: 44, 2: 28, 3: 28}  # superblock version -> byte offset of the EOF address
 
@@ -290,27 +290,35 @@ class RunReader:
     @property
     def provenance(self) -> dict[str, str]:
         """What wrote the file (schema 2): versions, code revision, host, user, hashes; {} for 1."""
-        g = self._f.get(NX.PROVENANCE)
-        if not isinstance(g, h5py.Group):
-            return {}
-        out = {}
-        for key, ds in g.items():
-            if isinstance(ds, h5py.Dataset) and ds.shape == () and ds.dtype.kind in "OS":
-                out[key] = self._text(f"{NX.PROVENANCE}/{key}")
-        return out
+        try:
+            g = self._f.get(NX.PROVENANCE)
+            if not isinstance(g, h5py.Group):
+                return {}
+            keys = [k for k, ds in g.items()
+                    if isinstance(ds, h5py.Dataset) and ds.shape == () and ds.dtype.kind in "OS"]
+        except _READ_ERRORS as exc:
+            raise self._fail(f"/{NX.PROVENANCE} cannot be read (damaged file): {exc}") from None
+        return {k: self._text(f"{NX.PROVENANCE}/{k}") for k in keys}
 
     def _columns_of(self, group: str, names: list[str], n: int | None) -> dict[str, NDArray[Any]]:
         out = {}
         for name in names:
             path = f"{group}/{name}"
-            if path in self._f:
+            try:
+                present = path in self._f
+            except _READ_ERRORS as exc:
+                raise self._fail(f"/{path} cannot be read (damaged file): {exc}") from None
+            if present:
                 col = self._read(path, slice(0, n))
                 out[name] = np.char.decode(col, "utf-8", "replace") if col.dtype.kind == "S" else col
         return out
 
     def units(self, path: str) -> str:
         """The ``units`` attribute of dataset ``path`` ('' if none)."""
-        value = self._f[path].attrs.get("units", "")
+        try:
+            value = self._f[path].attrs.get("units", "")
+        except _READ_ERRORS as exc:
+            raise self._fail(f"/{path} cannot be read (damaged file): {exc}") from None
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def columns(self) -> dict[str, NDArray[Any]]:

@@ -137,6 +137,7 @@ def test_random_corruption_never_escapes_as_another_exception(tmp_path: Path,
                 for _ in run.iter_shots(None):
                     pass
                 run.results, run.end_state, run.table()
+                run.columns(), run.counts(), run.results_tables(), run.provenance
             outcomes["ok"] += 1
         except RunFileError as exc:
             assert str(path) in str(exc)
