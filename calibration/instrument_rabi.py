@@ -4,6 +4,7 @@ virtual lab or on the real instruments alike."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,21 +13,14 @@ from calibration.procedures import state_totals
 from calibration.record import CalibrationRecord
 from sequences.control import RunState
 from sequences.instruments import Instruments, SequencerConfig
-from sequences.plan import AxisPulse, MicrowaveCalibration, parse_plan
+from sequences.plan import AxisPulse, MicrowaveCalibration, build_plan
 from sequences.publish import Overflow, ShotPublisher
 from sequences.sequencer import Sequencer
 
-PLAN = """name = "rabi-scan"
-[run]
-shots = {shots}
-[state]
-kind = "coherent"
-[directions]
-sequence = ["x"]
-[imaging]
-reference_delay_s = 5e-3
-dark_delay_s = 5e-3
-"""
+def _plan(shots: int) -> dict[str, Any]:
+    """One point of the scan: ``shots`` x shots, coherent state, short reference delays."""
+    return {"name": "rabi-scan", "run": {"shots": shots}, "state": {"kind": "coherent"},
+            "directions": {"sequence": ["x"]}, "imaging": {"reference_delay_s": 5e-3, "dark_delay_s": 5e-3}}
 
 
 def rabi_scan(instruments: Instruments, config: SequencerConfig, record: CalibrationRecord,
@@ -39,7 +33,7 @@ def rabi_scan(instruments: Instruments, config: SequencerConfig, record: Calibra
     for k, t in enumerate(pulse_lengths_s):
         cal = MicrowaveCalibration(mw.frequency_hz, mw.power_dbm, AxisPulse(mw.x.phase_deg, float(t)),
                                    mw.y, record=f"{record.id} (Rabi scan)")
-        plan = parse_plan(PLAN.format(shots=shots_per_point), "rabi-scan", cal)
+        plan = build_plan(_plan(shots_per_point), "rabi-scan", cal)
         pub = ShotPublisher()
         sub = pub.subscribe("rabi", maxsize=shots_per_point + 4, overflow=Overflow.BLOCK)
         seq = Sequencer(plan, instruments, config, publisher=pub)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from sequences.shot import DIRECTIONS, FRAME_NAMES
 from sequences.tomlfields import FieldError, Table, parse_toml, read_text
 
@@ -206,6 +208,16 @@ class RunPlan:
         """``to_dict()`` as JSON text."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    def to_toml(self) -> str:
+        """The plan document as TOML (written by tomli-w from the parsed text)."""
+        return tomli_w.dumps(parse_toml(self.text, self.source, PlanError)) if self.text else ""
+
+    def with_overrides(self, *, shots: int | None = None, state: str | None = None,
+                       calibration: MicrowaveCalibration | None = None) -> RunPlan:
+        """This plan with another number of shots and/or prepared state, validated anew."""
+        return parse_plan(with_overrides(self.text, self.source, shots=shots, state=state), self.source,
+                          calibration)
+
 
 def _state(t: Table) -> StateSpec:
     kind = t.string("kind", "squeezed", choices=STATE_KINDS)
@@ -354,7 +366,7 @@ def load_plan(path: str | Path, calibration: MicrowaveCalibration | None = None)
 
 def with_overrides(text: str, source: str, *, shots: int | None = None, state: str | None = None) -> str:
     """The plan's TOML text with ``run.shots`` and/or ``state.kind`` replaced (validated later by
-    :func:`parse_plan`); a coherent state drops ``squeezing_dB``."""
+    :func:`parse_plan`); a coherent state drops ``squeezing_dB``. Written by a TOML library."""
     if shots is None and state is None:
         return text
     data = parse_toml(text, source, PlanError)
@@ -369,18 +381,15 @@ def with_overrides(text: str, source: str, *, shots: int | None = None, state: s
         if state == "coherent":
             st.pop("squeezing_dB", None)
         data["state"] = st
-    return _dump_toml(data)
+    return tomli_w.dumps(data)
 
 
-def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """TOML for plan tables (scalars, lists of scalars, nested tables)."""
-    scalars, tables = [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            scalars.append(f"{k} = {json.dumps(v)}")
-    out = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
-    for k, v in tables:
-        out.append(_dump_toml(v, f"{prefix}.{k}" if prefix else k))
-    return "\n".join(out) + "\n"
+def build_plan(data: Mapping[str, Any], source: str = "<plan>",
+               calibration: MicrowaveCalibration | None = None) -> RunPlan:
+    """A plan from its tables as data (``{"run": {"shots": 30}, "state": {...}, ...}``), validated
+    exactly as a plan file; the run file stores the TOML that tomli-w writes for it."""
+    try:
+        text = tomli_w.dumps(dict(data))
+    except (TypeError, ValueError) as exc:
+        raise PlanError(f"{source}: cannot be written as TOML: {exc}") from None
+    return parse_plan(text, source, calibration)

@@ -60,8 +60,8 @@ def _record_from_config(cal: dict[str, Any], source: str) -> CalibrationRecord:
 
 def _calibration_plan(config: Any) -> Any:
     """The one-shot coherent plan the calibration builds the virtual lab for (the atoms' state)."""
-    from sequences.plan import parse_plan
-    return parse_plan('[run]\nshots = 1\n[state]\nkind = "coherent"\natom_number_sd = 0.0\n', "calibrate",
+    from sequences.plan import build_plan
+    return build_plan({"run": {"shots": 1}, "state": {"kind": "coherent", "atom_number_sd": 0.0}}, "calibrate",
                       config.microwave_calibration)
 
 

@@ -21,20 +21,11 @@ from app.labconfig import LabConfigError, load_lab_config
 from app.monitoring import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
 from app.session import RunSession, SessionError, region_plan
-from sequences.plan import PlanError, parse_plan
+from sequences.plan import PlanError, build_plan
 from sequences.sequencer import Progress
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
-PLAN_TEMPLATE = """name = "gui"
-[run]
-shots = {shots}
-[state]
-kind = "{state}"
-[directions]
-order = "{order}"
-block = {block}
-"""
 REFRESH_MS = 200
 
 
@@ -183,8 +174,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         try:
             config = load_lab_config(params["config"] or DEFAULT_CONFIG)
-            text = PLAN_TEMPLATE.format(**params)
-            plan = parse_plan(text, "plan from the window", config.microwave_calibration)
+            plan = build_plan({"name": "gui", "run": {"shots": int(params["shots"])},
+                               "state": {"kind": str(params["state"])},
+                               "directions": {"order": str(params["order"]), "block": int(params["block"])}},
+                              "plan from the window", config.microwave_calibration)
             session = RunSession(config, plan, params.get("out"))
             check_run(config, plan, params.get("out"))
         except (LabConfigError, PlanError, SessionError, ValueError) as exc:
