@@ -31,15 +31,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
 
 from app.runfile import RunFileError, RunWriter
 from app.runfile.confine import Expect, check_confined
-from sequences.shot import FRAME_NAMES, ShotRecord, ShotTime
-from sequences.tomlfields import parse_toml, read_text
+from sequences.shot import FRAME_NAMES, Direction, ShotRecord, ShotTime
+from sequences.tomlfields import FieldError, parse_toml, read_text
 
 MAX_SHOT_FILES = 1_000_000
 
@@ -57,7 +57,10 @@ class LabscriptMapping:
     def load(cls, path: str | Path) -> LabscriptMapping:
         """Read a mapping file (TOML, see the module docstring); RunFileError naming the problem."""
         src = str(path)
-        data = parse_toml(read_text(src, RunFileError), src, RunFileError)
+        try:
+            data = parse_toml(read_text(src), src)
+        except FieldError as exc:
+            raise RunFileError(str(exc)) from None
         table = data.get("labscript")
         if not isinstance(table, dict):
             raise RunFileError(f"{src}: no [labscript] table; expected direction_global and "
@@ -166,7 +169,7 @@ def convert_folder(folder: str | Path, mapping: LabscriptMapping, out: str | Pat
                                    f"expected {shape[0]}x{shape[1]} as in {files[0].name}")
             seq = "xyz".index(direction)
             w.write_shot(ShotRecord.ok(
-                index=k, cycle=counts[direction], sequence_index=seq, direction=direction,
+                index=k, cycle=counts[direction], sequence_index=seq, direction=cast(Direction, direction),
                 frames=frames, timing=timing,
                 settings={f"globals.{n}": v for n, v in globals_.items()},
                 extra={"labscript_file": path.name}))

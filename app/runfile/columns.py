@@ -211,8 +211,8 @@ class ShotColumns:
         are cut to ``rows``)."""
         end = (self._chunk + 1) * ROWS_PER_CHUNK
         at = (self._chunk * ROWS_PER_CHUNK,)
-        data = {c.name: np.ascontiguousarray(self._f8[:, j])
-                for j, c in enumerate(self._kinds["<f8"])}
+        data: dict[str, np.ndarray] = {c.name: np.ascontiguousarray(self._f8[:, j])
+                                       for j, c in enumerate(self._kinds["<f8"])}
         data.update({c.name: np.ascontiguousarray(self._i1[:, j])
                      for j, c in enumerate(self._kinds["i1"])})
         data["index"] = self._index

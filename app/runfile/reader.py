@@ -185,7 +185,8 @@ class RunReader:
         self.repaired_from = str(f.attrs.get("repaired_from", ""))
         self.frame_names: tuple[str, ...] = tuple(
             n.decode() if isinstance(n, bytes) else str(n) for n in f[S.FRAMES].attrs["frame_names"])
-        self.frame_shape: tuple[int, int] = tuple(f[S.FRAMES].shape[2:])  # type: ignore[assignment]
+        h, w = f[S.FRAMES].shape[2:]
+        self.frame_shape: tuple[int, int] = (int(h), int(w))
         self.compression = str(f[S.FRAMES].attrs.get("compression", "none"))
         self.plan_toml = self._text(S.META["plan_toml"])
         self.plan = self._json(S.META["plan_json"])
@@ -382,8 +383,9 @@ class RunReader:
 
     def _verified(self, i: int, frames: NDArray[np.uint16]) -> NDArray[np.uint16]:
         row = self._table[i]
-        if row["has_frames"] and zlib.crc32(np.ascontiguousarray(frames, "<u2")) \
-                != int(row["frames_crc32"]):
+        # an ndarray is a buffer (the stubs know it only through Python 3.12's __buffer__)
+        crc = zlib.crc32(np.ascontiguousarray(frames, "<u2"))  # type: ignore[arg-type]
+        if row["has_frames"] and crc != int(row["frames_crc32"]):
             raise self._fail(f"frames of shot row {i} (index {int(row['index'])}) fail their "
                              "CRC32 check (corrupt data)")
         return frames
@@ -417,9 +419,8 @@ class RunReader:
                           frame_names=self.frame_names, attempt=int(row["attempt"]),
                           extra=text.get("extra", {}))
             if row["status"].decode() == "ok":
-                return ShotRecord.ok(frames=self.frames(i), **common)  # type: ignore[arg-type]
-            return ShotRecord.failed(reason=str(text.get("reason") or "unknown"),
-                                     **common)  # type: ignore[arg-type]
+                return ShotRecord.ok(frames=self.frames(i), **common)
+            return ShotRecord.failed(reason=str(text.get("reason") or "unknown"), **common)
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise self._fail(f"shot row {i} is inconsistent: {exc}") from None
 
