@@ -171,9 +171,10 @@ class CriteriaResult:
 def _estimate(sums: GroupedSums, detection_noise: DetectionNoise | None) -> dict[str, Estimate]:
     total = Moments.from_sums(sums.total())
     loo = Moments.from_sums(sums.leave_one_group_out())
-    det: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # per geometry: floats, or arrays of one (co)variance per geometry (hbar^2)
+    det: tuple[float | NDArray[np.float64], ...] = (0.0, 0.0, 0.0)
     if detection_noise is not None:
-        det = (float(detection_noise.var_a), float(detection_noise.var_b), float(detection_noise.cov_ab))
+        det = (detection_noise.var_a, detection_noise.var_b, detection_noise.cov_ab)
         total = total.corrected(*det)
         loo = loo.corrected(*det)
     full, rep = all_criteria(total), all_criteria(loo)

@@ -49,7 +49,7 @@ def criteria_at_gains(m: Moments, gains: dict[str, Array]) -> dict[str, Array]:
     return out
 
 
-def _split_value(half0: Array, half1: Array, det: tuple[float, float, float]) -> dict[str, Array]:
+def _split_value(half0: Array, half1: Array, det: tuple[float | Array, ...]) -> dict[str, Array]:
     """E_split from the power sums of the two halves, each of shape (..., 3, G, F)."""
     m0 = Moments.from_sums(half0).corrected(*det)
     m1 = Moments.from_sums(half1).corrected(*det)
@@ -58,7 +58,7 @@ def _split_value(half0: Array, half1: Array, det: tuple[float, float, float]) ->
     return {k: 0.5 * (e10[k] + e01[k]) for k in OPTIMISED}
 
 
-def split_sample_criteria(sums: GroupedSums, det: tuple[float, float, float] = (0.0, 0.0, 0.0)
+def split_sample_criteria(sums: GroupedSums, det: tuple[float | Array, ...] = (0.0, 0.0, 0.0)
                           ) -> dict[str, tuple[Array, Array]]:
     """Per optimised criterion: (E_split, its jackknife standard error), arrays of shape (G,)."""
     s = sums.sums  # (3, K, G, F)

@@ -133,8 +133,10 @@ class Moments:
             n_mean = sums[..., :, :, F_NTOT].sum(axis=-2) / n_all
         return cls(vza, vzb, cz, vya, vyb, cy, mxa, mxb, n_mean, sums[..., :, 0, F_N])
 
-    def corrected(self, det_var_a: float, det_var_b: float, det_cov: float = 0.0) -> "Moments":
-        """Moments with a detection-noise (co)variance subtracted, in hbar^2 (same for y and z)."""
+    def corrected(self, det_var_a: float | NDArray[np.float64], det_var_b: float | NDArray[np.float64],
+                  det_cov: float | NDArray[np.float64] = 0.0) -> "Moments":
+        """Moments with a detection-noise (co)variance subtracted, in hbar^2 (same for y and z);
+        floats, or arrays of one value per geometry."""
         return Moments(self.var_z_a - det_var_a, self.var_z_b - det_var_b, self.cov_z - det_cov,
                        self.var_y_a - det_var_a, self.var_y_b - det_var_b, self.cov_y - det_cov,
                        self.mean_x_a, self.mean_x_b, self.n_mean, self.n_shots)
