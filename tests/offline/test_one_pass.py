@@ -2,6 +2,7 @@
 images computed only on the pixels the masks read: the same numbers as one full-frame pass per set."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,17 @@ def test_read_boxes_hold_every_counted_pixel_and_its_neighbours(run_path: Path) 
         inside = np.zeros(m1.shape, dtype=bool)
         inside[r, c] = True
         assert weights.any() and not (weights & ~inside).any()
+
+
+def test_the_run_file_is_opened_once_per_thread_while_it_is_unchanged(run_path: Path, tmp_path: Path) -> None:
+    with offline._run_file(str(run_path)) as first:
+        pass
+    with offline._run_file(str(run_path)) as again:
+        assert again is first
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(run_path.read_bytes())
+    with offline._run_file(str(copy)) as other:
+        assert other is not first and other.path == copy
+    os.utime(copy, ns=(1, 1))                         # another modification time: opened again
+    with offline._run_file(str(copy)) as reopened:
+        assert reopened is not other and reopened.n_shots == other.n_shots
