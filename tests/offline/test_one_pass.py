@@ -110,3 +110,15 @@ def test_the_run_file_is_opened_once_per_thread_while_it_is_unchanged(run_path: 
     os.utime(copy, ns=(1, 1))                         # another modification time: opened again
     with offline._run_file(str(copy)) as reopened:
         assert reopened is not other and reopened.n_shots == other.n_shots
+
+
+def test_counters_are_built_once_for_the_chunks_of_one_spec(run_path: Path) -> None:
+    a = open_analysis(run_path)
+    m1, _ = a.mean_images()
+    spec = offline.CounterSpec(tuple(patterns("x", 1.0)), a.clouds(), None, m1.shape, a.roi_half_px())
+    counter, empty = offline._counters(spec)
+    assert empty is None and offline._counters(spec)[0] is counter
+    same = offline.CounterSpec(tuple(patterns("x", 1.0)), a.clouds(), None, m1.shape, a.roi_half_px())
+    assert offline._counters(same)[0] is counter              # equal, as unpickled in a worker
+    other = offline.CounterSpec(tuple(patterns("y", 2.0)), a.clouds(), None, m1.shape, a.roi_half_px())
+    assert offline._counters(other)[0].geometries == list(other.geometries)
