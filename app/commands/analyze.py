@@ -2,7 +2,8 @@
 
 For every run: the splitting-ratio scan (Fig. 2a: E_Ent; Fig. 3a: E_EPR A->B, B->A and the
 non-inferred products), a set of region patterns (Fig. 2b), and the gap-width scan at a chosen
-splitting ratio with the atom numbers in A and B (Fig. 3b/3c). Several runs are overlaid where the
+splitting ratio with the atom numbers in A and B (Fig. 3b/3c), all counted in one pass over the
+frames after the mean-image pass. Several runs are overlaid where the
 paper overlays squeezed and coherent. The chunks of every run are spread over local worker
 processes (--workers, default: the number of cores) or a Dask cluster (--scheduler ADDRESS); all
 paths give identical numbers. Exit status 0, or 2 with one line naming the problem (missing,
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split, Stripes
+from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split, Stripes, gap_width_scan
 from analysis.imaging import CalibrationError, ImagingCalibration
 from app.offline.analysis import Analysis, RunAnalysis
 from app.runfile import RunFileError
@@ -187,14 +188,16 @@ def run(args: argparse.Namespace) -> int:
         scans = []
         for r in runs:
             r.mean_images(bar(f"{r.path.name}: mean images"))
-            scan = r.ratio_scan(args.axis, args.gap, bar(f"{r.path.name}: splitting-ratio scan"))
+            pos = r.position_for_ratio(args.ratio, args.axis, args.gap)
+            # the ratio scan, the patterns and the gap scan counted in one pass over the frames
+            scan, pat, gaps = r.analyse_sets(
+                [r.ratio_scan_geometries(args.axis, args.gap), patterns(args.axis, args.gap),
+                 gap_width_scan(args.axis, pos, widths)],
+                bar(f"{r.path.name}: ratio scan, patterns, gap widths"))
             scans.append((r, scan))
             written += _write_table(scan, out / f"{r.path.stem}-ratio-scan")
-            pat = r.patterns(patterns(args.axis, args.gap), bar(f"{r.path.name}: patterns"))
             written += _write_table(pat, out / f"{r.path.stem}-patterns")
             written.append(figures.fig2b(r, pat, out / f"{r.path.stem}-fig2b-patterns.png"))
-            pos = r.position_for_ratio(args.ratio, args.axis, args.gap)
-            gaps = r.gap_scan(pos, widths, args.axis, bar(f"{r.path.name}: gap widths"))
             written += _write_table(gaps, out / f"{r.path.stem}-gap-scan")
             written.append(figures.fig3bc(r, gaps, args.ratio, out / f"{r.path.stem}-fig3bc-gap-width.png"))
         written.append(figures.fig2a(scans, out / "fig2a-entanglement-vs-ratio.png"))

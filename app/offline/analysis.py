@@ -4,16 +4,22 @@ Two passes over the ok shots, in chunks (never all frames in memory): (1) the en
 atom-number images of |1> and |2> (the masks are centred on them, physics.md), (2) the region
 counts of every geometry, accumulated as grouped power sums (analysis.moments.GroupedSums, the
 k-th shot of a direction in jackknife group k % 20, as in the live monitor), plus the atom-free
-counts of the same masks moved onto empty pixels (detection noise, see app.monitoring). Each chunk's
+counts of the same masks moved onto empty pixels (detection noise, see app.monitoring). Pass (2)
+counts several sets of geometries at once (``RunAnalysis.analyse_sets``: ratio scan, patterns and
+gap scan of ``steerlab analyze`` in one pass) and computes the atom-number images only on the
+pixels its masks read (the ROI boxes and a 1-pixel border for the bad-pixel repair). Each chunk's
 partial sums are computed by a pure function of (file, rows, ...), so the chunks can run in this
 process, in worker processes or on a Dask cluster, and are always combined in chunk order: every
 execution path gives bit-identical numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,8 @@ from numpy.typing import NDArray
 from analysis.criteria import CriteriaResult, DetectionNoise, result_from_sums
 from analysis.crosstalk import Crosstalk, partition_terms, region_crosstalk
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
-from analysis.imaging import CalibrationError, ImagingCalibration, shot_atom_images
+from analysis.imaging import (CalibrationError, ImagingCalibration, atom_number_image, shot_atom_images,
+                              split_frames)
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
 from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
 from app.offline.exports import explicit_columns
@@ -39,13 +46,32 @@ def _frames_dict(frames: NDArray[Any], names: Sequence[str]) -> dict[str, NDArra
     return {n: frames[i] for i, n in enumerate(names)}
 
 
+_READERS = threading.local()        # per thread: the open run file, the last counters built
+
+
+@contextlib.contextmanager
+def _run_file(path: str) -> Iterator[Any]:
+    """The run file, opened once per thread and kept while it is unchanged (same inode, size and
+    modification time): the chunks of a pass, and both passes, share one open and its checks of
+    the whole file (tens of ms for a run of 600 shots, paid per chunk before)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = getattr(_READERS, "run", None)
+    if cached is None or cached[0] != key:
+        _READERS.run = None
+        if cached is not None:
+            cached[1].close()
+        _READERS.run = (key, open_run(path))
+    yield _READERS.run[1]
+
+
 def mean_images_chunk(path: str, rows: tuple[int, int], calibration: dict[str, float]
                       ) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
     """Sums of the |1> and |2> atom-number images over the ok shots of file rows [a, b)."""
     cal = ImagingCalibration.from_dict(calibration)
     s1 = s2 = None
     n = 0
-    with open_run(path) as run:
+    with _run_file(path) as run:
         status = run.table()["status"][rows[0]:rows[1]]
         names = run.frame_names
         for k, frames in _shots(run, rows):
@@ -82,18 +108,29 @@ class CounterSpec:
                              roi_half_px=self.roi_half_px)
 
 
+def _counters(spec: CounterSpec) -> tuple[RegionCounter, RegionCounter | None]:
+    """The counters of ``spec``, built once per thread for a run of chunks with an equal spec (the
+    pattern weights take ~10 ms per counter)."""
+    cached = getattr(_READERS, "counters", None)
+    if cached is None or cached[0] != spec:
+        _READERS.counters = (spec, (spec.counter(), spec.empty_counter()))
+    return _READERS.counters[1]
+
+
 def count_chunk(path: str, rows: tuple[int, int], offsets: tuple[int, int, int],
                 calibration: dict[str, float], spec: CounterSpec
                 ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
     """Grouped power sums (3, K, G, F), shots per direction (3,), atom-free sums (6, G) of rows
     [a, b); ``offsets``: ok shots per direction before row a (for the jackknife groups)."""
     cal = ImagingCalibration.from_dict(calibration)
-    counter, empty = spec.counter(), spec.empty_counter()
+    counter, empty = _counters(spec)
+    boxes = read_boxes([c for c in (counter, empty) if c is not None], spec.shape)
+    images = {s: np.zeros(spec.shape) for s in (1, 2)}   # only the boxes are written and read
     g = counter.n_geometries
     sums = GroupedSums.empty(g)
     sums.counts[:] = offsets
     det = np.zeros((6, g))
-    with open_run(path) as run:
+    with _run_file(path) as run:
         table = run.table()
         status = table["status"][rows[0]:rows[1]]
         dirs = table["direction"][rows[0]:rows[1]]
@@ -101,15 +138,32 @@ def count_chunk(path: str, rows: tuple[int, int], offsets: tuple[int, int, int],
         for k, frames in _shots(run, rows):
             if _status(status[k]) != "ok":
                 continue
-            im = shot_atom_images(_frames_dict(frames, names), cal)
-            c = counter.count(im.n1.atoms, im.n2.atoms)
+            f = split_frames(_frames_dict(frames, names))
+            for state, (r, col) in boxes.items():
+                images[state][r, col] = atom_number_image(f[f"atoms{state}"][r, col], f[f"ref{state}"][r, col],
+                                                          f["dark"][r, col], cal, state).atoms
+            c = counter.count(images[1], images[2])
             sa, sb, ntot = spin_components(c.n1a, c.n2a, c.n1b, c.n2b)
             sums.add_shot(_status(dirs[k]), sa, sb, ntot)
             if empty is not None:
-                e = empty.count(im.n1.atoms, im.n2.atoms)
+                e = empty.count(images[1], images[2])
                 v = np.stack([(e.n1a - e.n2a) / 2, (e.n1b - e.n2b) / 2])
                 det += np.concatenate([[np.ones(g)], v, v * v, v[:1] * v[1:]])
     return sums.sums, sums.counts - np.asarray(offsets), det
+
+
+def read_boxes(counters: Sequence[RegionCounter], shape: tuple[int, int]) -> dict[int, tuple[slice, slice]]:
+    """Per state: the (rows, cols) box holding every pixel the counters read, grown by the 1-pixel
+    neighbourhood the bad-pixel repair looks at (so the atom numbers inside equal the full image's)."""
+    out = {}
+    for s in (1, 2):
+        boxes = [c.roi_bbox(s) for c in counters]
+        r0 = max(min(b[0].start for b in boxes) - 1, 0)
+        r1 = min(max(b[0].stop for b in boxes) + 1, shape[0])
+        c0 = max(min(b[1].start for b in boxes) - 1, 0)
+        c1 = min(max(b[1].stop for b in boxes) + 1, shape[1])
+        out[s] = (slice(r0, r1), slice(c0, c1))
+    return out
 
 
 def _shots(run: Any, rows: tuple[int, int]) -> Any:
@@ -294,26 +348,48 @@ class RunAnalysis:
     def analyse(self, geometries: Sequence[Geometry], progress: Progress | None = None,
                 *, detection_noise: bool = True) -> Analysis:
         """Criteria (raw and corrected), splitting ratios, N_A, N_B and crosstalk per geometry."""
-        geoms = list(geometries)
+        return self.analyse_sets([geometries], progress, detection_noise=detection_noise)[0]
+
+    def analyse_sets(self, sets: Sequence[Sequence[Geometry]], progress: Progress | None = None,
+                     *, detection_noise: bool = True) -> list[Analysis]:
+        """One Analysis per set of geometries, all counted in one pass over the frames (every
+        geometry's numbers as if its set were analysed alone: the counts of a geometry do not
+        depend on the others counted with it)."""
+        sets = [list(g) for g in sets]
+        every = [g for geoms in sets for g in geoms]
         m1, m2 = self.mean_images()
         clouds = self.clouds()
         roi = self.roi_half_px()
-        counter = RegionCounter(geoms, clouds, m1.shape, roi_half_px=roi)
+        counter = RegionCounter(every, clouds, m1.shape, roi_half_px=roi)
         scale = {s: counter.scale(s)[0] for s in (1, 2)}
         empty = _empty_clouds(clouds, m1.shape, roi[0], scale) if detection_noise else None
-        spec = CounterSpec(tuple(geoms), clouds, empty, m1.shape, roi)
+        spec = CounterSpec(tuple(every), clouds, empty, m1.shape, roi)
         offsets = self._offsets()
         cal = self.calibration.to_dict()
         parts = self._map(count_chunk, [(str(self.path), c, offsets[i], cal, spec)
                                         for i, c in enumerate(self.chunks)], progress, "counting")
-        sums = GroupedSums.empty(len(geoms))
-        det = np.zeros((6, len(geoms)))
+        sums = GroupedSums.empty(len(every))
+        det = np.zeros((6, len(every)))
         for s, n, d in parts:                        # in chunk order: identical on every path
             sums.sums += s
             sums.counts += n
             det += d
+        out = []
+        start = 0
+        for geoms in sets:
+            part = slice(start, start + len(geoms))
+            start += len(geoms)
+            out.append(self._analysis(geoms, GroupedSums(sums.sums[:, :, part].copy(), sums.counts.copy()),
+                                      det[:, part] if empty is not None else None))
+        return out
+
+    def _analysis(self, geoms: list[Geometry], sums: GroupedSums, det: NDArray[np.float64] | None
+                  ) -> Analysis:
+        """Criteria of one set of geometries from its power sums and atom-free sums (None: no room)."""
+        m1, m2 = self.mean_images()
+        counter = RegionCounter(geoms, self.clouds(), m1.shape, roi_half_px=self.roi_half_px())
         dn = None
-        if empty is not None and det[0, 0] >= 3:
+        if det is not None and det[0, 0] >= 3:
             k = det[0]
             mean = det[1:3] / k
             var = np.maximum((det[3:5] - k * mean ** 2) / (k - 1), 0.0)
@@ -343,9 +419,13 @@ class RunAnalysis:
                    *, step_px: float = 0.5) -> Analysis:
         """Gap positions across the cloud along ``axis`` every ``step_px`` (Fig. 2a/3a; the masks
         are fractional, so sub-pixel steps are exact)."""
+        return self.analyse(self.ratio_scan_geometries(axis, gap_px, step_px=step_px), progress)
+
+    def ratio_scan_geometries(self, axis: str = "x", gap_px: float = 1.0, *,
+                              step_px: float = 0.5) -> list[Geometry]:
+        """The splits of ``ratio_scan``: gap positions across the ROI along ``axis`` every ``step_px``."""
         hx, hy = self.roi_half_px()
-        return self.analyse(splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px),
-                            progress)
+        return list(splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px))
 
     def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 1.0) -> float:
         """Gap position (px from the |2> centre) whose splitting ratio N_A/N is closest to ``ratio``."""

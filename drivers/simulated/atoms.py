@@ -186,8 +186,9 @@ def twist_strength(spin: SpinConfig) -> float:
     return solve_twist_for_wineland(int(spin.atom_number_mean), xi2_pure)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=512)
 def _cached_state(n_atoms: int, kind: str, mu: float) -> np.ndarray:
+    """The prepared state, kept for 512 (N, kind, mu): 8.5 kB each at N = 530, 4.4 MB in all."""
     psi = coherent_state_x(n_atoms) if kind == "coherent" else squeezed_state(n_atoms, mu)
     psi.flags.writeable = False
     return psi

@@ -103,6 +103,7 @@ class VirtualLab:
         self.errors: list[str] = []
         self._sequences = 0
         self._simulation_s = 0.0
+        self._simulation_cpu_s = 0.0
         # wall time (s) of the lab's whole work per program run (edges -> pulses, atoms, frames
         # handed to the camera), summed since start; the simulated atoms alone: simulation_time_s
         self.render_seconds = 0.0
@@ -233,12 +234,13 @@ class VirtualLab:
             with self._lock:
                 self.errors.append(str(exc))
             pulses = ()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         shot = self.atoms.shot(seq - 1, pulses=pulses, exposures=exposures,
                                render=bool(cams))
-        spent = time.perf_counter() - t0
+        spent, cpu = time.perf_counter() - t0, time.thread_time() - c0
         with self._lock:
             self._simulation_s += spent
+            self._simulation_cpu_s += cpu
             self.truths.append(LabShot(seq, mw, pulses, tuple(kinds), shot.truth))
         if shot.frames is not None:
             frames = shot.frames
@@ -257,6 +259,13 @@ class VirtualLab:
         """Wall time (s) spent in the simulated atoms (spin state, positions, rendering) since start."""
         with self._lock:
             return self._simulation_s
+
+    @property
+    def simulation_cpu_s(self) -> float:
+        """CPU time (s) of the thread simulating the atoms, spent in them since start (unlike
+        simulation_time_s, no waits for the GIL or the cores)."""
+        with self._lock:
+            return self._simulation_cpu_s
 
     def true_counts(self) -> np.ndarray:
         """(n1, n2) of every program run so far, shape (S, 2)."""

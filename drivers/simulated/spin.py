@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,23 +90,143 @@ def _m_values(n_atoms: int) -> np.ndarray:
     return np.arange(n_atoms + 1) - n_atoms / 2.0
 
 
-@functools.lru_cache(maxsize=12)
-def _sx_eigensystem(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues w (= m values) and real orthogonal eigenvectors V (columns) of S_x: S_x = V diag(w) V^T."""
-    w, v = eigh_tridiagonal(np.zeros(n_atoms + 1), 0.5 * _ladder(n_atoms))
-    w = np.round(w * 2.0) / 2.0  # exact spectrum -S..S; removes ~1e-13 rounding from the phases
+EIGEN_CACHE_BYTES = 256 * 2**20
+"""Memory kept for S_x eigen-systems (bytes): 1.1 MB per atom number at N = 530; every N of 430..630
+(the paper's 530 +- 2.5 rms of 40) together take 220 MB and stay cached; beyond the budget the least
+recently used atom number is dropped (and recomputed, ~8 ms, if it comes back)."""
+
+
+@dataclass(frozen=True)
+class _ParityBlock:
+    """Eigen-system of S_x restricted to one reversal parity: eigenvalues w, orthogonal columns u."""
+
+    w: np.ndarray
+    u: np.ndarray
+
+    def apply(self, x: np.ndarray, angle: float) -> np.ndarray:
+        """exp(-i angle S_x) on coordinates x of this parity block (complex vector)."""
+        coeff = self.u.T @ x.real + 1j * (self.u.T @ x.imag)
+        coeff *= np.exp(-1j * angle * self.w)
+        return self.u @ coeff.real + 1j * (self.u @ coeff.imag)
+
+
+@dataclass(frozen=True)
+class _SxEigensystem:
+    """S_x of N atoms split by the reversal J|k> = |N - k>, which commutes with S_x.
+
+    Pairs k = 0..h-1 (h = (N + 1) // 2) give the coordinates a_k = (psi_k + psi_{N-k})/sqrt 2 (even,
+    plus psi_{N/2} last when N is even) and b_k = (psi_k - psi_{N-k})/sqrt 2 (odd). S_x is
+    tridiagonal in both, with off-diagonals c_k/2; N odd: the last diagonal element is +c_{h-1}/2
+    (even) and -c_{h-1}/2 (odd); N even: the middle state couples to the last even pair with
+    c_{h-1}/sqrt 2. Two half-size problems: about 4x less work and half the memory of the full one.
+    """
+
+    n_atoms: int
+    even: _ParityBlock
+    odd: _ParityBlock
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for b in (self.even, self.odd) for a in (b.w, b.u))
+
+    def exp(self, psi: np.ndarray, angle: float) -> np.ndarray:
+        """exp(-i angle S_x) psi for a complex Dicke vector psi of length N + 1."""
+        n = self.n_atoms
+        h = (n + 1) // 2
+        r = math.sqrt(0.5)
+        low, high = psi[:h], psi[::-1][:h]             # psi_k and psi_{N-k}, k < h
+        a = (low + high) * r
+        if n % 2 == 0:
+            a = np.append(a, psi[h])
+        a = self.even.apply(a, angle)
+        b = self.odd.apply((low - high) * r, angle)
+        out = np.empty_like(psi)
+        out[:h] = (a[:h] + b) * r
+        out[::-1][:h] = (a[:h] - b) * r
+        if n % 2 == 0:
+            out[h] = a[h]
+        return out
+
+
+def _tridiagonal_eigen(diagonal: np.ndarray, off: np.ndarray) -> _ParityBlock:
+    """Eigen-system of a real symmetric tridiagonal matrix, eigenvalues rounded to the half-integers."""
+    if diagonal.size == 1:
+        w, u = diagonal.copy(), np.ones((1, 1))
+    else:
+        w, u = eigh_tridiagonal(diagonal, off, lapack_driver="stemr")
+    w = np.round(w * 2.0) / 2.0  # exact spectrum m = -S..S; removes ~1e-13 rounding from the phases
     w.flags.writeable = False
-    v.flags.writeable = False
-    return w, v
+    u.flags.writeable = False
+    return _ParityBlock(w, u)
+
+
+def _compute_sx_eigensystem(n_atoms: int) -> _SxEigensystem:
+    c = 0.5 * _ladder(n_atoms)
+    h = (n_atoms + 1) // 2
+    if n_atoms % 2:
+        end = np.zeros(h)
+        end[-1] = c[h - 1]
+        even = _tridiagonal_eigen(end, c[:h - 1])
+        odd = _tridiagonal_eigen(-end, c[:h - 1])
+    else:
+        even = _tridiagonal_eigen(np.zeros(h + 1), np.append(c[:h - 1], math.sqrt(2.0) * c[h - 1]))
+        odd = _tridiagonal_eigen(np.zeros(h), c[:h - 1])
+    return _SxEigensystem(n_atoms, even, odd)
+
+
+class _EigenCache:
+    """S_x eigen-systems by atom number, computed once and kept within EIGEN_CACHE_BYTES (LRU). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._systems: OrderedDict[int, _SxEigensystem] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.misses = 0
+
+    def get(self, n_atoms: int) -> _SxEigensystem:
+        with self._lock:
+            system = self._systems.get(n_atoms)
+            if system is not None:
+                self._systems.move_to_end(n_atoms)
+                return system
+        system = _compute_sx_eigensystem(n_atoms)      # outside the lock: other N stay available
+        with self._lock:
+            if n_atoms not in self._systems:
+                self.misses += 1
+                self._systems[n_atoms] = system
+                self._bytes += system.nbytes
+                while self._bytes > EIGEN_CACHE_BYTES and len(self._systems) > 1:
+                    _, dropped = self._systems.popitem(last=False)
+                    self._bytes -= dropped.nbytes
+            return self._systems[n_atoms]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the eigen-systems held."""
+        with self._lock:
+            return self._bytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._systems)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._systems.clear()
+            self._bytes = 0
+
+
+_EIGEN = _EigenCache()
+
+
+def _sx_eigensystem(n_atoms: int) -> _SxEigensystem:
+    """The eigen-system of S_x for n_atoms (cached, see EIGEN_CACHE_BYTES)."""
+    return _EIGEN.get(n_atoms)
 
 
 def _exp_sx(psi: np.ndarray, angle: float) -> np.ndarray:
-    """exp(-i angle S_x) psi, exactly (cached eigendecomposition of S_x)."""
-    n_atoms = psi.size - 1
-    w, v = _sx_eigensystem(n_atoms)
-    coeff = v.T @ psi.real + 1j * (v.T @ psi.imag)
-    coeff *= np.exp(-1j * angle * w)
-    return v @ coeff.real + 1j * (v @ coeff.imag)
+    """exp(-i angle S_x) psi, exactly (cached eigen-decomposition of S_x, split by reversal parity)."""
+    return _sx_eigensystem(psi.size - 1).exp(np.asarray(psi, dtype=complex), angle)
 
 
 def rotate_z(psi: np.ndarray, angle_rad: float) -> np.ndarray:

@@ -149,3 +149,33 @@ def test_bad_shot_arguments_raise_clear_errors() -> None:
         simulate_shot(CONFIG, seed=1, render=False).frame("dark")
     with pytest.raises(ValueError, match="shot index"):
         SimulatedAtoms(CONFIG).shot(-2)
+
+
+# (N, N1) of shots 0..11 of SimulatedAtoms(NOISY_SEQUENCE, seed=2026) as simulated before the S_x
+# eigen-systems were split by parity and kept per atom number (commit 4175d87)
+SEQUENCE_BEFORE = [(534, 0), (552, 326), (586, 296), (453, 0), (563, 298), (507, 262), (495, 1), (551, 244),
+                   (434, 207), (520, 6), (521, 244), (511, 296)]
+
+
+def seeded_sequence() -> list:  # type: ignore[type-arg]
+    noisy = with_spin(atom_number_rms=40.0, phase_noise_rms_rad=0.05, rabi_area_rel_rms=0.02, dephasing_rms_rad=0.1)
+    stream = SimulatedAtoms(noisy, seed=2026)
+    return [stream.shot(k, pulses=(RabiPulse(math.pi / 2, 0.3, 0.4),) if k == 11 else
+                        paper_measurement_pulses("xyz"[k % 3])) for k in range(12)]
+
+
+def test_a_seeded_shot_sequence_is_unchanged_by_the_cached_parity_eigensystems(monkeypatch) -> None:
+    from drivers.simulated import atoms, spin
+    from tests.simulated.test_sim_spin import full_eigensystem_exp_sx
+
+    atoms._cached_state.cache_clear()
+    fast = seeded_sequence()
+    assert [(s.truth.n_atoms, s.truth.n1) for s in fast] == SEQUENCE_BEFORE
+    monkeypatch.setattr(spin, "_exp_sx", full_eigensystem_exp_sx)      # the reference implementation
+    atoms._cached_state.cache_clear()
+    try:
+        reference = seeded_sequence()
+    finally:
+        atoms._cached_state.cache_clear()
+    for a, b in zip(fast, reference):
+        assert_same_shot(a, b)

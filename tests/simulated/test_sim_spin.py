@@ -111,3 +111,46 @@ def test_bad_inputs_raise_clear_errors() -> None:
         sp.rotate(np.ones((2, 2)), sp.RabiPulse(1.0))
     with pytest.raises(ValueError, match="zero norm"):
         sp.spin_moments(np.zeros(5))
+
+
+def full_eigensystem_exp_sx(psi: np.ndarray, angle: float) -> np.ndarray:
+    """Reference: exp(-i angle S_x) psi from the full (N + 1)-dimensional tridiagonal eigen-problem, as
+    spin.py computed it before the reversal-parity split (scipy's default driver)."""
+    from scipy.linalg import eigh_tridiagonal
+    n = psi.size - 1
+    w, v = eigh_tridiagonal(np.zeros(n + 1), 0.5 * sp._ladder(n))
+    w = np.round(w * 2.0) / 2.0
+    coeff = v.T @ psi.real + 1j * (v.T @ psi.imag)
+    coeff *= np.exp(-1j * angle * w)
+    return v @ coeff.real + 1j * (v @ coeff.imag)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 9, 530, 531])
+def test_parity_split_rotation_equals_the_full_eigensystem(n: int) -> None:
+    rng = np.random.default_rng(n)
+    psi = rng.normal(size=n + 1) + 1j * rng.normal(size=n + 1)
+    psi /= np.linalg.norm(psi)
+    for angle in (math.pi / 2, 0.37, -2.9):
+        np.testing.assert_allclose(sp._exp_sx(psi, angle), full_eigensystem_exp_sx(psi, angle), rtol=0, atol=1e-12)
+    system = sp._sx_eigensystem(n)
+    np.testing.assert_array_equal(np.sort(np.concatenate([system.even.w, system.odd.w])), np.arange(n + 1) - n / 2)
+
+
+def test_eigensystems_are_computed_once_per_atom_number_within_the_memory_budget(monkeypatch) -> None:
+    default_budget = sp.EIGEN_CACHE_BYTES
+    cache = sp._EigenCache()
+    one = sp._compute_sx_eigensystem(100).nbytes
+    monkeypatch.setattr(sp, "EIGEN_CACHE_BYTES", int(2.5 * one))
+    first = cache.get(100)
+    cache.get(101)
+    assert cache.get(100) is first and cache.misses == 2
+    cache.get(102)                      # over budget: 101, the least recently used, goes
+    assert len(cache) == 2 and cache.nbytes <= sp.EIGEN_CACHE_BYTES
+    assert cache.get(100) is first and cache.misses == 3
+    cache.get(101)
+    assert cache.misses == 4
+    # blocks of (N + 2) // 2 and (N + 1) // 2 states: w and u in float64
+    assert sp._compute_sx_eigensystem(631).nbytes == sum(8 * (s + s * s) for s in (316, 316))
+    # the default budget keeps every atom number of the paper's range 530 +- 2.5 x 40
+    kept = sum(8 * (s + s * s) for n in range(430, 631) for s in ((n + 2) // 2, (n + 1) // 2))
+    assert kept <= default_budget
