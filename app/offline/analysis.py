@@ -69,7 +69,8 @@ def mean_images_chunk(path: str, rows: tuple[int, int], calibration: dict[str, f
                       ) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
     """Sums of the |1> and |2> atom-number images over the ok shots of file rows [a, b)."""
     cal = ImagingCalibration.from_dict(calibration)
-    s1 = s2 = None
+    s1: NDArray[np.float64] | None = None
+    s2: NDArray[np.float64] | None = None
     n = 0
     with _run_file(path) as run:
         status = run.table()["status"][rows[0]:rows[1]]
@@ -78,12 +79,12 @@ def mean_images_chunk(path: str, rows: tuple[int, int], calibration: dict[str, f
             if _status(status[k]) != "ok":
                 continue
             im = shot_atom_images(_frames_dict(frames, names), cal)
-            if s1 is None:
+            if s1 is None or s2 is None:
                 s1, s2 = np.zeros_like(im.n1.atoms), np.zeros_like(im.n2.atoms)
             s1 += im.n1.atoms
             s2 += im.n2.atoms
             n += 1
-    if s1 is None:
+    if s1 is None or s2 is None:
         return np.zeros(0), np.zeros(0), 0
     return s1, s2, n
 
@@ -379,7 +380,7 @@ class RunAnalysis:
         for geoms in sets:
             part = slice(start, start + len(geoms))
             start += len(geoms)
-            out.append(self._analysis(geoms, GroupedSums(sums.sums[:, :, part].copy(), sums.counts.copy()),
+            out.append(self._analysis(list(geoms), GroupedSums(sums.sums[:, :, part].copy(), sums.counts.copy()),
                                       det[:, part] if empty is not None else None))
         return out
 

@@ -224,6 +224,13 @@ def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence
     return np.random.SeedSequence(int(seed))
 
 
+def _entropy(seq: np.random.SeedSequence) -> int:
+    """The sequence's entropy (an int here: every sequence of this module is made from one)."""
+    e = seq.entropy
+    assert isinstance(e, int), e
+    return e
+
+
 def simulate_shot(config: SimulationConfig, *, seed: int | np.random.SeedSequence,
                   pulses: Sequence[RabiPulse] = (), exposures: Exposures | None = None,
                   atoms_loaded: bool = True, render: bool = True) -> Shot:
@@ -256,11 +263,12 @@ def simulate_shot(config: SimulationConfig, *, seed: int | np.random.SeedSequenc
     geom1 = cloud_geometry(config.cloud, exposures.atoms1_time_s)
     positions2 = sample_positions(geom2, n2, rng)
     positions1 = sample_positions(geom1, n1, rng)
-    frames, info = None, {}
+    frames: np.ndarray | None = None
+    info: dict[str, np.ndarray] = {}
     if render:
         frames, info = render_absorption_frames(config.imaging, positions1, positions2, exposures.plan, rng)
     truth = ShotTruth(
-        seed_entropy=seq.entropy, seed_spawn_key=tuple(seq.spawn_key), n_atoms=n_atoms, n1=n1, n2=n2,
+        seed_entropy=_entropy(seq), seed_spawn_key=tuple(seq.spawn_key), n_atoms=n_atoms, n1=n1, n2=n2,
         state=spin.state, dephasing_rad=dephasing, pulses_requested=pulses, pulses_applied=applied,
         exposures=exposures, geometry1=geom1, geometry2=geom2, positions1=positions1, positions2=positions2,
         imaged_positions1=info.get("imaged_positions1"), imaged_positions2=info.get("imaged_positions2"),
@@ -273,7 +281,7 @@ class SimulatedAtoms:
 
     def __init__(self, config: SimulationConfig | None = None, *, seed: int = 0) -> None:
         self.config = config if config is not None else SimulationConfig()
-        self.seed = int(_seed_sequence(seed).entropy)  # validates
+        self.seed = int(_entropy(_seed_sequence(seed)))  # validates
         self._next = 0
         self._lock = threading.Lock()
 

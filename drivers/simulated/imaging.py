@@ -252,7 +252,7 @@ def camera_counts(photoelectrons: np.ndarray, config: ImagingConfig, rng: np.ran
 
 
 def render_absorption_frames(config: ImagingConfig, positions1: np.ndarray, positions2: np.ndarray,
-                             plan: ExposurePlan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, object]]:
+                             plan: ExposurePlan, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Frames (5, H, W) uint16 in FRAME_NAMES order for atoms of |1> and |2> at their image positions (x, y) px.
 
     Returns the frames and the random imaging parameters drawn (fringe phases per exposure, imaged
