@@ -122,6 +122,7 @@ def test_rsinstrument_status_model(rs: RsInstrument, emulator: SMA100BEmulator) 
     rs.write_str("*ESE 256")
     assert rs.query_str("SYST:ERR?") == '-222,"Data out of range;256"'
     rs.write_str("*CLS")
+    assert rs.query_str("*OPC?") == "1"        # the write has no reply: wait until it was processed
     assert emulator.device.status()["esr"] == 0 and emulator.device.status()["ese"] == 33
 
 
