@@ -42,6 +42,9 @@ class FrameError(ValueError):
     """Frames of a shot have the wrong number, names, shapes or values."""
 
 
+MAX_BLUR_PX = 50.0   # rms (image pixels) of the PSF and the total blur, at most
+
+
 @dataclass(frozen=True)
 class ImagingCalibration:
     """Every constant that turns camera counts into atom numbers (pure data, SI or named units)."""
@@ -77,6 +80,12 @@ class ImagingCalibration:
             if lo is not None and v < lo:
                 raise CalibrationError(f"imaging calibration field {f.name!r} must be >= 0, "
                                        f"got {v!r}")
+        for name in ("psf_sigma_x_px", "psf_sigma_y_px", "sigma_blur_px"):
+            # a blur wider than MAX_BLUR_PX is no imaging resolution (and its partition and
+            # crosstalk terms would need kernels larger than any frame)
+            if getattr(self, name) > MAX_BLUR_PX:
+                raise CalibrationError(f"imaging calibration field {name!r} = {getattr(self, name)!r}: "
+                                       f"expected an rms blur of at most {MAX_BLUR_PX:g} pixels")
         if not 1e-7 < self.wavelength_m < 1e-5:
             raise CalibrationError(f"imaging calibration field 'wavelength_m' = "
                                    f"{self.wavelength_m!r} is not an optical wavelength in metres")

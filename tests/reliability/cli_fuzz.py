@@ -168,6 +168,8 @@ def listed_cases() -> list[Case]:
              {"lab.toml": _lab(**{"sequencer.start_mode": '"hardware"'})}, {2}),
         Case("atom_number -1", _run(), {"lab.toml": _lab(**{"virtual_lab.atom_number": "-1"})}, {2}),
         Case("atom_number nan", _run(), {"lab.toml": _lab(**{"virtual_lab.atom_number": "nan"})}, {2}),
+        Case("psf 1e6 px (found by the full fuzz: hung)", _run("--shots", "30"),
+             {"lab.toml": _lab(**{"calibration.imaging.psf_sigma_y_px": "1000000"})}, {2}),
         Case("--shot abbreviation", _run("--shot", "10"), {"lab.toml": _lab()}, {2}),
         Case("shorter than warm-up", _run("--shots", "5"), {"lab.toml": _lab()}, {2}),
         Case("criteria constant counts", ["criteria", "c.csv"],
