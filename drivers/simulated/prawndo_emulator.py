@@ -335,27 +335,23 @@ class PrawnDOEmulator:
         self._spawn(lambda: self._send_busy(conn), "prawndo-emulator-refuse")
 
     def _send_busy(self, conn: socket.socket) -> None:
-        """``BUSY_LINE``, then close 50 ms after the host's first bytes (so that it reads the line
-        before the end of file), or after 1 s without any."""
+        """``BUSY_LINE`` and end of file, then read (and drop) what the host sends until it closes
+        (at most 1 s): closing with unread input would reset the connection, and a reset can
+        discard the line before the host has read it."""
         try:
             conn.sendall(BUSY_LINE)
+            conn.shutdown(socket.SHUT_WR)
             conn.settimeout(_POLL_S)
             deadline = time.monotonic() + 1.0
             while not self._stop_event.is_set() and time.monotonic() < deadline:
                 try:
-                    data = conn.recv(4096)
+                    if not conn.recv(4096):
+                        break                    # the host closed: nothing unread
                 except TimeoutError:
                     continue
-                if data:
-                    self._stop_event.wait(0.05)
-                break
         except OSError:
             pass
         finally:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
     def _serve(self, console: _StreamConsole) -> None:
