@@ -19,7 +19,7 @@ from analysis.criteria import MIN_SHOTS
 from app.labconfig import LabConfig, LabConfigError
 from drivers.pulse_program import DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, PulseProgramError, compile_program
 from sequences.imaging_program import shot_program
-from sequences.plan import RunPlan
+from sequences.plan import RunPlan, parse_plan, with_overrides
 
 # shots whose frames can be in memory at once: writer queue + monitor queue + the session's recent
 # shots (app/session.py) + the one being assembled
@@ -161,6 +161,15 @@ def check_enough_shots(config: LabConfig, plan: RunPlan) -> None:
         raise InputError(f"{plan.source} (or --shots): {n} shots ({', '.join(f'{d} {k}' for d, k in per_dir.items())}): "
                          f"expected at least monitor.warmup_shots = {warm} shots and {MIN_SHOTS} per "
                          f"direction, or the run ends without criteria")
+
+
+def checked_plan(config: LabConfig, text: str, source: str, *, shots: int | None = None,
+                 state: str | None = None, output: str | None = None) -> tuple[RunPlan, Path]:
+    """The plan of ``text`` with the overrides, validated, and every check below passed; the run
+    file's path (nothing created). Used by `steerlab run` and the run server alike."""
+    plan = parse_plan(with_overrides(text, source, shots=shots, state=state), source,
+                      config.microwave_calibration)
+    return plan, check_run(config, plan, output)
 
 
 def check_run(config: LabConfig, plan: RunPlan, output: str | None) -> Path:

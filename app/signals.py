@@ -36,24 +36,31 @@ def install_terminate_handler() -> None:
 
 
 @contextlib.contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while inside (main thread only), then the previous ones."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
 def deferred_signals() -> Iterator[list[str]]:
     """While inside, SIGINT/SIGTERM are only recorded (names in the yielded list), not raised."""
     pending: list[str] = []
-    if not _in_main_thread():
-        yield pending
-        return
 
     def record(signum: int, frame: FrameType | None) -> None:
         pending.append(signal.Signals(signum).name)
 
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for s in STOP_SIGNALS:
-        signal.signal(s, record)
-    try:
+    with _handling(record):
         yield pending
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -65,22 +72,13 @@ def stop_then_abort(on_stop: Callable[[], None], on_abort: Callable[[], None]) -
     command to the run (never block).
     """
     count = [0]
-    if not _in_main_thread():
-        yield count
-        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         count[0] += 1
         (on_stop if count[0] == 1 else on_abort)()
 
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for s in STOP_SIGNALS:
-        signal.signal(s, handler)
-    try:
+    with _handling(handler):
         yield count
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def ignore_interrupts_in_worker() -> None:

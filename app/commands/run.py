@@ -18,7 +18,7 @@ from typing import Any
 
 from app.lab import LabBuildError
 from app.labconfig import LabConfigError, load_lab_config
-from app.preflight import InputError, check_run
+from app.preflight import InputError, checked_plan
 from app.runfile.schema import RunFileError
 from app.session import RunSession, SessionError
 from app.signals import Interrupted, stop_then_abort
@@ -26,7 +26,7 @@ from calibration.record import RecordError
 from drivers.errors import DriverError
 from drivers.pulse_program import PulseProgramError
 from sequences.control import RunState, StateEvent
-from sequences.plan import PlanError, parse_plan, with_overrides
+from sequences.plan import PlanError, with_overrides
 from sequences.sequencer import Progress
 from sequences.tomlfields import read_text
 
@@ -161,16 +161,21 @@ def _input_file(option: str, value: str) -> None:
         raise InputError(f"{option} {shown}: is a directory; expected a TOML file")
 
 
+def _load_config(args: argparse.Namespace) -> Any:
+    """The lab configuration, once --config and --plan are known to be files."""
+    for option, value in (("--config", args.config), ("--plan", args.plan)):
+        _input_file(option, value)
+    return load_lab_config(args.config)
+
+
 def prepare(args: argparse.Namespace) -> tuple[Any, Any, RunSession]:
     """Configuration, plan and session from the command line, every input checked before anything
     starts (:mod:`app.preflight`); raises InputError (and the parsers' errors) on bad input."""
-    for option, value in (("--config", args.config), ("--plan", args.plan)):
-        _input_file(option, value)
-    config = load_lab_config(args.config)
+    config = _load_config(args)
     if args.shots is not None and args.shots < 1:
         raise PlanError(f"--shots {args.shots}: expected a number of shots >= 1")
-    plan = parse_plan(_plan_text(args), args.plan, config.microwave_calibration)
-    check_run(config, plan, args.out)
+    plan, _ = checked_plan(config, read_text(args.plan, PlanError), args.plan, shots=args.shots,
+                           state=args.state, output=args.out)
     return config, plan, RunSession(config, plan, args.out, seed=args.seed)
 
 
@@ -181,9 +186,7 @@ def run_on_server(args: argparse.Namespace) -> int:
     """Queue the plan on the run server and follow it: progress on stderr, the summary at the end.
     Ctrl-C / SIGTERM stops this run on the server after its current shot (a second one aborts)."""
     from app.client import Client, ServerError
-    for option, value in (("--config", args.config), ("--plan", args.plan)):
-        _input_file(option, value)
-    config = load_lab_config(args.config)
+    config = _load_config(args)
     client = Client(data_dir=config.data_dir)
     mine: dict[str, Any] = {}
     sub = client.subscribe(["run_started", "progress", "run_finished", "server"])

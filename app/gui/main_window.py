@@ -178,8 +178,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                "state": {"kind": str(params["state"])},
                                "directions": {"order": str(params["order"]), "block": int(params["block"])}},
                               "plan from the window", config.microwave_calibration)
-            session = RunSession(config, plan, params.get("out"))
             check_run(config, plan, params.get("out"))
+            session = RunSession(config, plan, params.get("out"))
         except (LabConfigError, PlanError, SessionError, ValueError) as exc:
             self._error(str(exc))
             self.run_finished.emit(f"failed: {exc}")

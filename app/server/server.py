@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import os
 import logging
 import logging.handlers
 import threading
@@ -25,14 +26,14 @@ import zmq
 from analysis.geometries import Split
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RunMonitor
-from app.preflight import InputError, check_run
+from app.preflight import InputError, checked_plan
 from app.server import protocol
 from app.server.endpoint import Endpoint, endpoint_file, new_token, private_dir
 from app.server.queue import STATE_FILE, QueueError, QueueItem, RunQueue
 from app.session import RunSession, SessionError, region_plan
 from drivers.errors import DriverError
 from sequences.control import StateEvent
-from sequences.plan import PlanError, parse_plan, with_overrides
+from sequences.plan import PlanError
 from sequences.sequencer import Progress
 from sequences.shot import ShotRecord
 
@@ -98,7 +99,6 @@ class RunServer:
             req_ep, pub_ep = f"ipc://{d}/request", f"ipc://{d}/events"
             self.rep.bind(req_ep)
             self.pub.bind(pub_ep)
-        import os
         self.endpoint = Endpoint(req_ep, pub_ep, new_token(), os.getpid(), str(self.data_dir))
         self._pub_lock = threading.Lock()
         self._stop = threading.Event()
@@ -316,9 +316,8 @@ class RunServer:
 
     # --- runs -----------------------------------------------------------------------------------
     def _plan(self, item: QueueItem) -> tuple[Any, Path]:
-        text = with_overrides(item.plan_toml, item.plan_source, shots=item.shots, state=item.state)
-        plan = parse_plan(text, item.plan_source, self.config.microwave_calibration)
-        return plan, check_run(self.config, plan, item.out)
+        return checked_plan(self.config, item.plan_toml, item.plan_source, shots=item.shots,
+                            state=item.state, output=item.out)
 
     def _run_queue(self) -> None:
         while not self._stop.is_set():
