@@ -8,15 +8,18 @@ traceback too). SIGTERM is turned into the same orderly stop as Ctrl-C (:mod:`ap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 
-from app.signals import Interrupted, deferred_signals, install_terminate_handler
+from app.signals import (EXIT_INTERRUPTED, STOP_SIGNALS, Interrupted, deferred_signals,
+                         install_terminate_handler)
 
 # sub-command name -> module under app.commands exposing add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, str] = {
@@ -30,7 +33,6 @@ COMMANDS: dict[str, str] = {
     "queue": "queue",
     "status": "status",
 }
-EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 1
 
 
@@ -139,14 +141,33 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if debug else ' (--debug prints it)'}", file=sys.stderr)
             return EXIT_INTERNAL
         finally:
-            for h in handlers:             # main() may run again in this process (tests, notebooks)
-                logging.getLogger().removeHandler(h)
-                h.close()
+            # the command has ended: a signal now would only break the clean-up of the log
+            with deferred_signals():
+                for h in handlers:         # main() may run again in this process (tests, notebooks)
+                    logging.getLogger().removeHandler(h)
+                    h.close()
     except (KeyboardInterrupt, Interrupted):
         # during imports or argument parsing: nothing has started yet
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
+def entry() -> None:
+    """The console script: main(), then leave. A signal that arrives after the command has ended
+    (during the interpreter's clean-up) ends the process with the status already decided, instead
+    of printing an "Exception ignored" traceback from some atexit handler."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+    def leave(signum: int, frame: object) -> None:
+        os._exit(code)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, leave)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

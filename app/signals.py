@@ -19,6 +19,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_INTERRUPTED = 130          # exit status of a command ended by Ctrl-C or SIGTERM (128 + SIGINT)
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -82,7 +83,9 @@ def stop_then_abort(on_stop: Callable[[], None], on_abort: Callable[[], None]) -
 
 
 def ignore_interrupts_in_worker() -> None:
-    """Initializer of worker processes: Ctrl-C in the terminal reaches the whole process group;
-    workers leave it to their parent, which ends them (no tracebacks from the workers)."""
+    """Initializer of worker processes: Ctrl-C in the terminal (or a SIGTERM to the process group)
+    reaches every worker; workers leave it to their parent, which lets them finish the chunk at
+    hand and then ends them. A worker killed while it writes its result would leave a half
+    message in the result pipe, on which the pool's manager thread then waits for ever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -27,17 +27,19 @@ def main() -> None:
         s, final, path = soak(Path(tmp), args.shots, args.every)
         size_mb = path.stat().st_size / 2**20
     for i, n in enumerate(s.shots):
-        print(f"{n:6d} shots: RSS {s.rss_mb[i]:7.1f} MB, {s.fds[i]:3d} fds, {s.threads[i]:2d} threads, "
+        print(f"{n:6d} shots: RSS {s.rss_mb[i]:7.1f} MB (simulator cache {s.sim_cache_mb[i]:5.1f} MB), {s.fds[i]:3d} fds, {s.threads[i]:2d} threads, "
               f"{s.ms_per_shot[i]:6.1f} ms/shot")
     figures = {"shots": args.shots, "final_state": final.value, "seconds": round(time.monotonic() - t0, 1),
                "file_MB": round(size_mb, 1),
                "rss_MB_per_1000_shots": round(s.slope("rss_mb"), 3),
+               "app_MB_per_1000_shots": round(s.slope("app_mb"), 3),
                "fds_per_1000_shots": round(s.slope("fds"), 3),
                "threads_per_1000_shots": round(s.slope("threads"), 3),
                "ms_per_shot_per_1000_shots": round(s.slope("ms_per_shot"), 3),
                "ms_per_shot_mean": round(sum(s.ms_per_shot[1:]) / max(1, len(s.ms_per_shot) - 1), 2),
                "rss_MB_first_last": [round(s.rss_mb[1], 1), round(s.rss_mb[-1], 1)]}
-    print(f"{final.value}: slopes per 1000 shots: RSS {figures['rss_MB_per_1000_shots']} MB, fds "
+    print(f"{final.value}: slopes per 1000 shots: RSS {figures['rss_MB_per_1000_shots']} MB "
+          f"({figures['app_MB_per_1000_shots']} MB without the simulator's cache), fds "
           f"{figures['fds_per_1000_shots']}, threads {figures['threads_per_1000_shots']}, time/shot "
           f"{figures['ms_per_shot_per_1000_shots']} ms")
     print(json.dumps(figures))

@@ -12,10 +12,13 @@ corrupt, truncated or foreign file, bad option).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,7 +30,7 @@ from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split,
 from analysis.imaging import CalibrationError, ImagingCalibration
 from app.offline.analysis import Analysis, RunAnalysis
 from app.runfile import RunFileError
-from app.signals import ignore_interrupts_in_worker
+from app.signals import EXIT_INTERRUPTED, Interrupted, ignore_interrupts_in_worker
 from sequences.tomlfields import FieldError, parse_toml, read_text
 
 PROG = "steerlab analyze"
@@ -107,18 +110,27 @@ def _write_table(a: Analysis, stem: Path) -> list[Path]:
     return [stem.with_suffix(".csv"), stem.with_suffix(".json")]
 
 
-def _end_pool(executor: ProcessPoolExecutor) -> None:
-    """Cancel what is queued and terminate the worker processes (no orphans, no waiting)."""
+def _end_pool(executor: ProcessPoolExecutor, grace_s: float = 10.0) -> bool:
+    """Cancel the queued chunks, let each worker finish the chunk at hand (well under a second)
+    and exit; kill the workers if that takes over grace_s seconds (s) or a second signal comes.
+
+    Returns True if the workers had to be killed: the pool's manager thread may then wait for
+    ever on a half-written result, and the process must leave without joining it."""
     procs = list(getattr(executor, "_processes", {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(5)
-        if p.is_alive():
-            p.kill()
-            p.join(5)
+    # the pool's own shutdown reaps the workers; waiting for them here as well would race it
+    ending = threading.Thread(target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                              name="end-pool", daemon=True)
+    ending.start()
+    try:
+        ending.join(grace_s)
+    except BaseException:            # a second Ctrl-C / SIGTERM: stop waiting
+        pass
+    if not ending.is_alive():
+        return False
+    for p in procs:                  # not reaped yet: the manager thread has not joined them
+        with contextlib.suppress(OSError):
+            os.kill(p.pid, signal.SIGKILL)
+    return True
 
 
 def _inputs(args: argparse.Namespace, out: Path, cal: ImagingCalibration | None) -> list[Path]:
@@ -208,10 +220,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except BaseException:
-        # Ctrl-C / SIGTERM (or a bug): end the workers now instead of finishing their chunks
-        if isinstance(executor, ProcessPoolExecutor):
-            _end_pool(executor)
+    except BaseException as exc:
+        # Ctrl-C / SIGTERM (or a bug): drop the queued chunks instead of computing them
+        if isinstance(executor, ProcessPoolExecutor) and _end_pool(executor):
+            print(f"{PROG}: interrupted; a worker process did not stop and was killed", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED if isinstance(exc, (KeyboardInterrupt, Interrupted)) else 1)
         raise
     finally:
         if isinstance(executor, ProcessPoolExecutor):

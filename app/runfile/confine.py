@@ -17,10 +17,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from app.runfile.schema import RunFileError
+from app.runfile.schema import HDF5_ERRORS, RunFileError, reraise_interrupt
 
-# HDF5 errors on a damaged file; h5py turns one raised inside a visit callback into SystemError
-_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, SystemError)
+_ERRORS = HDF5_ERRORS
 MAX_OBJECTS = 20_000          # a run file holds ~100 objects; a crafted file cannot make us walk for ever
 # HDF5 filter ids allowed on any dataset (lossless ones only; registered ids, hdf5plugin's list)
 ALLOWED_FILTERS = {
@@ -103,6 +102,7 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
     try:
         refusal = f.visititems_links(visit)
     except _ERRORS as exc:
+        reraise_interrupt(exc)
         raise RunFileError(f"{path}: damaged or truncated file: its links cannot be listed: "
                            f"{exc}") from None
     if refusal is not None:
@@ -117,6 +117,7 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
     try:
         f.visititems(collect)
     except _ERRORS as exc:
+        reraise_interrupt(exc)
         raise RunFileError(f"{path}: damaged or truncated file: its objects cannot be "
                            f"inspected: {exc}") from None
     for name, ds in datasets:
@@ -125,6 +126,7 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
         except RunFileError:
             raise
         except _ERRORS as exc:
+            reraise_interrupt(exc)
             raise RunFileError(f"{path}: damaged or truncated file: /{name} cannot be "
                                f"inspected: {exc}") from None
     for name, expect in schema.items():
@@ -132,6 +134,7 @@ def check_confined(f: h5py.File, path: Path, schema: Mapping[str, Expect]) -> No
             obj = f.get(name)
             ok = obj is None or (isinstance(obj, h5py.Dataset) and expect.check(obj))
         except _ERRORS as exc:
+            reraise_interrupt(exc)
             raise RunFileError(f"{path}: damaged or truncated file: /{name} cannot be "
                                f"inspected: {exc}") from None
         if obj is None or ok:

@@ -82,7 +82,7 @@ def _open_h5(path: Path) -> tuple[h5py.File, bool]:
                          + "; ".join(errors) + ")")
 
 
-_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, SystemError)
+_READ_ERRORS = S.HDF5_ERRORS
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _EOF_FIELD = {0: 40, 1: 44, 2: 28, 3: 28}  # superblock version -> byte offset of the EOF address
 
@@ -131,6 +131,7 @@ class RunReader:
             raise
         except _READ_ERRORS as exc:
             self._f.close()
+            S.reraise_interrupt(exc)
             raise S.RunFileError(f"{self.path}: damaged or truncated run file: {exc}") from None
 
     def _fail(self, what: str) -> S.RunFileError:
@@ -141,6 +142,7 @@ class RunReader:
         try:
             return self._f[path][sel]
         except _READ_ERRORS as exc:
+            S.reraise_interrupt(exc)
             raise self._fail(f"/{path} cannot be read (damaged file): {exc}") from None
 
     def _check(self) -> None:
@@ -240,6 +242,7 @@ class RunReader:
                 try:
                     self._f[path].refresh()
                 except _READ_ERRORS as exc:
+                    S.reraise_interrupt(exc)
                     raise self._fail(f"/{path} cannot be refreshed: {exc}") from None
         self._count()
         return self.n_shots
@@ -298,6 +301,7 @@ class RunReader:
             keys = [k for k, ds in g.items()
                     if isinstance(ds, h5py.Dataset) and ds.shape == () and ds.dtype.kind in "OS"]
         except _READ_ERRORS as exc:
+            S.reraise_interrupt(exc)
             raise self._fail(f"/{NX.PROVENANCE} cannot be read (damaged file): {exc}") from None
         return {k: self._text(f"{NX.PROVENANCE}/{k}") for k in keys}
 
@@ -308,6 +312,7 @@ class RunReader:
             try:
                 present = path in self._f
             except _READ_ERRORS as exc:
+                S.reraise_interrupt(exc)
                 raise self._fail(f"/{path} cannot be read (damaged file): {exc}") from None
             if present:
                 col = self._read(path, slice(0, n))
@@ -319,6 +324,7 @@ class RunReader:
         try:
             value = self._f[path].attrs.get("units", "")
         except _READ_ERRORS as exc:
+            S.reraise_interrupt(exc)
             raise self._fail(f"/{path} cannot be read (damaged file): {exc}") from None
         return value.decode() if isinstance(value, bytes) else str(value)
 

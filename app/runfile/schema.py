@@ -76,6 +76,26 @@ class RunFileError(Exception):
     """A run file cannot be written or read; the message names the file and what is wrong or missing."""
 
 
+# what h5py raises on a damaged file; it turns an exception raised inside a visit callback into
+# SystemError
+HDF5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, SystemError)
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C / SIGTERM hidden behind an HDF5 error, if there is one.
+
+    A signal handler that raises while h5py is inside a call (its lock's ``__exit__``, a visit
+    callback) comes out as SystemError "returned a result with an exception set", chained to the
+    KeyboardInterrupt; that is an interruption, not a damaged file."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            raise e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+
+
 def frame_filter(compression: str) -> dict[str, object]:
     """h5py ``create_dataset`` keywords for the frame compression ('none' or 'blosc-lz4')."""
     if compression == "none":

@@ -11,6 +11,7 @@ import numpy as np
 
 from app.labconfig import load_lab_config
 from app.session import RunSession
+from drivers.simulated import spin
 from sequences.control import RunState
 from sequences.plan import parse_plan
 from tests.reliability.harness import small_config
@@ -36,9 +37,17 @@ def open_fds() -> int:
 class Samples:
     shots: list[int] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    # the simulator's S_x eigen-system cache (bounded, EIGEN_CACHE_BYTES): it fills while new atom
+    # numbers come up, which is the virtual lab's memory, not the application's
+    sim_cache_mb: list[float] = field(default_factory=list)
     fds: list[int] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
     ms_per_shot: list[float] = field(default_factory=list)
+
+    @property
+    def app_mb(self) -> list[float]:
+        """Resident memory without the simulator's eigen-system cache (MB)."""
+        return [r - c for r, c in zip(self.rss_mb, self.sim_cache_mb)]
 
     def slope(self, name: str, per: int = 1000) -> float:
         """Least-squares slope of a sampled quantity per ``per`` shots (after the first sample)."""
@@ -58,6 +67,7 @@ def soak(directory: Path, shots: int, every: int) -> tuple[Samples, RunState, Pa
             now = time.monotonic()
             samples.shots.append(p.ok_shots)
             samples.rss_mb.append(rss_mb())
+            samples.sim_cache_mb.append(spin._EIGEN.nbytes / 2**20)
             samples.fds.append(open_fds())
             samples.threads.append(threading.active_count())
             samples.ms_per_shot.append((now - last[0]) / (p.ok_shots - last[1]) * 1e3)

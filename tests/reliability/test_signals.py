@@ -174,3 +174,23 @@ def test_analyze_with_workers_leaves_no_process(tmp_path: Path, run_file: Path, 
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     wait_for(lambda: not any(alive(k) for k in kids), 10)
+
+
+def test_an_interrupt_inside_h5py_is_an_interrupt_not_a_damaged_file(tmp_path: Path) -> None:
+    """h5py turns an exception raised while it is inside a call into SystemError; a Ctrl-C there
+    (found with analyze interrupted at random moments) had been reported as a damaged file."""
+    import h5py
+    import numpy as np
+
+    from app.runfile.schema import reraise_interrupt
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["a"] = np.zeros(3)
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        def visit(name: str, link: object) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+        with pytest.raises(SystemError) as info:
+            f.visititems_links(visit)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        reraise_interrupt(info.value)
+    reraise_interrupt(OSError("truncated file"))          # a real HDF5 error passes through
