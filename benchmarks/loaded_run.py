@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def one_run(tmp: Path, shots: int, loaded: bool, k: int) -> dict[str, object]:
     cfg = tmp / "lab.toml"
     cfg.write_text((ROOT / "configs" / "virtual-lab.toml").read_text()
-                   .replace('data_dir = "../runs"', f'data_dir = "{tmp / "runs"}"'))
+                   .replace('data_dir = "../../runs"', f'data_dir = "{tmp / "runs"}"'))
     load = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(2)] if loaded else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()

@@ -37,7 +37,7 @@ COMPRESSIONS = ("none", "blosc-lz4")
 def run_once(shots: int, frame: int, compression: str) -> dict[str, Any]:
     """One virtual-lab run; wall and CPU figures per shot, file size."""
     with tempfile.TemporaryDirectory() as tmp:
-        text = (ROOT / "configs" / "virtual-lab.toml").read_text().replace('data_dir = "../runs"',
+        text = (ROOT / "configs" / "virtual-lab.toml").read_text().replace('data_dir = "../../runs"',
                                                                             f'data_dir = "{tmp}"')
         text = text.replace("[virtual_lab]\n", f"[virtual_lab]\nframe_shape = [{frame}, {frame}]\n"
                             f"cloud_centre_px = [{frame / 2}, {min(70, frame / 4)}]\n", 1)

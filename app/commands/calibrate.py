@@ -21,17 +21,17 @@ import numpy as np
 
 from app.lab import LabBuildError, virtual_atoms, virtual_lab_config
 from app.labconfig import LabConfigError, load_lab_config
+from app.paths import default_config
 from calibration import procedures as P
 from calibration.record import CalibrationRecord, RecordError, load_record
 
 PROG = "steerlab calibrate"
 NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise", "blur")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=NAMES + ("all",), help="procedure")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab configuration (default: virtual lab)")
+    parser.add_argument("--config", help="lab configuration (default: the virtual lab)")
     parser.add_argument("--record", help="calibration record to start from (default: the configuration's)")
     parser.add_argument("--out", required=True, help="where to write the updated record (TOML)")
     parser.add_argument("--plot-dir", default=".", help="directory for the fit plots (PNG)")
@@ -83,7 +83,7 @@ def _rabi_instruments(config: Any, record: CalibrationRecord, seed: int) -> tupl
 def run(args: argparse.Namespace) -> int:
     from drivers.errors import DriverError
     try:
-        config = load_lab_config(args.config)
+        config = load_lab_config(args.config or default_config())
         record = load_record(args.record) if args.record else _record_from_config(
             dict(config.calibration_record), config.source)
         sim_config = virtual_lab_config(config, _calibration_plan(config)) if config.kind == "virtual" else None

@@ -18,6 +18,7 @@ from typing import Any
 
 from app.lab import LabBuildError
 from app.labconfig import LabConfigError, load_lab_config
+from app.paths import default_config, default_plan
 from app.preflight import InputError, checked_plan
 from app.runfile.schema import RunFileError
 from app.session import RunSession, SessionError
@@ -30,18 +31,16 @@ from sequences.plan import PlanError, with_overrides
 from sequences.sequencer import Progress
 from sequences.tomlfields import read_text
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
-DEFAULT_PLAN = Path(__file__).resolve().parents[2] / "configs" / "plans" / "default.toml"
 PROG = "steerlab run"
 AUTO_RESUMES = 5
 RESUME_DELAY_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="lab configuration (default: the virtual lab, configs/virtual-lab.toml)")
-    parser.add_argument("--plan", default=str(DEFAULT_PLAN),
-                        help="run plan (default: configs/plans/default.toml, 300 squeezed shots)")
+    parser.add_argument("--config",
+                        help="lab configuration (default: the virtual lab, configs/virtual-lab.toml; "
+                             "installed: a copy in ~/.config/steerlab, docs/running.md)")
+    parser.add_argument("--plan", help="run plan (default: configs/plans/default.toml, 300 squeezed shots)")
     parser.add_argument("--shots", type=int, help="number of shots (overrides the plan)")
     parser.add_argument("--state", choices=("squeezed", "coherent"),
                         help="state the virtual lab prepares (overrides the plan)")
@@ -162,7 +161,10 @@ def _input_file(option: str, value: str) -> None:
 
 
 def _load_config(args: argparse.Namespace) -> Any:
-    """The lab configuration, once --config and --plan are known to be files."""
+    """The lab configuration, once --config and --plan are known to be files (absent: the shipped
+    ones, app/paths.py)."""
+    args.config = args.config or str(default_config())
+    args.plan = args.plan or str(default_plan())
     for option, value in (("--config", args.config), ("--plan", args.plan)):
         _input_file(option, value)
     return load_lab_config(args.config)

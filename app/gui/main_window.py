@@ -18,6 +18,7 @@ from app.gui.panels import InstrumentsPanel, NumbersPanel, RegionEditor, RunPane
 from app.gui.sources import ReviewSource, SessionBridge, run_in_thread
 from app.gui.views import ImagesPanel, PlotsPanel
 from app.labconfig import LabConfigError, load_lab_config
+from app.paths import default_config
 from app.monitoring import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
 from app.session import RunSession, SessionError, region_plan
@@ -25,7 +26,6 @@ from sequences.plan import PlanError, build_plan
 from sequences.sequencer import Progress
 
 log = logging.getLogger(__name__)
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
 REFRESH_MS = 200
 
 
@@ -123,9 +123,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if not config_path and remembered and not Path(remembered).is_file():
             # a remembered configuration that moved or was deleted: the default, and say so
             self._error(f"the last configuration {remembered} no longer exists; using the virtual lab "
-                        f"({DEFAULT_CONFIG})")
+                        f"({default_config()})")
             chosen = ""
-        self.run_panel.config_edit.setText(chosen or str(DEFAULT_CONFIG))
+        self.run_panel.config_edit.setText(chosen or str(default_config()))
         self.run_panel.state_combo.setCurrentText(str(s.value("run/state", "squeezed")))
         self.run_panel.shots_spin.setValue(int(str(s.value("run/shots", 300))))
         geometry = s.value("window/geometry")
@@ -154,7 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _browse_config(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Lab configuration",
-                                                        str(DEFAULT_CONFIG.parent), "TOML (*.toml)")
+                                                        str(default_config().parent), "TOML (*.toml)")
         if path:
             self.run_panel.config_edit.setText(path)
 
@@ -173,7 +173,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error("a run is in progress")
             return
         try:
-            config = load_lab_config(params["config"] or DEFAULT_CONFIG)
+            config = load_lab_config(params["config"] or default_config())
             plan = build_plan({"name": "gui", "run": {"shots": int(params["shots"])},
                                "state": {"kind": str(params["state"])},
                                "directions": {"order": str(params["order"]), "block": int(params["block"])}},

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def small_config(tmp_path: Path) -> Path:
-    text = CONFIG.read_text().replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"')
+    text = CONFIG.read_text().replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"')
     text = text.replace("[virtual_lab]\n", SMALL_LAB.strip() + "\n", 1)
     path = tmp_path / "lab.toml"
     path.write_text(text)

@@ -31,7 +31,7 @@ def env(tmp: Path) -> dict[str, str]:
 def write_lab(tmp: Path) -> Path:
     cfg = tmp / "lab.toml"
     text = (ROOT / "configs" / "virtual-lab.toml").read_text()
-    text = text.replace('data_dir = "../runs"', f'data_dir = "{tmp / "runs"}"')
+    text = text.replace('data_dir = "../../runs"', f'data_dir = "{tmp / "runs"}"')
     cfg.write_text(text.replace("[virtual_lab]\n", SMALL, 1))
     return cfg
 

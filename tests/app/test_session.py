@@ -43,7 +43,7 @@ on_exhausted = "pause"
 def lab_config(tmp_path: Path) -> LabConfig:
     """The shipped virtual-lab config with small frames and data_dir in tmp_path."""
     text = CONFIG.read_text()
-    text = text.replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"')
+    text = text.replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"')
     text = text.replace("[virtual_lab]\n", SMALL_LAB.strip() + "\n", 1)
     return parse_lab_config(text, "test-lab.toml", base_dir=CONFIG.parent)
 

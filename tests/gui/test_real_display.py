@@ -51,7 +51,7 @@ def gui_env(tmp_path: Path, display: str) -> dict[str, str]:
 def lab_config(tmp_path: Path) -> Path:
     text = (ROOT / "configs" / "virtual-lab.toml").read_text()
     cfg = tmp_path / "lab.toml"
-    cfg.write_text(text.replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"'))
+    cfg.write_text(text.replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"'))
     return cfg
 
 

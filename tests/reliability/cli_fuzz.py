@@ -106,7 +106,7 @@ def names_input(case: Case, stderr: str) -> bool:
 def _lab(**replace: str) -> str:
     """The shipped virtual-lab config, data_dir = "runs", with ``key = value`` lines replaced or added
     (``"table.key"`` names a line inside a table)."""
-    text = LAB.replace('data_dir = "../runs"', 'data_dir = "runs"')
+    text = LAB.replace('data_dir = "../../runs"', 'data_dir = "runs"')
     for key, value in replace.items():
         table, _, name = key.rpartition(".")
         pat = re.compile(rf"^{re.escape(name)}\s*=.*$", re.M)

@@ -25,7 +25,7 @@ cloud_centre_px = [32.0, 60.0]
 
 def small_config(directory: Path) -> Path:
     """The shipped virtual-lab configuration with 224 x 64 frames and data_dir = ``directory``."""
-    text = CONFIG.read_text().replace('data_dir = "../runs"', f'data_dir = "{directory}"')
+    text = CONFIG.read_text().replace('data_dir = "../../runs"', f'data_dir = "{directory}"')
     text = text.replace("[virtual_lab]\n", SMALL, 1)
     path = directory / "lab.toml"
     path.write_text(text)

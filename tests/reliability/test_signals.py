@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def lab(tmp_path: Path) -> Path:
     cfg = tmp_path / "lab.toml"
     cfg.write_text((ROOT / "configs" / "virtual-lab.toml").read_text()
-                   .replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"'))
+                   .replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"'))
     return cfg
 
 

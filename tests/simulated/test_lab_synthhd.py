@@ -16,7 +16,7 @@ from tests.app.test_session import CONFIG, SMALL_LAB, plan
 
 def synthhd_lab(tmp_path: Path):
     text = CONFIG.read_text()
-    text = text.replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"')
+    text = text.replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"')
     text = text.replace("[virtual_lab]\n", SMALL_LAB.strip() + "\n", 1)
     assert "[microwave]" in text
     text = text.replace("[microwave]", '[microwave]\nkind = "synthhd"', 1)

@@ -49,7 +49,7 @@ def test_without_lateness_the_timeout_holds() -> None:
 
 
 def lab(tmp_path: Path, timeout_s: float) -> object:
-    text = CONFIG.read_text().replace('data_dir = "../runs"', f'data_dir = "{tmp_path / "runs"}"')
+    text = CONFIG.read_text().replace('data_dir = "../../runs"', f'data_dir = "{tmp_path / "runs"}"')
     text = text.replace("timeout_s = 2.0", f"timeout_s = {timeout_s}")
     text = text.replace("card_margin_s = 2.0", "card_margin_s = 0.2")
     text = text.replace("[virtual_lab]\n", "[virtual_lab]\nframe_shape = [224, 128]\ncloud_centre_px = [40.0, 60.0]\n")
