@@ -29,7 +29,9 @@ from typing import Any, Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-FRAME_ORDER: tuple[str, ...] = ("atoms2", "atoms1", "ref2", "ref1", "dark")
+from conventions.frames import FRAME_NAMES
+
+FRAME_ORDER: tuple[str, ...] = FRAME_NAMES
 FRAME_INDEX: dict[str, int] = {name: i for i, name in enumerate(FRAME_ORDER)}
 STATES: tuple[int, int] = (1, 2)
 

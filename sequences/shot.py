@@ -25,7 +25,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-FRAME_NAMES: tuple[str, ...] = ("atoms2", "atoms1", "ref2", "ref1", "dark")
+from conventions.frames import FRAME_NAMES
+
 DIRECTIONS: tuple[str, ...] = ("x", "y", "z")
 STATUSES: tuple[str, ...] = ("ok", "failed")
 

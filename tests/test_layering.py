@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("app", "drivers", "sequences", "analysis", "calibration")
+PACKAGES = ("app", "drivers", "sequences", "analysis", "calibration", "conventions")
 CONTRACTS = {c["name"]: c for c in
              tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]}
 QT = "Qt only under app.gui and the gui command"
@@ -61,6 +61,7 @@ VIOLATIONS = [
     ("analysis/criteria.py", "import drivers.errors", "analysis depends on nothing of ours"),
     ("sequences/plan.py", "import calibration.record", LAYERS),
     ("drivers/scpi.py", "import analysis.moments", LAYERS),
+    ("conventions/frames.py", "import sequences.shot", LAYERS),
 ]
 
 

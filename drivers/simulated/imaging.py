@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, wrightomega
 
+from conventions.frames import FRAME_NAMES
+
 __all__ = ["FringeComponent", "ImagingConfig", "ExposurePlan", "recoil_variance_px2", "column_atoms_image",
            "transmitted_intensity", "probe_intensity", "camera_counts", "atom_number_image",
            "sigma0_m2", "render_absorption_frames", "FRAME_NAMES", "photons_per_pixel_at_isat"]
 
-FRAME_NAMES: tuple[str, ...] = ("atoms2", "atoms1", "ref2", "ref1", "dark")
-"""Order of a shot's frames: |2> atoms, |1> atoms (1.5 ms later), their two references, a dark frame."""
 
 _H = 6.62607015e-34
 _C = 299792458.0

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from conventions.frames import LIT_FRAMES
 from drivers.simulated.atoms import FRAME_NAMES, Exposures, ShotTruth, SimulatedAtoms
 from drivers.simulated.lateness import HostLateness
 from drivers.simulated.lab_config import DEFAULT_CHANNELS, VirtualLabConfig, VirtualLabConfigError
@@ -214,7 +215,7 @@ class VirtualLab:
             if p is None:
                 kinds.append("dark")
                 continue
-            kinds.append(("atoms2", "atoms1", "ref2", "ref1")[min(len(lit_pulses), 3)])
+            kinds.append(LIT_FRAMES[min(len(lit_pulses), 3)])
             lit_pulses.append(p)
         default = Exposures()
         times = [p[0] for p in lit_pulses] + [default.atoms2_time_s, default.atoms1_time_s][len(lit_pulses):]

@@ -1,6 +1,7 @@
 """The wheel holds everything steerlab needs outside its checkout: built here, installed into a
 fresh virtual environment (its dependencies come from the test environment through a .pth line;
-steerlab itself only from the wheel), and run from an empty directory with an empty home."""
+steerlab itself only from the wheel), and run from an empty directory with an empty home: a
+headless run and the operator window (offscreen) with its screenshot."""
 from __future__ import annotations
 
 import json
@@ -76,6 +77,17 @@ def test_installed_steerlab_runs_from_an_empty_directory(installed: Path, tmp_pa
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "mine").glob("*.h5"))) == 1 and len(list(runs.glob("*.h5"))) == 1
+
+
+def test_installed_operator_window_runs_and_saves_its_picture(installed: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run([str(installed / "bin" / "steerlab"), "gui", "--shots", "30", "--screenshot",
+                           str(tmp_path / "window.png")], cwd=tmp_path, env=env_for(home),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "window.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((home / ".local" / "share" / "steerlab" / "runs").glob("*.h5"))) == 1
 
 
 def test_an_unwritable_home_is_one_line(installed: Path, tmp_path: Path) -> None:
