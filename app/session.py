@@ -415,7 +415,7 @@ class RunSession:
                                                 d.get("microwave", {}).get("identity", ""),
                                                 settings.get("microwave", {}), errors.get("microwave", ""))
             tc = d.get("timing_card", {})
-            out["timing_card"] = InstrumentStatus("timing_card", card.address, card.is_connected,
+            out["timing_card"] = InstrumentStatus("timing_card", card.address, card.connected,
                                                   f"PrawnDO {tc.get('board', '')} {tc.get('version', '')}".strip(),
                                                   settings.get("timing_card", {}), errors.get("timing_card", ""))
             ci = d.get("camera", {}).get("identity", {})

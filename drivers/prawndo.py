@@ -23,7 +23,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Literal, TypeVar
 
 import serial
@@ -32,6 +31,7 @@ from drivers.errors import (DriverError, InstrumentDisconnected, InstrumentError
                             ProtocolError)
 from drivers.prawndo_protocol import (ECHO_PREFIXES, HELD_PREFIX, CardBusyError, CardStatus, ClockSource,
                                      ProgramMismatch, RunStatus, firmware_error)
+from drivers.lifecycle import Instrument, open_serial
 from drivers.patience import Patience, deadline_passed, no_patience
 from drivers.pulse_program import (DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, Instruction, PulseProgramError,
                                    validate_instructions)
@@ -53,7 +53,7 @@ def _has_stop(ins: Sequence[Instruction]) -> bool:
     return any(a.cycles == 0 and b.cycles == 0 for a, b in zip(ins, ins[1:]))
 
 
-class PrawnDO:
+class PrawnDO(Instrument):
     """A PrawnDO card at ``address`` (serial port path or pyserial URL); no I/O until ``connect()``.
 
     ``timeout_s`` bounds every reply (uploads get extra time for their size).
@@ -77,58 +77,27 @@ class PrawnDO:
         self._sync_prefix = f"#sync-{os.urandom(3).hex()}-"    # unique: stale echoes never match
         self._sync_ids = itertools.count(1)
 
-    # --- connection -------------------------------------------------------------------------
-    def connect(self) -> None:
-        """Open the port, resynchronise, switch debug output off and read version and board."""
-        with self._lock:
-            if self._port is not None:
-                return
-            try:
-                # non-blocking reads (timeout=0) fetch whole blocks: on socket:// pyserial's
-                # in_waiting is only 0/1, and blocking reads would go byte by byte
-                # exclusive: the card has one host; a second open of a local port fails at once
-                self._port = serial.serial_for_url(self.address, timeout=0, write_timeout=self.timeout_s,
-                                                   exclusive=True)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise InstrumentDisconnected(f"cannot open {self.address}: {exc}",
-                                             instrument=self._name) from exc
-            self._rx.clear()
-            try:
-                self._resync()
-                self._ask_ok("ndb")
-                self._version = self.version()
-                try:
-                    self._board = self.board()
-                except InstrumentError:   # firmware before 1.3 has no `brd`: assume the smaller memory
-                    self._board = None
-            except DriverError:
-                self._close_port()
-                raise
-            _log.info("%s: firmware %s, board %s", self._name, self._version, self._board)
-
-    def close(self) -> None:
-        """Close the port (the card keeps its program and state)."""
-        with self._lock:
-            self._close_port()
-
-    def reconnect(self) -> None:
-        """Close (ignoring errors) and connect again."""
-        with self._lock:
-            self._close_port()
-            self.connect()
-
+    # --- connection (the lifecycle itself: drivers/lifecycle.py) -----------------------------
     @property
-    def is_connected(self) -> bool:
-        """True while the port is open."""
+    def _link_open(self) -> bool:
         return self._port is not None
 
-    def __enter__(self) -> PrawnDO:
-        self.connect()
-        return self
+    def _open(self) -> None:
+        """Open the port, resynchronise, switch debug output off and read version and board."""
+        self._port = open_serial(self.address, self.timeout_s, self._name)
+        self._rx.clear()
+        self._resync()
+        self._ask_ok("ndb")
+        self._version = self.version()
+        try:
+            self._board = self.board()
+        except InstrumentError:   # firmware before 1.3 has no `brd`: assume the smaller memory
+            self._board = None
+        _log.info("%s: firmware %s, board %s", self._name, self._version, self._board)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+    def _discard(self) -> None:
+        """Close the port (the card keeps its program and state)."""
+        self._close_port()
 
     @property
     def max_instructions(self) -> int:

@@ -18,14 +18,14 @@ import select
 import socket
 import threading
 import time
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import pyvisa
 import pyvisa.constants
 import pyvisa.errors
 import pyvisa.rname
 
+from drivers.lifecycle import Instrument
 from drivers.patience import Patience, deadline_passed, no_patience
 from drivers.errors import InstrumentDisconnected, InstrumentError, InstrumentTimeout, ProtocolError
 from drivers.scpi_controls import Control
@@ -39,7 +39,7 @@ _BAD_ADDRESS_CODES = (pyvisa.constants.StatusCode.error_invalid_resource_name,
                       pyvisa.constants.StatusCode.error_resource_not_found)
 
 
-class ScpiInstrument:
+class ScpiInstrument(Instrument):
     """Base class: subclasses declare ``Control`` class attributes and set ``model``."""
 
     model: ClassVar[str] = "SCPI instrument"
@@ -60,58 +60,34 @@ class ScpiInstrument:
         self._out_of_step = False
         self._last_set: dict[str, object] = {}
 
-    # --- lifecycle -------------------------------------------------------------------------------
+    # --- lifecycle (connect/close/reconnect: drivers/lifecycle.py) --------------------------------
 
-    def connect(self) -> None:
-        """Open the resource and identify (``*IDN?``); no-op if already connected.
+    @property
+    def _link_open(self) -> bool:
+        return self._inst is not None
+
+    def _open(self) -> None:
+        """Open the resource and identify (``*IDN?``).
 
         Raises ValueError for a malformed address, InstrumentDisconnected if nothing answers the
         connection, InstrumentTimeout if it connects but does not answer in time.
         """
-        with self._lock:
-            if self._inst is not None:
-                return
-            self._open()
-            try:
-                self._identity = self._identify()
-                self._drain_old_errors()
-            except InstrumentDisconnected as e:
-                self._discard()
-                raise InstrumentDisconnected(f"cannot connect to {self.address}: {e.__cause__ or e}",
-                                             instrument=self.model) from e
-            except BaseException:
-                self._discard()
-                raise
-            log.info("%s: connected to %s (%s)", self.model, self.address, self._identity)
+        self._open_resource()
+        try:
+            self._identity = self._identify()
+            self._drain_old_errors()
+        except InstrumentDisconnected as e:
+            raise InstrumentDisconnected(f"cannot connect to {self.address}: {e.__cause__ or e}",
+                                         instrument=self.model) from e
+        log.info("%s: connected to %s (%s)", self.model, self.address, self._identity)
 
-    def close(self) -> None:
-        """Close the resource (idempotent); the remembered settings are kept for ``reconnect()``."""
-        with self._lock:
-            self._discard()
-
-    def reconnect(self) -> None:
-        """Close, reopen, identify and re-apply the last value set for each control (declaration order)."""
-        with self._lock:
-            self._discard()
-            self.connect()
-            for control in self.controls():
-                if control.name in self._last_set:
-                    self.write_control(control, self._last_set[control.name])
-
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+    def _restore(self) -> None:
+        """Re-apply the last value set for each control (declaration order)."""
+        for control in self.controls():
+            if control.name in self._last_set:
+                self.write_control(control, self._last_set[control.name])
 
     # --- information -----------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        """True while a resource is open (a dropped link is noticed at the next exchange)."""
-        return self._inst is not None
 
     @property
     def identity(self) -> str:
@@ -235,7 +211,7 @@ class ScpiInstrument:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _open_resource(self) -> None:
         try:
             parsed = pyvisa.rname.parse_resource_name(self.address)
         except pyvisa.rname.InvalidResourceName as e:

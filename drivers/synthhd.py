@@ -34,12 +34,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import serial
 
 from drivers.errors import InstrumentDisconnected, InstrumentError, InstrumentTimeout, ProtocolError
+from drivers.lifecycle import Instrument, open_serial
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class _Setting(Generic[T]):
         obj.set(self.name, value)
 
 
-class SynthHD:
+class SynthHD(Instrument):
     """One channel (0 = A, 1 = B) of a Windfreak SynthHD v2; thread-safe (one lock)."""
 
     model: ClassVar[str] = "SynthHD"
@@ -167,59 +167,32 @@ class SynthHD:
         self._last_set: dict[str, object] = {}
         self._needs_flush = False
 
-    # --- lifecycle -------------------------------------------------------------------------------
-    def connect(self) -> None:
-        """Open the port and identify (model, serial number, firmware, hardware version)."""
-        with self._lock:
-            if self._port is not None:
-                return
-            try:
-                self._port = serial.serial_for_url(self.address, timeout=0, write_timeout=self.timeout_s,
-                                                   exclusive=True)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise InstrumentDisconnected(f"cannot open {self.address}: {exc}",
-                                             instrument=self._name) from exc
-            try:
-                model = self.query("+")
-                serial_number = self.query("-")
-                firmware = self.query("v0")
-                hardware = self.query("v1")
-            except BaseException:
-                self._close_port()
-                raise
-            if "SynthHD" not in model:
-                self._close_port()
-                raise ProtocolError("'+' (model type) does not name a SynthHD", reply=model,
-                                    instrument=self._name)
-            self._identity = f"Windfreak,{model},{serial_number},{firmware} / {hardware}"
-            log.info("%s: connected (%s)", self._name, self._identity)
-
-    def close(self) -> None:
-        """Close the port (idempotent); the remembered settings are kept for ``reconnect()``."""
-        with self._lock:
-            self._close_port()
-
-    def reconnect(self) -> None:
-        """Close, reopen, identify and re-apply the last value set for each setting."""
-        with self._lock:
-            self._close_port()
-            self.connect()
-            for s in SETTINGS:
-                if s.name in self._last_set:
-                    self._write_setting(s, self._last_set[s.name])
-
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
+    # --- lifecycle (connect/close/reconnect: drivers/lifecycle.py) --------------------------------
     @property
-    def connected(self) -> bool:
-        """True while the port is open."""
+    def _link_open(self) -> bool:
         return self._port is not None
+
+    def _open(self) -> None:
+        """Open the port and identify (model, serial number, firmware, hardware version)."""
+        self._port = open_serial(self.address, self.timeout_s, self._name)
+        model = self.query("+")
+        serial_number = self.query("-")
+        firmware = self.query("v0")
+        hardware = self.query("v1")
+        if "SynthHD" not in model:
+            raise ProtocolError("'+' (model type) does not name a SynthHD", reply=model,
+                                instrument=self._name)
+        self._identity = f"Windfreak,{model},{serial_number},{firmware} / {hardware}"
+        log.info("%s: connected (%s)", self._name, self._identity)
+
+    def _discard(self) -> None:
+        self._close_port()
+
+    def _restore(self) -> None:
+        """Re-apply the last value set for each setting."""
+        for s in SETTINGS:
+            if s.name in self._last_set:
+                self._write_setting(s, self._last_set[s.name])
 
     @property
     def identity(self) -> str:

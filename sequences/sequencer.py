@@ -131,7 +131,7 @@ class Sequencer:
         if not mw.connected:
             mw.connect()
         self._apply_microwave()
-        if not card.is_connected:
+        if not card.connected:
             card.connect()
         if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
             raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "

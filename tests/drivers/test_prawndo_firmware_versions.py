@@ -152,7 +152,7 @@ def test_the_driver_names_a_held_card() -> None:
         other = PrawnDO(emu.url, timeout_s=0.3)
         with pytest.raises(InstrumentDisconnected, match="held by another host"):
             other.connect()
-        assert not other.is_connected
+        assert not other.connected
 
 
 def test_eighty_connection_attempts_during_a_run_do_not_disturb_it() -> None:

@@ -50,7 +50,7 @@ def open_session(made: list[Session], steps: list[Step], *, timeout_s: float = 0
 
 def test_constructor_does_no_io_and_unconnected_calls_raise() -> None:
     card = PrawnDO("socket://127.0.0.1:9", timeout_s=0.2)
-    assert not card.is_connected
+    assert not card.connected
     with pytest.raises(InstrumentDisconnected, match="not connected"):
         card.status()
 
@@ -61,7 +61,7 @@ def test_unreachable_card_raises_disconnected() -> None:
     card = PrawnDO(f"socket://127.0.0.1:{port}", timeout_s=0.2)
     with pytest.raises(InstrumentDisconnected, match="cannot open"):
         card.connect()
-    assert not card.is_connected
+    assert not card.connected
 
 
 def test_connect_handshake_and_queries(session: list[Session]) -> None:
@@ -92,7 +92,7 @@ def test_connect_handshake_and_queries(session: list[Session]) -> None:
 def test_connect_discards_banner_and_stale_replies(session: list[Session]) -> None:
     s = open_session(session, [], prefix=[
         sync_step(stale=b"Prawn Digital Output online\r\nok\r\nrun-sta"), *handshake()[1:]])
-    assert s.card.is_connected and s.card.max_instructions == 60_000
+    assert s.card.connected and s.card.max_instructions == 60_000
     s.done()
 
 
@@ -265,7 +265,7 @@ def test_dropped_connection_raises_and_reconnect_restores(session: list[Session]
                                Step(b"sts\n", b"run-status:5 clock-status:0\r\n")])
     with pytest.raises(InstrumentDisconnected, match="connection lost during 'sts'"):
         s.card.status()
-    assert not s.card.is_connected
+    assert not s.card.connected
     with pytest.raises(InstrumentDisconnected, match="not connected"):
         s.card.status()
     s.card.reconnect()
@@ -277,5 +277,5 @@ def test_context_manager_connects_and_closes(session: list[Session]) -> None:
     s = open_session(session, [Step(b"brd\n", b"board: pico1\r\n")], connect=False)
     with PrawnDO(s.peer.url, timeout_s=0.3) as card:
         assert card.board() == "pico1"
-    assert not card.is_connected
+    assert not card.connected
     s.done()
