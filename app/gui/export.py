@@ -9,9 +9,9 @@ from typing import Any
 
 from PySide6 import QtWidgets
 
-from analysis.criteria import QUANTITIES
 from analysis.geometries import Split
 from app.monitoring import MonitorSnapshot
+from app.offline.exports import explicit_columns
 
 
 def _num(x: Any) -> float | None:
@@ -20,8 +20,10 @@ def _num(x: Any) -> float | None:
 
 
 def numbers(snap: MonitorSnapshot) -> list[dict[str, Any]]:
-    """One row per geometry: index, kind, name, split parameters, splitting ratio, value/error of
-    every criterion (NaN as empty)."""
+    """One row per geometry: index, kind, name, split parameters, splitting ratio, then every
+    criterion corrected first and raw, with the explicit column names of steerlab analyze
+    (app/offline/exports.py: ``E_Ent_corrected``, ``E_Ent_corrected_error``, ..., ``E_Ent_raw``;
+    NaN and missing as empty)."""
     rows = []
     res = snap.result
     for i, g in enumerate(snap.geometries):
@@ -32,9 +34,7 @@ def numbers(snap: MonitorSnapshot) -> list[dict[str, Any]]:
         if i < snap.splitting_ratios.size:
             row["splitting_ratio"] = _num(snap.splitting_ratios[i])
         if res is not None:
-            for q in QUANTITIES:
-                row[q] = _num(res[q].value[i])
-                row[q + "_error"] = _num(res[q].error[i])
+            row.update(explicit_columns(res.to_dict(i)))
         rows.append(row)
     return rows
 

@@ -2,6 +2,7 @@
 settings and closing during a run."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -110,6 +111,13 @@ def test_review_shows_the_runs_numbers_and_regions_recount(qtbot, settings: QtCo
     assert report["chosen"]["E_Ent"]["value"] == pytest.approx(
         float(w.current_snapshot().result["E_Ent"].value[0]))
     assert all((tmp_path / "report" / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
+    # the CSV names raw and corrected values as steerlab analyze does, corrected first
+    with (tmp_path / "report" / "numbers.csv").open() as fh:
+        header = next(csv.reader(fh))
+    raw, corrected = header.index("E_Ent_raw"), header.index("E_Ent_corrected")
+    assert corrected < raw and "E_Ent_corrected_verdict" in header and "E_Ent" not in header
+    chosen = report["geometries"][0]
+    assert chosen["E_Ent_raw"] == pytest.approx(float(w.current_snapshot().result["E_Ent"].value[0]))
 
 
 def test_bad_review_file_is_one_clear_message(qtbot, settings: QtCore.QSettings, tmp_path: Path) -> None:
