@@ -37,7 +37,7 @@ from sequences.instruments import Instruments
 from sequences.plan import RunPlan
 from sequences.publish import ConsumerEvent, ConsumerThread, Overflow, ShotPublisher
 from sequences.sequencer import Progress, Sequencer
-from sequences.shot import ShotRecord
+from sequences.shot import FRAME_NAMES, ShotRecord
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ class RunSession:
                                                    overflow=Overflow.DROP_OLDEST)
             self._consumers = [ConsumerThread(writer_sub, self._write, name="run-writer").start(),
                                ConsumerThread(monitor_sub, self._monitor, name="run-monitor").start()]
+            if self.no_analysis:
+                log.warning("%s", self.no_analysis)
             seq.add_progress_listener(self._on_progress)
             self.started_at = time.monotonic()
             thread = threading.Thread(target=self._run, name="run-session", daemon=False)
@@ -240,7 +242,8 @@ class RunSession:
                 try:
                     if self.results is not None and not writer.failed:
                         writer.write_results(self.results)
-                        writer.write_counts(self._final_monitor.shot_counts())
+                        if not self.no_analysis:
+                            writer.write_counts(self._final_monitor.shot_counts())
                 finally:
                     writer.close(END_STATES.get(final, "faulted"))
         except RunFileError as exc:         # one line: names the file, the error, shots kept
@@ -261,8 +264,21 @@ class RunSession:
                 except Exception:
                     log.exception("end listener failed")
 
+    @property
+    def no_analysis(self) -> str:
+        """Why this plan's shots cannot be analysed ('' if they can): atom numbers need each
+        shot's reference and dark frames."""
+        missing = [n for n in FRAME_NAMES if n not in self.plan.imaging.frame_names]
+        if not missing:
+            return ""
+        return (f"no criteria: the plan's shots hold no {' or '.join(missing)} frames "
+                "(imaging.reference_frames / dark_frame = false), so atom numbers cannot be computed; "
+                "the frames taken are recorded")
+
     def _final_results(self) -> dict[str, Any]:
         """The monitor's results; recomputed from the file if the live monitor skipped shots."""
+        if self.no_analysis:
+            return {"criteria": [], "regions": [], "error": self.no_analysis, "source": "no analysis"}
         written_ok = (self.writer.n_shots if self.writer is not None else 0) - len(self.failed_shots)
         monitor = self.monitor
         if monitor.snapshot(crosstalk=False).shots_seen < written_ok:
@@ -453,7 +469,7 @@ class RunSession:
                 log.exception("written listener failed")
 
     def _monitor(self, shot: ShotRecord) -> None:
-        if not shot.is_ok or shot.frames is None:
+        if not shot.is_ok or shot.frames is None or self.no_analysis:
             return
         frames = frames_by_name(shot.frames, shot.frame_names)
         with self._monitor_lock:

@@ -97,7 +97,8 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     """Readable lines of the chosen region's numbers from the run's results."""
     crit = results.get("criteria") or []
     if not crit:
-        return [f"no criteria: {results.get('error') or 'too few shots'}"]
+        error = str(results.get("error") or "too few shots counted")
+        return [error if error.startswith("no criteria") else f"no criteria: {error}"]
     c = crit[0]
     region = results["regions"][0]
     ratio = region.get("splitting_ratio")

@@ -122,6 +122,9 @@ def test_plan_without_reference_and_dark_frames_completes_and_closes(tmp_path: P
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "run completed" in out.out + out.err
+    # said once, plainly (no per-shot monitor failures), in the summary as well
+    assert "FrameError" not in out.err and "consumer monitor" not in out.err
+    assert "no criteria: the plan's shots hold no ref2 or ref1 or dark frames" in out.out
     with h5py.File(tmp_path / "runs" / "noref.h5", "r") as f:           # closed: flag clear
         assert f["run/end_state"][()] == b"completed"
         assert list(f["frames"].attrs["frame_names"]) == ["atoms2", "atoms1"]
