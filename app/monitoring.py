@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio
 from analysis.imaging import ImagingCalibration, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
 from analysis.regions import CloudShape, RegionCounter, cloud_shape
+from app.runfile import open_run
 
 KINDS = ("chosen", "ratio_scan", "gap_scan")
 
@@ -391,6 +393,23 @@ def monitor_shots(shots: Iterable[tuple[int, str, Mapping[str, NDArray[Any]]]],
     for index, direction, frames in shots:
         mon.add(index, direction, frames)
     return mon
+
+
+def recount_file(path: str | Path, calibration: ImagingCalibration, regions: RegionPlan | None = None,
+                 progress: Callable[[int, int], None] | None = None, **kwargs: Any) -> RunMonitor:
+    """The one recount of a run file: a new monitor (``kwargs``: warmup_shots, reference_basis,
+    confidence, ...) over every ok shot the file holds now, read once in file order; ``progress(i,
+    n)`` after each shot. Used by the live session (other regions, final results) and the review."""
+    def shots(run: Any) -> Iterator[tuple[int, str, Mapping[str, NDArray[Any]]]]:
+        total = run.n_shots
+        for i, shot in enumerate(run.iter_shots(status=None)):
+            if shot.is_ok and shot.frames is not None:
+                yield shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names)
+            if progress is not None:
+                progress(i + 1, total)
+
+    with open_run(path) as run:
+        return monitor_shots(shots(run), calibration, regions, **kwargs)
 
 
 def frames_by_name(frames: NDArray[Any], names: Sequence[str]) -> dict[str, NDArray[Any]]:

@@ -26,9 +26,9 @@ from analysis.geometries import Split
 from app.heap import HeapTrimmer
 from app.lab import Lab, open_lab, sequencer_config, virtual_lab_settings  # noqa: F401 (re-export)
 from app.labconfig import LabConfig
-from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name, recount_file
 from app.offline.exports import explicit_columns
-from app.runfile import RunFileError, open_run
+from app.runfile import RunFileError
 from app.runfile.nexus import sha256_file
 from app.runfile.writer import RunWriter
 from drivers.errors import DriverError
@@ -298,18 +298,10 @@ class RunSession:
     def recompute(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None
                   ) -> RunMonitor:
         """A new monitor over every ok shot in the file so far, with other regions (file re-read)."""
-        mon = RunMonitor(self.config.imaging_calibration, regions,
-                         warmup_shots=self.config.monitor.warmup_shots,
-                         reference_basis=self.config.monitor.reference_basis,
-                         confidence=self.config.monitor.confidence)
-        with open_run(self.path) as run:
-            total = run.n_shots
-            for i, shot in enumerate(run.iter_shots(status=None)):
-                if shot.is_ok and shot.frames is not None:
-                    mon.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
-                if progress is not None:
-                    progress(i + 1, total)
-        return mon
+        m = self.config.monitor
+        return recount_file(self.path, self.config.imaging_calibration, regions, progress,
+                            warmup_shots=m.warmup_shots, reference_basis=m.reference_basis,
+                            confidence=m.confidence)
 
     def switch_regions(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None
                        ) -> RunMonitor:

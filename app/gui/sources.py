@@ -15,7 +15,7 @@ from PySide6 import QtCore
 
 from analysis.imaging import ImagingCalibration
 from app.offline.analysis import run_calibration
-from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, recount_file
 from app.runfile import open_run
 from app.session import RunSession
 from sequences.control import StateEvent
@@ -100,17 +100,9 @@ class ReviewSource:
         return RegionPlan()
 
     def recount(self, regions: RegionPlan, progress: Callable[[int, int], None]) -> RunMonitor:
-        mon = RunMonitor(self.calibration, regions, warmup_shots=self.warmup,
-                         reference_basis=self.reference_basis)
-        with open_run(self.path) as run:
-            total = run.n_shots
-            for i, shot in enumerate(run.iter_shots(status=None)):
-                if shot.is_ok and shot.frames is not None:
-                    mon.add(shot.index, shot.direction, frames_by_name(shot.frames, shot.frame_names))
-                if i % 10 == 0 or i + 1 == total:
-                    progress(i + 1, total)
-        self.monitor = mon
-        return mon
+        self.monitor = recount_file(self.path, self.calibration, regions, progress,
+                                    warmup_shots=self.warmup, reference_basis=self.reference_basis)
+        return self.monitor
 
     def snapshot(self) -> MonitorSnapshot | None:
         return self.monitor.snapshot() if self.monitor is not None else None
