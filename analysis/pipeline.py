@@ -6,10 +6,9 @@
   and uses the optimal reference of each atom exposure (analysis.reference) instead of its own.
 * :func:`image_stack` runs an imager over many shots (offline, two-pass analyses: the masks need the
   ensemble average first).
-* :class:`LiveRegionMonitor` is the streaming form: it buffers the first ``warmup_shots`` images,
-  centres the masks on their average, then counts every shot once for all geometries and feeds
-  :class:`analysis.criteria.StreamingCriteria`. The masks stay fixed after the warm-up, so every
-  shot is counted with the same masks.
+* The streaming form is the run's monitor (app.monitoring.RunMonitor: masks centred on the warm-up's
+  mean images, then every shot counted once for all geometries into
+  :class:`analysis.criteria.StreamingCriteria`), tested equal to a batch analysis.
 """
 from __future__ import annotations
 
@@ -19,12 +18,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analysis.criteria import CriteriaResult, DetectionNoise, StreamingCriteria
 from analysis.geometries import Geometry
 from analysis.imaging import (AtomImage, ImagingCalibration, ShotImages, atoms_from_intensities,
                               shot_atom_images, split_frames)
 from analysis.reference import ReferenceBasis, exclusion_fit_mask
-from analysis.regions import CloudShape, RegionCounter, RegionCounts, cloud_shape
+from analysis.regions import CloudShape
 
 
 class AtomImager:
@@ -99,74 +97,3 @@ def image_stack(shots: Iterable[ArrayLike | Mapping[str, ArrayLike]], imager: At
 
 
 GeometrySource = Sequence[Geometry] | Callable[[CloudShape, tuple[float, float]], Sequence[Geometry]]
-
-
-class LiveRegionMonitor:
-    """Live counts and criteria for many geometries; masks fixed from the first shots' average.
-
-    ``geometries``: a list, or a callable (|2> cloud shape, ROI half-sizes px) -> list, called once
-    when the masks are centred (e.g. to lay a splitting-ratio scan across the measured cloud).
-    """
-
-    def __init__(self, imager: AtomImager, geometries: GeometrySource, *, warmup_shots: int = 20,
-                 roi_sigmas: float = 3.5, detection_noise: DetectionNoise | None = None,
-                 confidence: float = 0.95) -> None:
-        if warmup_shots < 1:
-            raise ValueError(f"warmup_shots must be >= 1, got {warmup_shots}")
-        self.imager = imager
-        self._geometries = geometries
-        self.warmup_shots = int(warmup_shots)
-        self.roi_sigmas = roi_sigmas
-        self._detection_noise = detection_noise
-        self._confidence = confidence
-        self._buffer: list[tuple[str, ShotImages]] = []
-        self.counter: RegionCounter | None = None
-        self.criteria: StreamingCriteria | None = None
-        self.counts: list[RegionCounts] = []
-        self.directions: list[str] = []
-
-    @property
-    def ready(self) -> bool:
-        return self.criteria is not None and self.criteria.ready()
-
-    def add_shot(self, direction: str, frames: ArrayLike | Mapping[str, ArrayLike]) -> ShotImages:
-        """Image one shot and count it (after the warm-up); returns its atom-number images."""
-        if str(direction).strip().lower() not in ("x", "y", "z"):
-            raise ValueError(f"unknown direction {direction!r}: expected x, y or z")
-        images = self.imager(frames)
-        if self.counter is None:
-            self._buffer.append((direction, images))
-            if len(self._buffer) >= self.warmup_shots:
-                self._centre_masks()
-        else:
-            self._count(direction, images)
-        return images
-
-    def _centre_masks(self) -> None:
-        m1 = np.mean([im.n1.atoms for _, im in self._buffer], axis=0)
-        m2 = np.mean([im.n2.atoms for _, im in self._buffer], axis=0)
-        clouds = {1: cloud_shape(m1), 2: cloud_shape(m2)}
-        roi = (self.roi_sigmas * clouds[2].sigma_x_px, self.roi_sigmas * clouds[2].sigma_y_px)
-        geoms = (self._geometries(clouds[2], roi) if callable(self._geometries)
-                 else self._geometries)
-        self.counter = RegionCounter(list(geoms), clouds, m1.shape, roi_half_px=roi)
-        self.criteria = StreamingCriteria(self.counter.n_geometries,
-                                          detection_noise=self._detection_noise,
-                                          confidence=self._confidence)
-        buffered, self._buffer = self._buffer, []
-        for d, im in buffered:
-            self._count(d, im)
-
-    def _count(self, direction: str, images: ShotImages) -> None:
-        assert self.counter is not None and self.criteria is not None
-        c = self.counter.count(images.n1.atoms, images.n2.atoms)
-        self.criteria.add(direction, c.n1a, c.n2a, c.n1b, c.n2b)
-        self.counts.append(c)
-        self.directions.append(direction)
-
-    def result(self) -> CriteriaResult:
-        """Current criteria (raises analysis.criteria.CriteriaError while too few shots)."""
-        if self.criteria is None:
-            raise RuntimeError(f"masks not centred yet: {len(self._buffer)} of "
-                               f"{self.warmup_shots} warm-up shots received")
-        return self.criteria.result()

@@ -1,16 +1,16 @@
-"""Frames -> images -> counts -> criteria: the imager, the image stack and the live monitor."""
+"""Frames -> images -> counts -> criteria: the imager, the image stack and the live monitor against
+a batch analysis."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from analysis.criteria import CriteriaError, evaluate
+from analysis.criteria import evaluate
 from analysis.detection_noise import region_detection_noise
 from analysis.geometries import Split, splitting_ratio_scan
 from analysis.imaging import shot_atom_images
-from analysis.pipeline import (AtomImager, LiveRegionMonitor, fit_mask_around_clouds,
-                               image_stack)
-from analysis.regions import CloudError, RegionCounter, cloud_shape
+from analysis.pipeline import AtomImager, fit_mask_around_clouds, image_stack
+from analysis.regions import RegionCounter, cloud_shape
 from tests.analysis.virtual_lab_data import (atom_free_frames, lab_calibration, lab_config,
                                              lab_shots)
 
@@ -61,41 +61,37 @@ def test_optimal_references_lower_the_detection_noise_of_virtual_lab_images(shot
     assert abs(opt.n2[k // 2:].sum(axis=(1, 2)).mean()) < 3 * dn_opt.rms_atoms_2.max()
 
 
-def test_live_monitor_equals_the_batch_analysis(shots):
-    imager = AtomImager(CAL)
-    geoms = lambda cloud2, roi: splitting_ratio_scan("x", roi[0], 1.0)  # noqa: E731
-    live = LiveRegionMonitor(AtomImager(CAL), geoms, warmup_shots=9, roi_sigmas=3.0)
-    with pytest.raises(RuntimeError, match="warm-up"):
-        live.result()
-    for d, f in zip(shots.directions, shots.frames):
-        live.add_shot(str(d), f)
-    assert live.counter is not None and live.ready
-    # batch: the same masks (centred on the first 9 shots), all shots
-    stack = image_stack(shots.frames, imager)
+def test_the_live_monitor_equals_the_batch_analysis(shots):
+    """The run's one streaming monitor (app.monitoring.RunMonitor) against a batch analysis of the
+    same shots with the same masks (centred on the warm-up's mean images): identical raw criteria."""
+    from app.monitoring import RegionPlan, RunMonitor
+    from conventions.frames import FRAME_NAMES
+
+    live = RunMonitor(CAL, RegionPlan(Split("x", 0.0, 1.0), 1.0, ()), warmup_shots=9, roi_sigmas=3.0,
+                      detection_noise=False)
+    for i, (d, f) in enumerate(zip(shots.directions, shots.frames)):
+        live.add(i, str(d), dict(zip(FRAME_NAMES, f)))
+    snap = live.snapshot()
+    stack = image_stack(shots.frames, AtomImager(CAL))
     m1, m2 = stack.n1[:9].mean(axis=0), stack.n2[:9].mean(axis=0)
     clouds = {1: cloud_shape(m1), 2: cloud_shape(m2)}
     roi = (3.0 * clouds[2].sigma_x_px, 3.0 * clouds[2].sigma_y_px)
-    counter = RegionCounter(splitting_ratio_scan("x", roi[0], 1.0), clouds, m1.shape,
-                            roi_half_px=roi)
-    c = counter.count(stack.n1, stack.n2)
+    geoms = [Split("x", 0.0, 1.0)] + list(splitting_ratio_scan("x", roi[0], 1.0))
+    assert [g.name for g in snap.geometries] == [g.name for g in geoms]
+    c = RegionCounter(geoms, clouds, m1.shape, roi_half_px=roi).count(stack.n1, stack.n2)
     batch = evaluate(shots.directions, c.n1a, c.n2a, c.n1b, c.n2b)
-    res = live.result()
+    assert snap.result is not None
     for q in ("E_Ent", "E_EPR_AB", "xi_R2"):
-        np.testing.assert_allclose(res[q].value, batch[q].value, rtol=1e-9)
-        np.testing.assert_allclose(res[q].error, batch[q].error, rtol=1e-9)
-    assert live.directions == [str(d) for d in shots.directions]
+        np.testing.assert_allclose(snap.result[q].value, batch[q].value, rtol=1e-9)
+        np.testing.assert_allclose(snap.result[q].error, batch[q].error, rtol=1e-9)
 
 
-def test_live_monitor_rejects_bad_input(shots):
-    live = LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=1)
+def test_the_live_monitor_rejects_bad_input(shots):
+    from app.monitoring import RegionPlan, RunMonitor
+    from conventions.frames import FRAME_NAMES
+
+    live = RunMonitor(CAL, RegionPlan(), warmup_shots=3)
     with pytest.raises(ValueError, match="direction"):
-        live.add_shot("w", shots.frames[0])
-    # an x shot puts every atom in |2>: no |1> cloud to centre the |1> masks on
-    with pytest.raises(CloudError, match="no cloud"):
-        live.add_shot("x", shots.frames[0])
-    live = LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=1)
-    live.add_shot("z", shots.frames[2])
-    with pytest.raises(CriteriaError):
-        live.result()                                       # too few shots per direction
+        live.add(0, "w", dict(zip(FRAME_NAMES, shots.frames[0])))
     with pytest.raises(ValueError, match="warmup_shots"):
-        LiveRegionMonitor(AtomImager(CAL), [Split()], warmup_shots=0)
+        RunMonitor(CAL, RegionPlan(), warmup_shots=0)
