@@ -23,6 +23,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -312,3 +313,28 @@ class RegionCounter:
 def default_roi_half_px(cloud2: CloudShape, roi_sigmas: float = 3.5) -> tuple[float, float]:
     """ROI half-sizes (geometry-frame pixels) used by RegionCounter when none is given."""
     return roi_sigmas * cloud2.sigma_x_px, roi_sigmas * cloud2.sigma_y_px
+
+
+ATOM_FREE_MARGIN_PX = 4.0
+"""Pixels between a cloud's counting box and the same box moved onto atom-free pixels."""
+
+
+def atom_free_clouds(clouds: Mapping[int, CloudShape], image_shape: tuple[int, int],
+                     half_x_px: Mapping[int, float]) -> dict[int, CloudShape] | None:
+    """Each state's cloud shape moved sideways (along x, right if there is room, else left) by two
+    half-widths of its counting box plus ATOM_FREE_MARGIN_PX, so that the same masks count atom-free
+    pixels of the same image (detection noise measured beside the clouds). ``half_x_px``: the box's
+    half-width per state, in that state's image pixels. None if either side lacks the room."""
+    w = image_shape[1]
+    out = {}
+    for state, c in clouds.items():
+        half = half_x_px[state]
+        need = 2 * half + ATOM_FREE_MARGIN_PX
+        if w - 1 - (c.centre_x_px + half) >= need:
+            dx = need
+        elif c.centre_x_px - half >= need:
+            dx = -need
+        else:
+            return None
+        out[state] = dataclasses.replace(c, centre_x_px=c.centre_x_px + dx)
+    return out

@@ -40,7 +40,7 @@ from analysis.crosstalk import Crosstalk, PartitionTerms, partition_terms, regio
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import ImagingCalibration, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
-from analysis.regions import CloudShape, RegionCounter, cloud_shape
+from analysis.regions import CloudShape, RegionCounter, atom_free_clouds, cloud_shape
 from app.runfile import open_run
 
 KINDS = ("chosen", "ratio_scan", "gap_scan")
@@ -226,22 +226,11 @@ class RunMonitor:
 
     def _empty_counter(self, counter: RegionCounter) -> RegionCounter | None:
         """The masks shifted sideways (along x) onto atom-free pixels of each state's image."""
-        h, w = counter.image_shape
         hx = counter.roi_half_px[0]
-        shifted = {}
-        for state, c in counter.clouds.items():
-            kx = counter.scale(state)[0]
-            half = hx * kx
-            room_right = w - 1 - (c.centre_x_px + half)
-            room_left = c.centre_x_px - half
-            need = 2 * half + 4.0
-            if room_right >= need:
-                dx = need
-            elif room_left >= need:
-                dx = -need
-            else:
-                return None
-            shifted[state] = dataclasses.replace(c, centre_x_px=c.centre_x_px + dx)
+        shifted = atom_free_clouds(counter.clouds, counter.image_shape,
+                                   {s: hx * counter.scale(s)[0] for s in counter.clouds})
+        if shifted is None:
+            return None
         return RegionCounter(counter.geometries, shifted, counter.image_shape,
                              roi_half_px=counter.roi_half_px)
 

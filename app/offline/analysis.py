@@ -15,7 +15,6 @@ execution path gives bit-identical numbers.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import threading
@@ -34,7 +33,7 @@ from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio
 from analysis.imaging import (CalibrationError, ImagingCalibration, atom_number_image, shot_atom_images,
                               split_frames)
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
-from analysis.regions import CloudShape, RegionCounter, cloud_shape, default_roi_half_px
+from analysis.regions import CloudShape, RegionCounter, atom_free_clouds, cloud_shape, default_roi_half_px
 from app.offline.exports import explicit_columns
 from app.runfile import RunFileError, open_run
 
@@ -176,24 +175,6 @@ def _shots(run: Any, rows: tuple[int, int]) -> Any:
 
 def _status(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _empty_clouds(clouds: dict[int, CloudShape], shape: tuple[int, int], hx: float,
-                  scale: dict[int, float]) -> dict[int, CloudShape] | None:
-    """Cloud shapes moved sideways so the masks fall on atom-free pixels (None: no room)."""
-    w = shape[1]
-    out = {}
-    for s, c in clouds.items():
-        half = hx * scale[s]
-        need = 2 * half + 4.0
-        if w - 1 - (c.centre_x_px + half) >= need:
-            dx = need
-        elif c.centre_x_px - half >= need:
-            dx = -need
-        else:
-            return None
-        out[s] = dataclasses.replace(c, centre_x_px=c.centre_x_px + dx)
-    return out
 
 
 def run_calibration(record: Any, path: Path) -> ImagingCalibration:
@@ -363,7 +344,8 @@ class RunAnalysis:
         roi = self.roi_half_px()
         counter = RegionCounter(every, clouds, m1.shape, roi_half_px=roi)
         scale = {s: counter.scale(s)[0] for s in (1, 2)}
-        empty = _empty_clouds(clouds, m1.shape, roi[0], scale) if detection_noise else None
+        empty = atom_free_clouds(clouds, m1.shape, {k: roi[0] * v for k, v in scale.items()}) \
+            if detection_noise else None
         spec = CounterSpec(tuple(every), clouds, empty, m1.shape, roi)
         offsets = self._offsets()
         cal = self.calibration.to_dict()
