@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", choices=("squeezed", "coherent"), help="state for --shots")
     parser.add_argument("--screenshot", metavar="PNG",
                         help="after the run (or the review) finishes, save the window and exit")
+    parser.add_argument("--server", action="store_true",
+                        help="run through the data directory's run server (steerlab serve; started "
+                             "if none runs, and left running when the window closes): the acquisition "
+                             "in its own process, the window only displays")
 
 
 def _has_display() -> bool:
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationName("steerlab")
     app.setOrganizationName("steerlab")
     window = MainWindow(config_path=args.config, settings=settings_for(args.config),
-                        confirm=(lambda title, text: True) if args.screenshot else None)
+                        confirm=(lambda title, text: True) if args.screenshot else None,
+                        server=args.server)
     if args.screenshot:
         window.resize(1500, 900)
     window.show()

@@ -21,6 +21,8 @@ from app.labconfig import LabConfigError, load_lab_config
 from app.paths import default_config
 from app.monitoring import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
+from app.remote import RemoteRun, local_server
+from app.client import ServerError
 from app.session import RunSession, SessionError, region_plan
 from sequences.plan import PlanError, build_plan
 from sequences.sequencer import Progress
@@ -38,18 +40,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def __init__(self, *, config_path: str | Path | None = None,
                  settings: QtCore.QSettings | None = None,
-                 confirm: Callable[[str, str], bool] | None = None) -> None:
+                 confirm: Callable[[str, str], bool] | None = None, server: bool = False) -> None:
         super().__init__()
+        # server: runs go to the data directory's run server (started if none; app/remote.py)
+        self.server_mode = server
         self.setWindowTitle("steerlab")
         self.settings = settings or QtCore.QSettings("steerlab", "steerlab")
         self._confirm = confirm or self._ask
-        self.session: RunSession | None = None
+        self.session: Any = None              # RunSession, or RemoteRun in server mode
         self.bridge: SessionBridge | None = None
         self.review: ReviewSource | None = None
         self._dirty = False
         self._closing = False
         self._busy = 0
         self._last_progress: Progress | None = None
+        self.server_process: Any = None       # a run server this window started (it outlives the window)
 
         self.run_panel = RunPanel()
         self.regions = RegionEditor()
@@ -179,7 +184,13 @@ class MainWindow(QtWidgets.QMainWindow):
                                "directions": {"order": str(params["order"]), "block": int(params["block"])}},
                               "plan from the window", config.microwave_calibration)
             check_run(config, plan, params.get("out"))
-            session = RunSession(config, plan, params.get("out"))
+            session: Any
+            if self.server_mode:
+                config_path = Path(params["config"] or default_config())
+                session = RemoteRun(None, config, plan.to_toml(), plan_source="plan from the window",
+                                    out=params.get("out"))
+            else:
+                session = RunSession(config, plan, params.get("out"))
         except (LabConfigError, PlanError, SessionError, ValueError) as exc:
             self._error(str(exc))
             self.run_finished.emit(f"failed: {exc}")
@@ -192,11 +203,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.shot_counted.connect(self._mark_dirty)
         self.bridge.ended.connect(self._ended)
         session.monitor.regions = self.regions.plan()
-        self.run_panel.file_label.setText(str(session.path))
+        self.run_panel.file_label.setText(str(session.path or ""))
         self.run_panel.set_state("starting")
         self.statusBar().showMessage("connecting the instruments…")
-        task = run_in_thread(lambda progress: session.start(), self)
+
+        def start(progress: Callable[[int, int], None]) -> None:
+            if isinstance(session, RemoteRun):
+                session.client, self.server_process = local_server(session.config, config_path)
+            session.start()
+
+        task = run_in_thread(start, self)
         task.failed.connect(self._start_failed)
+        task.done.connect(lambda _: self.run_panel.file_label.setText(str(session.path)))
         task.done.connect(lambda _: self.statusBar().showMessage(f"running: {session.path}", 5000))
 
     def _start_failed(self, text: str) -> None:
@@ -310,7 +328,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.review is not None:
             review = self.review
             self._background("recounting the run", lambda progress: review.recount(plan, progress))
-        elif self.session is not None and self.session.sequencer is not None:
+        elif self.session is not None and (self.session.sequencer is not None
+                                           or isinstance(self.session, RemoteRun)):
             session = self.session
             self._background("recounting the shots so far",
                              lambda progress: session.switch_regions(plan, progress))
@@ -387,6 +406,20 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- closing ----------------------------------------------------------------------------------
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
         session = self.session
+        if isinstance(session, RemoteRun) and session.is_running:
+            # the run lives in the server: leaving it running is the default
+            if self._confirm("Run in progress on the run server",
+                             "Stop the run after the current shot? (No: it goes on in the run server; "
+                             "steerlab status shows it, the window can be opened again.)"):
+                try:
+                    session.stop()
+                except ServerError as exc:
+                    self._error(str(exc))
+            session.close()
+            self.save_settings()
+            self.timer.stop()
+            event.accept()
+            return
         if session is not None and session.is_running:
             if self._closing:
                 event.ignore()

@@ -17,6 +17,7 @@ from analysis.imaging import ImagingCalibration
 from app.offline.analysis import run_calibration
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, recount_file
 from app.runfile import open_run
+from app.remote import RemoteRun, RemoteStateEvent
 from app.session import RunSession
 from sequences.control import StateEvent
 from sequences.sequencer import Progress
@@ -57,7 +58,7 @@ class SessionBridge(QtCore.QObject):
     shot_counted = QtCore.Signal()
     ended = QtCore.Signal(str)
 
-    def __init__(self, session: RunSession, parent: QtCore.QObject | None = None) -> None:
+    def __init__(self, session: RunSession | RemoteRun, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         session.add_state_listener(self._state)
@@ -65,7 +66,7 @@ class SessionBridge(QtCore.QObject):
         session.add_shot_listener(lambda shot: self.shot_counted.emit())
         session.add_end_listener(lambda final: self.ended.emit(final.value))
 
-    def _state(self, ev: StateEvent) -> None:
+    def _state(self, ev: StateEvent | RemoteStateEvent) -> None:
         self.state_changed.emit(ev.state.value, ev.reason)
 
     def _progress(self, p: Progress) -> None:

@@ -29,6 +29,7 @@ from app.monitoring import MonitorSnapshot, RunMonitor
 from app.preflight import InputError, checked_plan
 from app.server import protocol
 from app.server.endpoint import Endpoint, endpoint_file, new_token, private_dir
+from app.server.snapshots import SnapshotError, to_wire
 from app.server.queue import STATE_FILE, QueueError, QueueItem, RunQueue
 from app.session import RunSession, SessionError, region_plan
 from drivers.errors import DriverError
@@ -394,8 +395,13 @@ class RunServer:
             return
         self._last_snapshot_t = now
         mon = session.monitor
-        payload = snapshot_payload(mon, mon.snapshot())
+        snap = mon.snapshot()
+        payload = snapshot_payload(mon, snap)
         payload["file"] = str(session.path)
+        try:
+            payload["monitor"] = to_wire(snap)    # the whole snapshot, for windows (app.server.snapshots)
+        except SnapshotError as exc:
+            log.error("the snapshot cannot be sent whole (windows show the numbers only): %s", exc)
         with self._snap_lock:
             self._last_snapshot = payload
         self.publish("snapshot", payload)
