@@ -21,7 +21,7 @@ from app.labconfig import LabConfigError, load_lab_config
 from app.paths import default_config
 from app.monitoring import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
-from app.remote import RemoteRun, local_server
+from app.remote import SERVER_STOPPED, RemoteRun, local_server
 from app.client import ServerError
 from app.session import RunSession, SessionError, region_plan
 from sequences.plan import PlanError, build_plan
@@ -93,6 +93,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setMaximumWidth(240)
         self.progress_bar.hide()
         self.statusBar().addPermanentWidget(self.progress_bar)
+        # shown when the run server this window follows has stopped (killed, crashed)
+        self.restart_server_button = QtWidgets.QPushButton("Restart the run server")
+        self.restart_server_button.hide()
+        self.restart_server_button.clicked.connect(self.restart_server)
+        self.statusBar().addPermanentWidget(self.restart_server_button)
         self._menus()
 
         self.run_panel.start_requested.connect(self.start_run)
@@ -217,6 +222,29 @@ class MainWindow(QtWidgets.QMainWindow):
         task.done.connect(lambda _: self.run_panel.file_label.setText(str(session.path)))
         task.done.connect(lambda _: self.statusBar().showMessage(f"running: {session.path}", 5000))
 
+    def restart_server(self) -> None:
+        """Start the data directory's run server again (after it stopped), in a thread."""
+        session = self.session
+        if not isinstance(session, RemoteRun):
+            return
+        config_path = Path(self.run_panel.config_edit.text() or default_config())
+        self.restart_server_button.setEnabled(False)
+
+        def work(progress: Callable[[int, int], None]) -> str:
+            if self.server_process is not None:
+                # a server this window started and that died is its zombie child until reaped; a
+                # new server would take the dead one's pid for alive and refuse the data directory
+                self.server_process.poll()
+            client, self.server_process = local_server(session.config, config_path)
+            return f"run server restarted: {client.status()['pid']}"
+
+        task = run_in_thread(work, self)
+        task.done.connect(lambda text: self.statusBar().showMessage(str(text), 10000))
+        task.done.connect(lambda _: self.restart_server_button.hide())
+        task.failed.connect(self._error)
+        task.done.connect(lambda _: self.restart_server_button.setEnabled(True))
+        task.failed.connect(lambda _: self.restart_server_button.setEnabled(True))
+
     def _start_failed(self, text: str) -> None:
         if self.session is not None:
             self.session.close()
@@ -258,6 +286,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _ended(self, final: str) -> None:
         self.run_panel.set_state("idle", self.session.error if self.session else "")
+        if isinstance(self.session, RemoteRun) and self.session.error == SERVER_STOPPED:
+            self.statusBar().showMessage(f"the run server stopped; the file {self.session.path} keeps "
+                                         "every committed shot")
+            self.restart_server_button.show()
+            if self.server_process is not None:
+                self.server_process.poll()      # reap it (see restart_server)
         self.run_panel.state_label.setText(f"{final} (file closed)")
         self._dirty = True
         self._refresh()

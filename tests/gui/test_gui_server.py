@@ -1,0 +1,88 @@
+"""The operator window as a client of the run server (`steerlab gui --server`), with the server a
+real `steerlab serve` process: the window starts it, follows a run through its events and shows the
+server's own numbers; closing the window leaves the run running; a server killed with SIGKILL is
+shown as stopped and leaves a file with every committed shot."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from app.client import Client
+from app.gui.main_window import MainWindow
+from app.runfile import open_run
+from tests.app.test_server import write_lab
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("STEERLAB_LOG", str(tmp_path / "cli.log"))
+    cfg = write_lab(tmp_path)
+    yield cfg
+    info = tmp_path / "runs" / ".steerlab-server.json"
+    if info.exists():                       # the server the window started outlives it: end it
+        try:
+            os.kill(int(json.loads(info.read_text())["pid"]), signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+def window(qtbot, tmp_path: Path, cfg: Path, **kw) -> MainWindow:
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(config_path=cfg, settings=settings, server=True, **kw)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_a_run_through_the_server_shows_the_servers_numbers(qtbot, tmp_path: Path, lab: Path) -> None:
+    w = window(qtbot, tmp_path, lab, confirm=lambda title, text: False)     # closing: leave it running
+    w.run_panel.shots_spin.setValue(45)
+    with qtbot.waitSignal(w.run_finished, timeout=180_000) as finished:
+        w.run_panel.buttons["start"].click()
+    assert finished.args == ["completed"]
+    assert w.server_process is not None                      # the window started the server
+    qtbot.waitUntil(lambda: w.current_snapshot() is not None and w.current_snapshot().shots_counted == 45,
+                    timeout=20_000)
+    snap = w.current_snapshot()
+    with open_run(w.session.path) as run:
+        assert run.n_shots == 45 and run.end_state == "completed"
+        saved = run.results["criteria"][0]
+    assert snap.result.to_dict(0)["E_Ent"]["value"] == pytest.approx(saved["E_Ent"]["value"], rel=1e-12)
+    w._dirty = True
+    w._refresh()
+    assert "45 shots counted" in w.numbers.info.text()
+    w.close()
+    # the server is still there, and serves another client
+    assert Client(data_dir=tmp_path / "runs", timeout_s=5).ping()
+
+
+def test_a_killed_server_is_shown_as_stopped_and_the_file_keeps_its_shots(qtbot, tmp_path: Path,
+                                                                          lab: Path) -> None:
+    w = window(qtbot, tmp_path, lab)
+    w.run_panel.shots_spin.setValue(3000)
+    w.run_panel.buttons["start"].click()
+    qtbot.waitUntil(lambda: w.session is not None and w.session.last_progress is not None
+                    and w.session.last_progress.ok_shots >= 30, timeout=120_000)
+    pid = int(json.loads((tmp_path / "runs" / ".steerlab-server.json").read_text())["pid"])
+    with qtbot.waitSignal(w.run_finished, timeout=30_000):
+        os.kill(pid, signal.SIGKILL)
+    assert "server stopped" in w.run_panel.error_label.text() + w.run_panel.state_label.text()
+    committed = w.session.last_progress.ok_shots
+    with open_run(w.session.path) as run:                     # as the server left it
+        assert run.n_shots >= committed - 1
+        first = next(iter(run.iter_shots()))
+        assert first.frames is not None and np.isfinite(first.frames).all()
+    # the window offers to start the server again
+    assert w.restart_server_button.isVisibleTo(w)
+    w.restart_server_button.click()
+    qtbot.waitUntil(lambda: not w.restart_server_button.isVisibleTo(w), timeout=60_000)
+    assert Client(data_dir=tmp_path / "runs", timeout_s=5).ping()
