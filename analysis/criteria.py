@@ -19,6 +19,15 @@ Conventions (see docs/criteria.md)
   ``sigma = -ln(bias_corrected) / (error/bias_corrected)`` and a one-sided normal ``p_value``
   for "true value >= 1" (on ln E, which is nearly normal; see Estimate.sigma_below_one).
   A criterion is ``certified`` when p_value < 1 - confidence (default confidence 0.95).
+* Crosstalk guard (imaging resolution): a result may carry per geometry the lowest value each
+  criterion can take for a coherent state seen through the imaging alone (``crosstalk_bounds``,
+  from :func:`analysis.crosstalk.imaging_crosstalk_bounds`). The verdict is then
+  "certified" only when the value is significantly below 1 *and* below that bound (the same
+  one-sided test on ln E against ln bound); a value significantly below 1 but not below the bound is
+  "unresolved": crosstalk alone could produce it. Where the bound is below RESOLUTION_FLOOR (0.5)
+  or NaN the geometry is "unresolved" whatever the data (e.g. 2 px patterns under a 1.4 px blur:
+  about half the atoms counted in both regions; the values then replay the imaging model).
+  Corrected values have their own bounds (N_AB in full and the smearing the correction leaves).
 """
 from __future__ import annotations
 
@@ -37,6 +46,10 @@ from analysis.moments import (DEFAULT_GROUPS, DIRECTION_INDEX, DIRECTIONS, F_N, 
 
 #: Criteria whose violation (< 1) certifies something; they get significance fields.
 CERTIFYING = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
+CERTIFIED, UNRESOLVED, NOT_CERTIFIED = "certified", "unresolved", "not certified"
+#: A geometry whose crosstalk alone takes a coherent state's criterion below this value is
+#: "unresolved" whatever the data: its values then measure the imaging model, not the state.
+RESOLUTION_FLOOR = 0.5
 #: Quantities reported with errors, in output order.
 QUANTITIES = ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B", "xi_R2", "xi_R2_dB", "N")
 GAINS = {"E_Ent": ("E_Ent.g_z", "E_Ent.g_y"), "E_EPR_AB": ("E_EPR_AB.g_z", "E_EPR_AB.g_y"),
@@ -99,14 +112,21 @@ class Estimate:
         Computed on ln E: the criteria are products of variance estimates, whose distributions
         are skewed; ln E is nearly normal with error err/E (NaN where E <= 0).
         """
+        return self.sigma_below(1.0)
+
+    def sigma_below(self, reference: ArrayLike) -> NDArray[np.float64]:
+        """Standard errors (on ln E) by which the bias-corrected value lies below ``reference``
+        (a number or one per geometry); NaN where E <= 0 or reference <= 0 or NaN."""
         err = self.error if self.test_error is None else self.test_error
         e = self.bias_corrected
+        ref = np.asarray(reference, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(e > 0, -np.log(e) * e / err, np.nan)
+            return np.where((e > 0) & (ref > 0), (np.log(ref) - np.log(e)) * e / err, np.nan)
 
-    def p_value(self) -> NDArray[np.float64]:
-        """One-sided normal p-value of the hypothesis "true value >= 1"; NaN counts as 1."""
-        p = ndtr(-self.sigma_below_one())
+    def p_value(self, reference: ArrayLike = 1.0) -> NDArray[np.float64]:
+        """One-sided normal p-value of the hypothesis "true value >= reference" (default 1);
+        NaN counts as 1."""
+        p = ndtr(-self.sigma_below(reference))
         return np.where(np.isnan(p), 1.0, p)
 
 
@@ -122,6 +142,9 @@ class CriteriaResult:
     corrected: "CriteriaResult | None" = None
     detection_noise: DetectionNoise | None = None
     extra: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    #: per certifying criterion, (G,): the lowest value crosstalk alone gives a coherent state
+    #: (None: no imaging information, no guard)
+    crosstalk_bounds: dict[str, NDArray[np.float64]] | None = None
 
     def __getitem__(self, name: str) -> Estimate:
         return self.estimates[name]
@@ -130,9 +153,37 @@ class CriteriaResult:
     def n_geometries(self) -> int:
         return int(self.estimates["E_Ent"].value.shape[0])
 
-    def certified(self, name: str) -> NDArray[np.bool_]:
-        """True where criterion ``name`` is below 1 at the configured confidence, bias included."""
+    def violated(self, name: str) -> NDArray[np.bool_]:
+        """True where criterion ``name`` is below 1 at the configured confidence, bias included
+        (crosstalk not considered)."""
         return self.estimates[name].p_value() < (1.0 - self.confidence)
+
+    def crosstalk_p_value(self, name: str) -> NDArray[np.float64] | None:
+        """p-value of "true value >= the crosstalk bound" (None without bounds)."""
+        if self.crosstalk_bounds is None:
+            return None
+        return self.estimates[name].p_value(self.crosstalk_bounds[name])
+
+    def resolved(self, name: str) -> NDArray[np.bool_]:
+        """True where the value is significantly below what crosstalk alone can produce (True
+        everywhere without bounds)."""
+        p = self.crosstalk_p_value(name)
+        if p is None or self.crosstalk_bounds is None:
+            return np.ones(self.n_geometries, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return (p < (1.0 - self.confidence)) & (self.crosstalk_bounds[name] >= RESOLUTION_FLOOR)
+
+    def certified(self, name: str) -> NDArray[np.bool_]:
+        """True where criterion ``name`` is below 1 and below its crosstalk bound at the
+        configured confidence, bias included: the one verdict rule (module docstring)."""
+        return self.violated(name) & self.resolved(name)
+
+    def verdicts(self, name: str) -> NDArray[np.str_]:
+        """Per geometry: "certified", "unresolved" (below 1, but crosstalk alone could produce
+        it) or "not certified"."""
+        v = self.violated(name)
+        return np.where(v & self.resolved(name), CERTIFIED,
+                        np.where(v, UNRESOLVED, NOT_CERTIFIED))
 
     def to_dict(self, geometry: int = 0) -> dict[str, Any]:
         """One geometry's numbers as plain JSON-ready Python values."""
@@ -153,6 +204,12 @@ class CriteriaResult:
                 entry["sigma_below_1"] = num(est.sigma_below_one()[geometry])
                 entry["p_value"] = num(est.p_value()[geometry])
                 entry["certified"] = bool(self.certified(name)[geometry])
+                entry["verdict"] = str(self.verdicts(name)[geometry])
+                if self.crosstalk_bounds is not None:
+                    pc = self.crosstalk_p_value(name)
+                    assert pc is not None
+                    entry["crosstalk_bound"] = num(self.crosstalk_bounds[name][geometry])
+                    entry["crosstalk_p_value"] = num(pc[geometry])
                 gz, gy = (self.gains[k] for k in GAINS[name])
                 entry["g_z"] = {"value": num(gz.value[geometry]), "error": num(gz.error[geometry])}
                 entry["g_y"] = {"value": num(gy.value[geometry]), "error": num(gy.error[geometry])}
@@ -211,22 +268,49 @@ def _check_counts(sums: GroupedSums) -> dict[str, int]:
     return n
 
 
+def _check_bounds(bounds: dict[str, ArrayLike] | None, n_geometries: int
+                  ) -> dict[str, NDArray[np.float64]] | None:
+    if bounds is None:
+        return None
+    out = {}
+    for name in CERTIFYING:
+        if name not in bounds:
+            raise ValueError(f"crosstalk_bounds needs {', '.join(CERTIFYING)}; {name} is missing")
+        b = np.broadcast_to(np.asarray(bounds[name], dtype=np.float64), (n_geometries,)).copy()
+        out[name] = b
+    return out
+
+
 def result_from_sums(sums: GroupedSums, *, detection_noise: DetectionNoise | None = None,
-                     confidence: float = 0.95) -> CriteriaResult:
-    """Criteria, errors and biases from grouped power sums (shared by batch and streaming)."""
+                     confidence: float = 0.95,
+                     crosstalk_bounds: dict[str, ArrayLike] | None = None,
+                     corrected_crosstalk_bounds: dict[str, ArrayLike] | None = None
+                     ) -> CriteriaResult:
+    """Criteria, errors and biases from grouped power sums (shared by batch and streaming).
+
+    ``crosstalk_bounds``: per certifying criterion, a number or (G,) array, the value crosstalk
+    alone gives a coherent state in the raw counts (analysis.crosstalk.imaging_crosstalk_bounds);
+    with it, a violation that crosstalk could produce is "unresolved", not "certified".
+    ``corrected_crosstalk_bounds``: the same for the detection-noise corrected values (default:
+    ``crosstalk_bounds``).
+    """
     if not 0.5 <= confidence < 1.0:
         raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+    bounds = _check_bounds(crosstalk_bounds, sums.n_geometries)
+    cor_bounds = _check_bounds(corrected_crosstalk_bounds, sums.n_geometries)
+    cor_bounds = bounds if cor_bounds is None else cor_bounds
     n = _check_counts(sums)
     raw = _estimate(sums, None)
     est = {k: raw[k] for k in QUANTITIES}
     gains = {g: raw[g] for pair in GAINS.values() for g in pair}
     extra = {"splitting_ratio_x": raw["splitting_ratio_x"].value}
-    res = CriteriaResult(est, gains, n, sums.n_groups, confidence, extra=extra)
+    res = CriteriaResult(est, gains, n, sums.n_groups, confidence, extra=extra,
+                         crosstalk_bounds=bounds)
     if detection_noise is not None:
         cor = _estimate(sums, detection_noise)
         res.corrected = CriteriaResult({k: cor[k] for k in QUANTITIES},
                                        {g: cor[g] for pair in GAINS.values() for g in pair},
-                                       n, sums.n_groups, confidence)
+                                       n, sums.n_groups, confidence, crosstalk_bounds=cor_bounds)
         res.detection_noise = detection_noise
     return res
 
@@ -255,11 +339,14 @@ def _as_counts(name: str, v: ArrayLike, n_shots: int) -> NDArray[np.float64]:
 
 def evaluate(directions: ArrayLike, n1a: ArrayLike, n2a: ArrayLike, n1b: ArrayLike,
              n2b: ArrayLike, *, detection_noise: DetectionNoise | None = None,
-             confidence: float = 0.95, n_groups: int = DEFAULT_GROUPS) -> CriteriaResult:
+             confidence: float = 0.95, n_groups: int = DEFAULT_GROUPS,
+             crosstalk_bounds: dict[str, ArrayLike] | None = None,
+             corrected_crosstalk_bounds: dict[str, ArrayLike] | None = None) -> CriteriaResult:
     """Batch criteria from shots in acquisition order.
 
     ``directions``: (S,) of 'x'|'y'|'z'; atom numbers (atoms, floats allowed) of shape (S,) for one
     region geometry or (S, G) for G geometries. Returns estimates of shape (G,).
+    ``crosstalk_bounds``, ``corrected_crosstalk_bounds``: see :func:`result_from_sums`.
     """
     d = _direction_indices(directions)
     arrays = [_as_counts(nm, v, d.size) for nm, v in
@@ -270,7 +357,9 @@ def evaluate(directions: ArrayLike, n1a: ArrayLike, n2a: ArrayLike, n1b: ArrayLi
     sa, sb, ntot = spin_components(*arrays)
     sums = GroupedSums.empty(sa.shape[1], n_groups)
     sums.add_shots(d, sa, sb, ntot)
-    return result_from_sums(sums, detection_noise=detection_noise, confidence=confidence)
+    return result_from_sums(sums, detection_noise=detection_noise, confidence=confidence,
+                            crosstalk_bounds=crosstalk_bounds,
+                            corrected_crosstalk_bounds=corrected_crosstalk_bounds)
 
 
 class StreamingCriteria:
@@ -280,10 +369,15 @@ class StreamingCriteria:
     """
 
     def __init__(self, n_geometries: int, *, n_groups: int = DEFAULT_GROUPS,
-                 detection_noise: DetectionNoise | None = None, confidence: float = 0.95) -> None:
+                 detection_noise: DetectionNoise | None = None, confidence: float = 0.95,
+                 crosstalk_bounds: dict[str, ArrayLike] | None = None,
+                 corrected_crosstalk_bounds: dict[str, ArrayLike] | None = None) -> None:
         self._sums = GroupedSums.empty(n_geometries, n_groups)
         self.detection_noise = detection_noise
         self.confidence = confidence
+        #: see result_from_sums; may be set once the mean images are known
+        self.crosstalk_bounds = crosstalk_bounds
+        self.corrected_crosstalk_bounds = corrected_crosstalk_bounds
 
     @property
     def n_geometries(self) -> int:
@@ -313,4 +407,5 @@ class StreamingCriteria:
     def result(self) -> CriteriaResult:
         """Current criteria with errors; raises CriteriaError while not :meth:`ready`."""
         return result_from_sums(self._sums, detection_noise=self.detection_noise,
-                                confidence=self.confidence)
+                                confidence=self.confidence, crosstalk_bounds=self.crosstalk_bounds,
+                                corrected_crosstalk_bounds=self.corrected_crosstalk_bounds)

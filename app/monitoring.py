@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaError, CriteriaResult, DetectionNoise, StreamingCriteria
-from analysis.crosstalk import Crosstalk, PartitionTerms, partition_terms, region_crosstalk
+from analysis.crosstalk import (Crosstalk, PartitionTerms, imaging_crosstalk_bounds, partition_terms,
+                               region_crosstalk)
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import ImagingCalibration, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
@@ -189,13 +190,18 @@ class RunMonitor:
         self._counter = RegionCounter(geoms, clouds, m1.shape, roi_half_px=roi)
         self._kinds = kinds
         self._clouds, self._roi = clouds, roi
-        self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence)
         self._ratios = self._counter.splitting_ratios(m1, m2)
         self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
         if self._empty is not None:
             cal = self.calibration
             self._partition = partition_terms(self._counter, m1, m2,
                                               (cal.psf_sigma_x_px, cal.psf_sigma_y_px))
+        # the crosstalk guard of every verdict: what a coherent state shows through this imaging
+        bounds = imaging_crosstalk_bounds(self._counter, m1, m2, self.calibration.sigma_blur_px,
+                                          psf_terms=self._partition)
+        self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence,
+                                           crosstalk_bounds=dict(bounds.raw),
+                                           corrected_crosstalk_bounds=dict(bounds.corrected))
         if self.reference_basis > 0:
             mask = fit_mask_around_clouds(m1.shape, clouds.values())
             self._imager = AtomImager(self.calibration, basis_frames=self.reference_basis,

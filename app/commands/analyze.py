@@ -242,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
                 if res is None:
                     continue
                 p = float(res[key].p_value()[i])
-                verdict = "certified < 1" if res.certified(key)[i] else "not certified"
+                verdict = str(res.verdicts(key)[i])
+                verdict = "certified < 1" if verdict == "certified" else verdict
                 parts.append(f"{label} {res[key].value[i]:.3f} +- {res[key].error[i]:.3f} "
                              f"({verdict}, p = {p:.2g})")
             print(f"  {r.path.name} ({r.state}): {key} at splitting ratio "

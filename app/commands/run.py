@@ -118,7 +118,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             # split-sample error, so "0.54 +- 0.13" alone can be uncertified: show its p-value
             p = e.get("p_value")
             ptxt = f"p = {p:.2g}" if p is not None else "p n/a"
-            s += f" CERTIFIED <1 ({ptxt})" if e["certified"] else f" (not certified, {ptxt})"
+            if e["certified"]:
+                s += f" CERTIFIED <1 ({ptxt})"
+            elif e.get("verdict") == "unresolved":
+                s += (f" UNRESOLVED: crosstalk alone gives {e.get('crosstalk_bound', float('nan')):.3f}"
+                      f" ({ptxt})")
+            else:
+                s += f" (not certified, {ptxt})"
         return s
 
     def fmt(key: str, label: str) -> str:
