@@ -63,9 +63,12 @@ class RegionPlan:
         return self.chosen.axis if isinstance(self.chosen, Split) else "x"
 
     def geometries(self, roi_half_px: tuple[float, float]) -> tuple[list[Geometry], list[str]]:
-        """The geometries (index 0 = chosen) and the kind of each ('chosen', 'ratio_scan', 'gap_scan')."""
-        geoms: list[Geometry] = [self.chosen]
-        kinds = ["chosen"]
+        """The geometries (index 0 = chosen, 1 = the whole cloud) and the kind of each ('chosen',
+        'whole_cloud', 'ratio_scan', 'gap_scan'). The whole cloud is a split without gap along the
+        chosen axis: A and B together cover the whole ROI, so its xi_R^2 is the whole cloud's
+        Wineland parameter (the chosen geometry's xi_R^2 is that of A and B only)."""
+        geoms: list[Geometry] = [self.chosen, Split(self.axis, 0.0, 0.0)]
+        kinds = ["chosen", "whole_cloud"]
         half = roi_half_px[0] if self.axis == "x" else roi_half_px[1]
         if self.scan_gap_px is not None:
             scan = splitting_ratio_scan(self.axis, half, self.scan_gap_px)

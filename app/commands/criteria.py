@@ -15,7 +15,7 @@ from app.offline.exports import explicit_columns
 
 LABELS = {
     "N": "N (mean atom number)",
-    "xi_R2": "xi_R^2 (Wineland)",
+    "xi_R2": "xi_R^2 of A and B",
     "xi_R2_dB": "xi_R^2 [dB]",
     "E_Ent": "E_Ent (A,B entangled if < 1)",
     "E_EPR_AB": "E_EPR A->B (A steers B if < 1)",

@@ -132,8 +132,16 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             return f"{label:28s} {one(cor[key]):>52s}   | {one(c[key])}"
         return f"{label:28s} {one(c[key])}"
 
-    lines += [fmt("N", "N (atoms)"), fmt("xi_R2", "xi_R^2 (Wineland)"), fmt("xi_R2_dB", "xi_R^2 (dB)"),
-              fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
+    lines += [fmt("N", "N (atoms)"), fmt("xi_R2", "xi_R^2 of A and B"),
+              fmt("xi_R2_dB", "xi_R^2 of A and B (dB)")]
+    whole = [i for i, r in enumerate(results["regions"]) if r.get("kind") == "whole_cloud"]
+    if whole and whole[0] < len(crit):
+        w = crit[whole[0]]
+        wcor = w.get("corrected") or {}
+        for key, label in (("xi_R2", "xi_R^2 whole cloud"), ("xi_R2_dB", "xi_R^2 whole cloud (dB)")):
+            lines.append(f"{label:28s} {one(wcor[key]):>52s}   | {one(w[key])}" if wcor
+                         else f"{label:28s} {one(w[key])}")
+    lines += [fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
     if cor:
         dn = c["detection_noise"]
         lines.append(f"subtracted (detection noise from atom-free masks beside the clouds, minus PSF "
