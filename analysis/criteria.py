@@ -74,6 +74,9 @@ class DetectionNoise:
     var_a: float | NDArray[np.float64]
     var_b: float | NDArray[np.float64]
     cov_ab: float | NDArray[np.float64] = 0.0
+    #: the uncertainty of (var_a, var_b, cov_ab): their 3 x 3 covariance matrix, hbar^4, shape
+    #: (3, 3) or (G, 3, 3) (None: known exactly). Propagated into the corrected errors.
+    covariance: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         for name in ("var_a", "var_b", "cov_ab"):
@@ -81,6 +84,33 @@ class DetectionNoise:
             if v.ndim > 1 or not np.all(np.isfinite(v)):
                 raise ValueError(f"detection noise {name} must be finite (a number or one per "
                                  f"geometry), got {getattr(self, name)}")
+        if self.covariance is not None:
+            c = np.asarray(self.covariance, dtype=np.float64)
+            if c.shape[-2:] != (3, 3) or c.ndim > 3 or not np.all(np.isfinite(c)):
+                raise ValueError(f"detection noise covariance must be finite, shape (3, 3) or "
+                                 f"(G, 3, 3), got shape {c.shape}")
+
+    @classmethod
+    def from_samples(cls, k: ArrayLike, var_a: ArrayLike, var_b: ArrayLike, cov_ab: ArrayLike
+                     ) -> "DetectionNoise":
+        """Sample (co)variances of ``k`` atom-free readings (ddof = 1), with their sampling
+        covariance for Gaussian noise (Wishart): Var(s_a^2) = 2 s_a^4/(k-1), Var(s_b^2) =
+        2 s_b^4/(k-1), Var(c) = (s_a^2 s_b^2 + c^2)/(k-1), Cov(s_a^2, s_b^2) = 2 c^2/(k-1),
+        Cov(s_a^2, c) = 2 s_a^2 c/(k-1), Cov(s_b^2, c) = 2 s_b^2 c/(k-1)."""
+        k_, va, vb, c = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                              for v in (k, var_a, var_b, cov_ab)))
+        f = 1.0 / (k_ - 1.0)
+        m = np.stack([np.stack([2 * va * va, 2 * c * c, 2 * va * c], -1),
+                      np.stack([2 * c * c, 2 * vb * vb, 2 * vb * c], -1),
+                      np.stack([2 * va * c, 2 * vb * c, va * vb + c * c], -1)], -2) * f[..., None, None]
+        return cls(va, vb, c, m)
+
+    def shifted(self, var_a: ArrayLike = 0.0, var_b: ArrayLike = 0.0, cov_ab: ArrayLike = 0.0
+                ) -> "DetectionNoise":
+        """The same noise with known (exact) terms added, e.g. minus the PSF partition terms."""
+        return DetectionNoise(np.asarray(self.var_a) + np.asarray(var_a),
+                              np.asarray(self.var_b) + np.asarray(var_b),
+                              np.asarray(self.cov_ab) + np.asarray(cov_ab), self.covariance)
 
     def at(self, geometry: int) -> tuple[float, float, float]:
         """(var_a, var_b, cov_ab) of one geometry."""
@@ -153,6 +183,35 @@ class CriteriaResult:
     def n_geometries(self) -> int:
         return int(self.estimates["E_Ent"].value.shape[0])
 
+    def inconsistent(self) -> NDArray[np.bool_]:
+        """Per geometry: True where a result no state can give is significant at the configured
+        confidence: a non-inferred uncertainty product 4 Var(S^R_z) Var(S^R_y)/<S^R_x>^2 below 1
+        (Heisenberg's bound for region R alone), tested like a violation (bias-corrected value,
+        one-sided p-value on ln E), or <= 0 (a variance below zero). It means the calibration (detection noise, PSF, blur, atom
+        number scale) or the analysis is wrong, never a physical effect."""
+        bad = np.zeros(self.n_geometries, dtype=bool)
+        for name in ("product_A", "product_B"):
+            bad |= self._below_physics(name)
+        return bad
+
+    def _below_physics(self, name: str) -> NDArray[np.bool_]:
+        est = self.estimates[name]
+        with np.errstate(invalid="ignore"):
+            # a product <= 0 is a variance below zero: as impossible as a product below 1
+            return (est.p_value() < 1.0 - self.confidence) | (est.value <= 0)
+
+    def warnings(self, geometry: int = 0) -> list[str]:
+        """Readable warnings of one geometry ("calibration or analysis inconsistent: ...")."""
+        out = []
+        for name in ("product_A", "product_B"):
+            est = self.estimates[name]
+            if self._below_physics(name)[geometry]:
+                out.append(f"calibration or analysis inconsistent: {name} = "
+                           f"{float(est.value[geometry]):.3f} +- {float(est.error[geometry]):.3f} "
+                           f"is significantly below 1, which no state can give "
+                           f"(p = {float(est.p_value()[geometry]):.2g})")
+        return out
+
     def violated(self, name: str) -> NDArray[np.bool_]:
         """True where criterion ``name`` is below 1 at the configured confidence, bias included
         (crosstalk not considered)."""
@@ -214,14 +273,22 @@ class CriteriaResult:
                 entry["g_z"] = {"value": num(gz.value[geometry]), "error": num(gz.error[geometry])}
                 entry["g_y"] = {"value": num(gy.value[geometry]), "error": num(gy.error[geometry])}
             out[name] = entry
+        out["warnings"] = self.warnings(geometry)
         out["n_shots"] = dict(self.n_shots)
         out["confidence"] = self.confidence
         out["error_method"] = f"delete-a-group jackknife, {self.n_groups} groups"
         if self.corrected is not None and self.detection_noise is not None:
             va, vb, cab = self.detection_noise.at(geometry)
             out["detection_noise"] = {"var_a": va, "var_b": vb, "cov_ab": cab}
-            out["corrected"] = {k: v for k, v in self.corrected.to_dict(geometry).items()
-                                if k in self.estimates}
+            cor = self.corrected.to_dict(geometry)
+            out["corrected"] = {k: v for k, v in cor.items() if k in self.estimates}
+            out["warnings"] = out["warnings"] + [f"corrected: {w}" for w in cor["warnings"]]
+            if self.detection_noise.covariance is not None:
+                c = np.broadcast_to(np.asarray(self.detection_noise.covariance, float),
+                                    (self.n_geometries, 3, 3))[geometry]
+                out["detection_noise"]["errors"] = {
+                    "var_a": float(np.sqrt(c[0, 0])), "var_b": float(np.sqrt(c[1, 1])),
+                    "cov_ab": float(np.sqrt(c[2, 2]))}
         return out
 
 
@@ -254,6 +321,40 @@ def _estimate(sums: GroupedSums, detection_noise: DetectionNoise | None) -> dict
                 bias = (k_used - 1) * (mean_r - value)
                 out[name] = Estimate(np.asarray(value, float), np.asarray(err, float),
                                      np.asarray(bias, float), BIAS_JACKKNIFE)
+    if detection_noise is not None and detection_noise.covariance is not None:
+        out = _with_noise_uncertainty(out, Moments.from_sums(sums.total()), detection_noise)
+    return out
+
+
+def _with_noise_uncertainty(est: dict[str, Estimate], total: Moments, noise: DetectionNoise
+                            ) -> dict[str, Estimate]:
+    """Errors with the uncertainty of the subtracted noise added in quadrature: J C J^T, J the
+    derivatives of each quantity with respect to (var_a, var_b, cov_ab) by central differences
+    on the whole-run moments (the criteria engine itself, all_criteria), C ``noise.covariance``."""
+    assert noise.covariance is not None
+    shape = total.var_z_a.shape
+    base = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), shape)
+                     for v in (noise.var_a, noise.var_b, noise.cov_ab)])
+    cov = np.broadcast_to(np.asarray(noise.covariance, float), total.var_z_a.shape + (3, 3))
+    scale = np.sqrt(np.maximum(np.abs(total.var_z_a * total.var_z_b), 1e-12))
+    h = 1e-4 * scale
+    jac: dict[str, list[NDArray[np.float64]]] = {}
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for i in range(3):
+            lo, hi = base.copy(), base.copy()
+            lo[i] -= h
+            hi[i] += h
+            f_lo, f_hi = all_criteria(total.corrected(*lo)), all_criteria(total.corrected(*hi))
+            for name in est:
+                jac.setdefault(name, []).append((f_hi[name] - f_lo[name]) / (2 * h))
+        out = {}
+        for name, e in est.items():
+            j = np.stack(jac[name], axis=-1)                  # (G, 3)
+            extra = np.einsum("gi,gij,gj->g", j, cov, j)
+            extra = np.where(np.isfinite(extra), np.maximum(extra, 0.0), 0.0)
+            test = None if e.test_error is None else np.sqrt(e.test_error ** 2 + extra)
+            out[name] = Estimate(e.value, np.sqrt(e.error ** 2 + extra), e.bias, e.bias_method,
+                                 test)
     return out
 
 

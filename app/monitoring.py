@@ -283,11 +283,11 @@ class RunMonitor:
         if det is None or self._partition is None:
             return det
         pt = self._partition
-        return DetectionNoise(np.asarray(det.var_a) - pt.d_a / 4, np.asarray(det.var_b) - pt.d_b / 4,
-                              np.asarray(det.cov_ab) + pt.w_ab / 4)
+        return det.shifted(-pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
 
     def raw_detection_noise(self) -> DetectionNoise | None:
-        """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2."""
+        """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2,
+        with its sampling uncertainty (DetectionNoise.from_samples)."""
         with self._lock:
             s = self._det_sums
             if s is None or s[0, 0] < 3:
@@ -296,7 +296,7 @@ class RunMonitor:
             mean = s[1:3] / n
             var = np.maximum((s[3:5] - n * mean ** 2) / (n - 1), 0.0)
             cov = (s[5] - n * mean[0] * mean[1]) / (n - 1)
-            return DetectionNoise(var[0], var[1], cov)
+            return DetectionNoise.from_samples(n, var[0], var[1], cov)
 
     def _record_history(self) -> None:
         assert self._criteria is not None

@@ -248,4 +248,6 @@ def run(args: argparse.Namespace) -> int:
                              f"({verdict}, p = {p:.2g})")
             print(f"  {r.path.name} ({r.state}): {key} at splitting ratio "
                   f"{scan.splitting_ratios[i]:.2f}: " + " | ".join(parts))
+            for w in scan.result.to_dict(i).get("warnings") or []:
+                print(f"  WARNING {r.path.name} at splitting ratio {scan.splitting_ratios[i]:.2f}: {w}")
     return 0

@@ -142,6 +142,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             lines.append(f"{label:28s} {one(wcor[key]):>52s}   | {one(w[key])}" if wcor
                          else f"{label:28s} {one(w[key])}")
     lines += [fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
+    lines += [f"WARNING: {w}" for w in c.get("warnings") or []]
     if cor:
         dn = c["detection_noise"]
         lines.append(f"subtracted (detection noise from atom-free masks beside the clouds, minus PSF "

@@ -235,8 +235,10 @@ class NumbersPanel(QtWidgets.QGroupBox):
 
     def show_result(self, result: CriteriaResult | None, info: str) -> None:
         """Main column: detection-noise-corrected values when available (else raw), colour-coded."""
-        self.info.setText(info)
         main = result.corrected if result is not None and result.corrected is not None else result
+        warnings = result.to_dict(0).get("warnings", []) if result is not None else []
+        self.info.setText("\n".join([info] + [f"⚠ {w}" for w in warnings]))
+        self.info.setStyleSheet("color: #c00000; font-weight: bold" if warnings else "")
         for key, _ in self.ROWS:
             label, raw = self.values[key], self.raw[key]
             if result is None or main is None:

@@ -255,7 +255,10 @@ def export_row(a: Analysis, i: int) -> dict[str, Any]:
     row.update({f"crosstalk_bound_{k}_raw": _num(b[i]) for k, b in a.crosstalk_bounds.raw.items()})
     if isinstance(g, Split):
         row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
-    row.update(explicit_columns(a.result.to_dict(i), CRITERIA_EXPORTED))
+    entry = a.result.to_dict(i)
+    row.update(explicit_columns(entry, CRITERIA_EXPORTED))
+    # "calibration or analysis inconsistent: ..." where a result no state can give is significant
+    row["warnings"] = "; ".join(entry.get("warnings") or [])
     return row
 
 
@@ -405,7 +408,10 @@ class RunAnalysis:
             cov = (det[5] - k * mean[0] * mean[1]) / (k - 1)
             pt = partition_terms(counter, m1, m2, (self.calibration.psf_sigma_x_px,
                                                    self.calibration.psf_sigma_y_px))
-            dn = DetectionNoise(var[0] - pt.d_a / 4, var[1] - pt.d_b / 4, cov + pt.w_ab / 4)
+            # the atom-free (co)variances with their sampling uncertainty (propagated into the
+            # corrected errors and p-values), minus the PSF partition terms
+            dn = DetectionNoise.from_samples(k, var[0], var[1], cov).shifted(
+                -pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
         bounds = imaging_crosstalk_bounds(counter, m1, m2, self.calibration.sigma_blur_px,
                                           psf_terms=pt)
         result = result_from_sums(sums, detection_noise=dn, confidence=self.confidence,
