@@ -51,8 +51,8 @@ def _errorbar(ax: Axes, x: np.ndarray, a: Analysis, key: str, *, fmt: str, color
     ok = (_usable(a) if keep is None else keep) & np.isfinite(value)
     marker = fmt.rstrip("-")
     line = "-" if fmt.endswith("-") else ""
-    ax.errorbar(x[ok], value[ok], yerr=error[ok], fmt=line, color=color, capsize=2, lw=1,
-                label=None)
+    ax.errorbar(x[ok], value[ok], yerr=error[ok], fmt=line or "none", color=color, capsize=2,
+                lw=1, label=None)
     for v, style in (("certified", {}), ("not certified", {"mfc": "white"}),
                      ("unresolved", {"marker": "x"}), ("", {"mfc": mfc} if mfc else {})):
         sel = ok & (verdict == v)
@@ -107,6 +107,7 @@ def fig3a(scans: Sequence[tuple[RunAnalysis, Analysis]], path: Path) -> Path:
     """E_EPR A->B and B->A with the non-inferred products vs splitting ratio."""
     fig = Figure(figsize=(7.5, 4 * len(scans)))
     axes = fig.subplots(len(scans), 1, squeeze=False).T
+    fig.subplots_adjust(hspace=0.5)
     for ax, (run, a) in zip(axes[0], scans):
         x = a.splitting_ratios
         _errorbar(ax, x, a, "E_EPR_AB", fmt="o-", color="#1f78b4", label="E_EPR A→B")
@@ -160,6 +161,7 @@ def fig3bc(run: RunAnalysis, a: Analysis, ratio: float, path: Path) -> Path:
     widths = np.array([g.gap_px for g in splits])
     fig = Figure(figsize=(7.5, 6))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    fig.subplots_adjust(hspace=0.15)
     for key, fmt, colour, label in (("E_EPR_AB", "o-", "#1f78b4", "E_EPR A→B"),
                                      ("E_EPR_BA", "s-", "#e31a1c", "E_EPR B→A")):
         _errorbar(ax1, widths, a, key, fmt=fmt, color=colour, label=label,
