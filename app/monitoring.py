@@ -54,8 +54,9 @@ class RegionPlan:
     widths of the gap-width scan at the chosen split's position (empty: none).
     """
 
-    chosen: Geometry = field(default_factory=lambda: Split("x", 0.0, 1.0))
-    scan_gap_px: float | None = 1.0
+    #: default gap 3 px, the paper's (N_AB < 4 atoms; a 1 px gap counts ~20 atoms in both regions)
+    chosen: Geometry = field(default_factory=lambda: Split("x", 0.0, 3.0))
+    scan_gap_px: float | None = 3.0
     gap_widths_px: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
     @property

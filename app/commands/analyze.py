@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(docs/labscript-input.md); each folder becomes OUT/FOLDER-labscript.h5")
     parser.add_argument("--out", required=True, help="output directory for PNG, CSV and JSON")
     parser.add_argument("--axis", choices=("x", "y"), default="x", help="split axis (default x)")
-    parser.add_argument("--gap", type=float, default=1.0, help="gap of the ratio scan, pixels (default 1)")
+    parser.add_argument("--gap", type=float, default=3.0,
+                        help="gap of the ratio scan and patterns, pixels (default 3, the paper's: N_AB < 4 atoms)")
     parser.add_argument("--ratio", type=float, default=0.77,
                         help="splitting ratio of the gap-width scan (default 0.77, as in the paper)")
     parser.add_argument("--widths", default=",".join(f"{w:g}" for w in DEFAULT_WIDTHS),

@@ -434,19 +434,19 @@ class RunAnalysis:
         return out
 
     # --- the paper's views --------------------------------------------------------------------------
-    def ratio_scan(self, axis: str = "x", gap_px: float = 1.0, progress: Progress | None = None,
+    def ratio_scan(self, axis: str = "x", gap_px: float = 3.0, progress: Progress | None = None,
                    *, step_px: float = 0.5) -> Analysis:
         """Gap positions across the cloud along ``axis`` every ``step_px`` (Fig. 2a/3a; the masks
         are fractional, so sub-pixel steps are exact)."""
         return self.analyse(self.ratio_scan_geometries(axis, gap_px, step_px=step_px), progress)
 
-    def ratio_scan_geometries(self, axis: str = "x", gap_px: float = 1.0, *,
+    def ratio_scan_geometries(self, axis: str = "x", gap_px: float = 3.0, *,
                               step_px: float = 0.5) -> list[Geometry]:
         """The splits of ``ratio_scan``: gap positions across the ROI along ``axis`` every ``step_px``."""
         hx, hy = self.roi_half_px()
         return list(splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px))
 
-    def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 1.0) -> float:
+    def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 3.0) -> float:
         """Gap position (px from the |2> centre) whose splitting ratio N_A/N is closest to ``ratio``."""
         hx, hy = self.roi_half_px()
         m1, m2 = self.mean_images()
