@@ -198,8 +198,8 @@ class RunMonitor:
         self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
         if self._empty is not None:
             cal = self.calibration
-            self._partition = partition_terms(self._counter, m1, m2,
-                                              (cal.psf_sigma_x_px, cal.psf_sigma_y_px))
+            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
+            self._partition = partition_terms(self._counter, m1, m2, cal.partition_sigma_px)
         # the crosstalk guard of every verdict: what a coherent state shows through this imaging
         bounds = imaging_crosstalk_bounds(self._counter, m1, m2, self.calibration.sigma_blur_px,
                                           psf_terms=self._partition)

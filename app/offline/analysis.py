@@ -406,8 +406,8 @@ class RunAnalysis:
             mean = det[1:3] / k
             var = np.maximum((det[3:5] - k * mean ** 2) / (k - 1), 0.0)
             cov = (det[5] - k * mean[0] * mean[1]) / (k - 1)
-            pt = partition_terms(counter, m1, m2, (self.calibration.psf_sigma_x_px,
-                                                   self.calibration.psf_sigma_y_px))
+            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
+            pt = partition_terms(counter, m1, m2, self.calibration.partition_sigma_px)
             # the atom-free (co)variances with their sampling uncertainty (propagated into the
             # corrected errors and p-values), minus the PSF partition terms
             dn = DetectionNoise.from_samples(k, var[0], var[1], cov).shifted(
