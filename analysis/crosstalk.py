@@ -28,7 +28,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
+from analysis.formulas import all_criteria
 from analysis.geometries import A, B, Split
+from analysis.moments import Moments
 from analysis.regions import RegionCounter
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
@@ -212,3 +214,79 @@ def partition_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLi
             out[1, i] += float((rm.density * rm.w_b * (1 - rm.w_b)).sum())
             out[2, i] += float((rm.density * rm.w_a * rm.w_b).sum())
     return PartitionTerms(out[0], out[1], out[2])
+
+
+#: The criteria a crosstalk bound is computed for (the three whose violation certifies something).
+BOUNDED = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
+
+
+def coherent_crosstalk_bounds(n_a: ArrayLike, n_b: ArrayLike, n_shared: ArrayLike,
+                              d_a: ArrayLike = 0.0, d_b: ArrayLike = 0.0
+                              ) -> dict[str, NDArray[np.float64]]:
+    """E_Ent, E_EPR A->B, B->A of a coherent state (C = 1) seen through the imaging alone.
+
+    Per geometry (arrays broadcasting together, atoms): N_A, N_B counted in each region, the
+    atoms counted in both (``n_shared``: N_AB, or W_AB of :class:`PartitionTerms`) and the
+    partition deficits D_A, D_B. Each atom i contributes w_R,i s_i to S^R with independent spins
+    s_i = +-1/2 along z and y and s_i = +1/2 along x, so Var(S^R) = (N_R - D_R)/4,
+    Cov(S^A, S^B) = N_AB/4, <S^R_x> = N_R/2 (the same for y and z). The criteria of these
+    moments, computed by the one criteria engine (:func:`analysis.formulas.all_criteria`), are what
+    a state without any A-B entanglement shows through finite resolution: the exact form of the
+    supplement's Eq. 6. Without deficits, E_EPR(A -> B) = (1 - N_AB^2/(N_A N_B))^2 =
+    1 - 2 N_AB^2/(N_A N_B) + O(N_AB^4) (:func:`coherent_epr_bound`) and
+    E_Ent = (1 - N_AB/sqrt(N_A N_B))^2 (first order in N_AB: E_Ent is the more sensitive).
+    NaN where a region is empty.
+    """
+    n_a, n_b, n_ab, d_a, d_b = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (n_a, n_b, n_shared, d_a, d_b)))
+    ok = (n_a > 0) & (n_b > 0)
+    va, vb, cov = (n_a - d_a) / 4, (n_b - d_b) / 4, n_ab / 4
+    m = Moments(va, vb, cov, va, vb, cov, n_a / 2, n_b / 2, n_a + n_b,
+                np.ones(n_a.shape + (3,)))
+    crit = all_criteria(m)
+    return {k: np.where(ok, np.asarray(crit[k], dtype=np.float64), np.nan) for k in BOUNDED}
+
+
+@dataclass(frozen=True)
+class CrosstalkBounds:
+    """Per geometry (G,): the guard of the verdicts (analysis.criteria, "unresolved").
+
+    ``raw``/``corrected``: per certifying criterion, the value crosstalk alone gives a coherent
+    state in the raw counts / in the detection-noise and PSF corrected values. ``n_ab`` (= W_AB at
+    the total blur, the supplement's N_AB), ``d_a``, ``d_b``: partition terms at the total blur;
+    ``residual_d_a``/``_b``: the part of the deficits a PSF-only correction leaves (atoms).
+    """
+
+    raw: dict[str, NDArray[np.float64]]
+    corrected: dict[str, NDArray[np.float64]]
+    n_ab: NDArray[np.float64]
+    d_a: NDArray[np.float64]
+    d_b: NDArray[np.float64]
+    residual_d_a: NDArray[np.float64]
+    residual_d_b: NDArray[np.float64]
+
+
+def imaging_crosstalk_bounds(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
+                             sigma_blur_px: float, *, psf_terms: PartitionTerms | None = None,
+                             oversample: int = 4) -> CrosstalkBounds:
+    """Per geometry: the lowest E_Ent, E_EPR a coherent state can show by crosstalk alone.
+
+    Every atom is partitioned by the largest smearing the calibration allows, the total
+    ``sigma_blur_px`` (optics PSF + photon recoil, the paper's 1.4 px) in x and y: D_A, D_B and
+    W_AB (= N_AB of the 2-D blurred maps) of :func:`partition_terms` at that blur enter
+    :func:`coherent_crosstalk_bounds`. Raw counts: all of N_AB, D_A, D_B. Corrected values
+    (``psf_terms``: the partition terms the correction subtracted, None: none): N_AB in full (the
+    supplement's Eq. 6, conservative) and the deficits the correction leaves, D(blur) - D(psf).
+    A smaller real deterministic smear gives a coherent state values above these bounds.
+    """
+    pt = partition_terms(counter, mean_n1, mean_n2, (sigma_blur_px, sigma_blur_px),
+                         oversample=oversample)
+    counts = counter.count(np.asarray(mean_n1, float), np.asarray(mean_n2, float))
+    raw = coherent_crosstalk_bounds(counts.n_a, counts.n_b, pt.w_ab, pt.d_a, pt.d_b)
+    if psf_terms is None:
+        ra, rb = pt.d_a, pt.d_b
+    else:
+        ra = np.maximum(pt.d_a - psf_terms.d_a, 0.0)
+        rb = np.maximum(pt.d_b - psf_terms.d_b, 0.0)
+    corrected = coherent_crosstalk_bounds(counts.n_a, counts.n_b, pt.w_ab, ra, rb)
+    return CrosstalkBounds(raw, corrected, pt.w_ab, pt.d_a, pt.d_b, ra, rb)

@@ -45,6 +45,13 @@ class FrameError(ValueError):
 
 
 MAX_BLUR_PX = 50.0   # rms (image pixels) of the PSF and the total blur, at most
+#: Fraction of the photon-recoil image variance that smears each atom's own signal (and so splits
+#: it between regions deterministically); the rest displaces the atom at random. During a pulse of
+#: length T the recoil kicks make the velocity a random walk, x(t) = int_0^t v, Var x(t) = k t^3/3.
+#: The image of one atom is its time-averaged trace: the spread of the trace about its mean has
+#: expectation k T^3/30, the mean's own variance is k T^3/20 (total k T^3/12), so 0.4 of the
+#: recoil variance is deterministic smear and 0.6 random displacement.
+RECOIL_SMEAR_FRACTION = 0.4
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,20 @@ class ImagingCalibration:
         if self.saturation_counts > 65535:
             raise CalibrationError(f"imaging calibration field 'saturation_counts' must be <= 65535 "
                                    f"(16-bit camera), got {self.saturation_counts!r}")
+
+    @property
+    def recoil_variance_px2(self) -> float:
+        """The photon-recoil image variance per axis, px^2: sigma_blur^2 minus the mean PSF
+        variance (sigma_blur is the total of optics and recoil; the recoil is isotropic)."""
+        return max(self.sigma_blur_px ** 2
+                   - 0.5 * (self.psf_sigma_x_px ** 2 + self.psf_sigma_y_px ** 2), 0.0)
+
+    @property
+    def partition_sigma_px(self) -> tuple[float, float]:
+        """Deterministic smear of each atom's signal, (x, y) px rms: the optics PSF and the
+        RECOIL_SMEAR_FRACTION of the recoil variance (the blur of the partition terms)."""
+        r = RECOIL_SMEAR_FRACTION * self.recoil_variance_px2
+        return (math.sqrt(self.psf_sigma_x_px ** 2 + r), math.sqrt(self.psf_sigma_y_px ** 2 + r))
 
     @property
     def pixel_size_m(self) -> float:

@@ -36,7 +36,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaError, CriteriaResult, DetectionNoise, StreamingCriteria
-from analysis.crosstalk import Crosstalk, PartitionTerms, partition_terms, region_crosstalk
+from analysis.crosstalk import (Crosstalk, PartitionTerms, imaging_crosstalk_bounds, partition_terms,
+                               region_crosstalk)
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import ImagingCalibration, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
@@ -55,8 +56,9 @@ class RegionPlan:
     widths of the gap-width scan at the chosen split's position (empty: none).
     """
 
-    chosen: Geometry = field(default_factory=lambda: Split("x", 0.0, 1.0))
-    scan_gap_px: float | None = 1.0
+    #: default gap 3 px, the paper's (N_AB < 4 atoms; a 1 px gap counts ~20 atoms in both regions)
+    chosen: Geometry = field(default_factory=lambda: Split("x", 0.0, 3.0))
+    scan_gap_px: float | None = 3.0
     gap_widths_px: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
     @property
@@ -64,9 +66,12 @@ class RegionPlan:
         return self.chosen.axis if isinstance(self.chosen, Split) else "x"
 
     def geometries(self, roi_half_px: tuple[float, float]) -> tuple[list[Geometry], list[str]]:
-        """The geometries (index 0 = chosen) and the kind of each ('chosen', 'ratio_scan', 'gap_scan')."""
-        geoms: list[Geometry] = [self.chosen]
-        kinds = ["chosen"]
+        """The geometries (index 0 = chosen, 1 = the whole cloud) and the kind of each ('chosen',
+        'whole_cloud', 'ratio_scan', 'gap_scan'). The whole cloud is a split without gap along the
+        chosen axis: A and B together cover the whole ROI, so its xi_R^2 is the whole cloud's
+        Wineland parameter (the chosen geometry's xi_R^2 is that of A and B only)."""
+        geoms: list[Geometry] = [self.chosen, Split(self.axis, 0.0, 0.0)]
+        kinds = ["chosen", "whole_cloud"]
         half = roi_half_px[0] if self.axis == "x" else roi_half_px[1]
         if self.scan_gap_px is not None:
             scan = splitting_ratio_scan(self.axis, half, self.scan_gap_px)
@@ -191,13 +196,18 @@ class RunMonitor:
         self._counter = RegionCounter(geoms, clouds, m1.shape, roi_half_px=roi)
         self._kinds = kinds
         self._clouds, self._roi = clouds, roi
-        self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence)
         self._ratios = self._counter.splitting_ratios(m1, m2)
         self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
         if self._empty is not None:
             cal = self.calibration
-            self._partition = partition_terms(self._counter, m1, m2,
-                                              (cal.psf_sigma_x_px, cal.psf_sigma_y_px))
+            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
+            self._partition = partition_terms(self._counter, m1, m2, cal.partition_sigma_px)
+        # the crosstalk guard of every verdict: what a coherent state shows through this imaging
+        bounds = imaging_crosstalk_bounds(self._counter, m1, m2, self.calibration.sigma_blur_px,
+                                          psf_terms=self._partition)
+        self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence,
+                                           crosstalk_bounds=dict(bounds.raw),
+                                           corrected_crosstalk_bounds=dict(bounds.corrected))
         if self.reference_basis > 0:
             mask = fit_mask_around_clouds(m1.shape, clouds.values())
             self._imager = AtomImager(self.calibration, basis_frames=self.reference_basis,
@@ -265,11 +275,11 @@ class RunMonitor:
         if det is None or self._partition is None:
             return det
         pt = self._partition
-        return DetectionNoise(np.asarray(det.var_a) - pt.d_a / 4, np.asarray(det.var_b) - pt.d_b / 4,
-                              np.asarray(det.cov_ab) + pt.w_ab / 4)
+        return det.shifted(-pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
 
     def raw_detection_noise(self) -> DetectionNoise | None:
-        """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2."""
+        """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2,
+        with its sampling uncertainty (DetectionNoise.from_samples)."""
         with self._lock:
             s = self._det_sums
             if s is None or s[0, 0] < 3:
@@ -278,7 +288,7 @@ class RunMonitor:
             mean = s[1:3] / n
             var = np.maximum((s[3:5] - n * mean ** 2) / (n - 1), 0.0)
             cov = (s[5] - n * mean[0] * mean[1]) / (n - 1)
-            return DetectionNoise(var[0], var[1], cov)
+            return DetectionNoise.from_samples(n, var[0], var[1], cov)
 
     def _record_history(self) -> None:
         assert self._criteria is not None

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(docs/labscript-input.md); each folder becomes OUT/FOLDER-labscript.h5")
     parser.add_argument("--out", required=True, help="output directory for PNG, CSV and JSON")
     parser.add_argument("--axis", choices=("x", "y"), default="x", help="split axis (default x)")
-    parser.add_argument("--gap", type=float, default=1.0, help="gap of the ratio scan, pixels (default 1)")
+    parser.add_argument("--gap", type=float, default=3.0,
+                        help="gap of the ratio scan and patterns, pixels (default 3, the paper's: N_AB < 4 atoms)")
     parser.add_argument("--ratio", type=float, default=0.77,
                         help="splitting ratio of the gap-width scan (default 0.77, as in the paper)")
     parser.add_argument("--widths", default=",".join(f"{w:g}" for w in DEFAULT_WIDTHS),
@@ -242,9 +243,12 @@ def run(args: argparse.Namespace) -> int:
                 if res is None:
                     continue
                 p = float(res[key].p_value()[i])
-                verdict = "certified < 1" if res.certified(key)[i] else "not certified"
+                verdict = str(res.verdicts(key)[i])
+                verdict = "certified < 1" if verdict == "certified" else verdict
                 parts.append(f"{label} {res[key].value[i]:.3f} +- {res[key].error[i]:.3f} "
                              f"({verdict}, p = {p:.2g})")
             print(f"  {r.path.name} ({r.state}): {key} at splitting ratio "
                   f"{scan.splitting_ratios[i]:.2f}: " + " | ".join(parts))
+            for w in scan.result.to_dict(i).get("warnings") or []:
+                print(f"  WARNING {r.path.name} at splitting ratio {scan.splitting_ratios[i]:.2f}: {w}")
     return 0

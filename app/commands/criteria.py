@@ -15,7 +15,7 @@ from app.offline.exports import explicit_columns
 
 LABELS = {
     "N": "N (mean atom number)",
-    "xi_R2": "xi_R^2 (Wineland)",
+    "xi_R2": "xi_R^2 of A and B",
     "xi_R2_dB": "xi_R^2 [dB]",
     "E_Ent": "E_Ent (A,B entangled if < 1)",
     "E_EPR_AB": "E_EPR A->B (A steers B if < 1)",
@@ -31,7 +31,8 @@ def _det_noise(text: str) -> DetectionNoise:
         raise argparse.ArgumentTypeError(
             f"--det-noise {text!r}: expected VAR_A,VAR_B[,COV_AB] in hbar^2")
     try:
-        return DetectionNoise(*(float(p) for p in parts))
+        vals = [float(p) for p in parts]
+        return DetectionNoise(vals[0], vals[1], vals[2] if len(vals) == 3 else 0.0)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--det-noise {text!r}: {exc}") from None
 

@@ -118,7 +118,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             # split-sample error, so "0.54 +- 0.13" alone can be uncertified: show its p-value
             p = e.get("p_value")
             ptxt = f"p = {p:.2g}" if p is not None else "p n/a"
-            s += f" CERTIFIED <1 ({ptxt})" if e["certified"] else f" (not certified, {ptxt})"
+            if e["certified"]:
+                s += f" CERTIFIED <1 ({ptxt})"
+            elif e.get("verdict") == "unresolved":
+                s += (f" UNRESOLVED: crosstalk alone gives {e.get('crosstalk_bound', float('nan')):.3f}"
+                      f" ({ptxt})")
+            else:
+                s += f" (not certified, {ptxt})"
         return s
 
     def fmt(key: str, label: str) -> str:
@@ -126,8 +132,17 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             return f"{label:28s} {one(cor[key]):>52s}   | {one(c[key])}"
         return f"{label:28s} {one(c[key])}"
 
-    lines += [fmt("N", "N (atoms)"), fmt("xi_R2", "xi_R^2 (Wineland)"), fmt("xi_R2_dB", "xi_R^2 (dB)"),
-              fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
+    lines += [fmt("N", "N (atoms)"), fmt("xi_R2", "xi_R^2 of A and B"),
+              fmt("xi_R2_dB", "xi_R^2 of A and B (dB)")]
+    whole = [i for i, r in enumerate(results["regions"]) if r.get("kind") == "whole_cloud"]
+    if whole and whole[0] < len(crit):
+        w = crit[whole[0]]
+        wcor = w.get("corrected") or {}
+        for key, label in (("xi_R2", "xi_R^2 whole cloud"), ("xi_R2_dB", "xi_R^2 whole cloud (dB)")):
+            lines.append(f"{label:28s} {one(wcor[key]):>52s}   | {one(w[key])}" if wcor
+                         else f"{label:28s} {one(w[key])}")
+    lines += [fmt("E_Ent", "E_Ent"), fmt("E_EPR_AB", "E_EPR A->B"), fmt("E_EPR_BA", "E_EPR B->A")]
+    lines += [f"WARNING: {w}" for w in c.get("warnings") or []]
     if cor:
         dn = c["detection_noise"]
         lines.append(f"subtracted (detection noise from atom-free masks beside the clouds, minus PSF "

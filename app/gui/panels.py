@@ -186,7 +186,7 @@ class InstrumentsPanel(QtWidgets.QGroupBox):
 class NumbersPanel(QtWidgets.QGroupBox):
     """N, xi_R^2 (dB), E_Ent, E_EPR A->B and B->A with errors, colour-coded against 1."""
 
-    ROWS = (("N", "N (atoms)"), ("xi_R2", "ξ_R² (Wineland)"), ("xi_R2_dB", "ξ_R² (dB)"),
+    ROWS = (("N", "N (atoms)"), ("xi_R2", "ξ_R² of A and B"), ("xi_R2_dB", "ξ_R² of A and B (dB)"),
             ("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A"),
             ("product_A", "non-inferred product A"), ("product_B", "non-inferred product B"))
 
@@ -235,8 +235,10 @@ class NumbersPanel(QtWidgets.QGroupBox):
 
     def show_result(self, result: CriteriaResult | None, info: str) -> None:
         """Main column: detection-noise-corrected values when available (else raw), colour-coded."""
-        self.info.setText(info)
         main = result.corrected if result is not None and result.corrected is not None else result
+        warnings = result.to_dict(0).get("warnings", []) if result is not None else []
+        self.info.setText("\n".join([info] + [f"⚠ {w}" for w in warnings]))
+        self.info.setStyleSheet("color: #c00000; font-weight: bold" if warnings else "")
         for key, _ in self.ROWS:
             label, raw = self.values[key], self.raw[key]
             if result is None or main is None:
@@ -253,7 +255,8 @@ class NumbersPanel(QtWidgets.QGroupBox):
             if key in CERTIFYING:
                 colour = verdict_colour(v, e, bool(main.certified(key)[0]))
                 p = float(main[key].p_value()[0])
-                self.p_values[key].setText(f"{p:.2g}")
+                unresolved = str(main.verdicts(key)[0]) == "unresolved"
+                self.p_values[key].setText(f"{p:.2g}" + (" unresolved (crosstalk)" if unresolved else ""))
             elif key in ("xi_R2", "product_A", "product_B"):
                 colour = verdict_colour(v, e)
             elif key == "xi_R2_dB":

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaResult, DetectionNoise, result_from_sums
-from analysis.crosstalk import Crosstalk, partition_terms, region_crosstalk
+from analysis.crosstalk import Crosstalk, CrosstalkBounds, imaging_crosstalk_bounds, partition_terms, region_crosstalk
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
 from analysis.imaging import (CalibrationError, ImagingCalibration, atom_number_image, shot_atom_images,
                               split_frames)
@@ -201,6 +201,9 @@ class Analysis:
     result: CriteriaResult
     crosstalk: Crosstalk
     detection_noise: DetectionNoise | None
+    #: per certifying criterion (G,): the value crosstalk alone gives a coherent state (the guard
+    #: of every verdict, analysis.crosstalk.imaging_crosstalk_bounds)
+    crosstalk_bounds: CrosstalkBounds
 
     @property
     def best(self) -> CriteriaResult:
@@ -212,7 +215,8 @@ class Analysis:
         criterion corrected first, raw beside it, with explicit names: ``E_Ent_corrected``,
         ``E_Ent_corrected_error``, ``E_Ent_corrected_p_value``, ``E_Ent_corrected_verdict``,
         ``E_Ent_raw``, ... (corrected: detection noise and PSF subtracted; empty where the run
-        has no detection-noise estimate)."""
+        has no detection-noise estimate). Verdicts are "certified", "unresolved" (below 1, but the
+        crosstalk bounds ``crosstalk_bound_E_Ent_corrected``/``_raw`` etc. could produce it) or "not certified"."""
         return [export_row(self, i) for i in range(len(self.geometries))]
 
 
@@ -227,9 +231,15 @@ def export_row(a: Analysis, i: int) -> dict[str, Any]:
     row: dict[str, Any] = {"index": i, "name": g.name, "splitting_ratio": _num(a.splitting_ratios[i]),
                            "N_A": _num(a.n_a[i]), "N_B": _num(a.n_b[i]),
                            "crosstalk_n_ab": _num(a.crosstalk.n_ab[i])}
+    row.update({f"crosstalk_bound_{k}_corrected": _num(b[i])
+                for k, b in a.crosstalk_bounds.corrected.items()})
+    row.update({f"crosstalk_bound_{k}_raw": _num(b[i]) for k, b in a.crosstalk_bounds.raw.items()})
     if isinstance(g, Split):
         row.update(axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
-    row.update(explicit_columns(a.result.to_dict(i), CRITERIA_EXPORTED))
+    entry = a.result.to_dict(i)
+    row.update(explicit_columns(entry, CRITERIA_EXPORTED))
+    # "calibration or analysis inconsistent: ..." where a result no state can give is significant
+    row["warnings"] = "; ".join(entry.get("warnings") or [])
     return row
 
 
@@ -372,19 +382,27 @@ class RunAnalysis:
         m1, m2 = self.mean_images()
         counter = RegionCounter(geoms, self.clouds(), m1.shape, roi_half_px=self.roi_half_px())
         dn = None
+        pt = None
         if det is not None and det[0, 0] >= 3:
             k = det[0]
             mean = det[1:3] / k
             var = np.maximum((det[3:5] - k * mean ** 2) / (k - 1), 0.0)
             cov = (det[5] - k * mean[0] * mean[1]) / (k - 1)
-            pt = partition_terms(counter, m1, m2, (self.calibration.psf_sigma_x_px,
-                                                   self.calibration.psf_sigma_y_px))
-            dn = DetectionNoise(var[0] - pt.d_a / 4, var[1] - pt.d_b / 4, cov + pt.w_ab / 4)
-        result = result_from_sums(sums, detection_noise=dn, confidence=self.confidence)
+            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
+            pt = partition_terms(counter, m1, m2, self.calibration.partition_sigma_px)
+            # the atom-free (co)variances with their sampling uncertainty (propagated into the
+            # corrected errors and p-values), minus the PSF partition terms
+            dn = DetectionNoise.from_samples(k, var[0], var[1], cov).shifted(
+                -pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
+        bounds = imaging_crosstalk_bounds(counter, m1, m2, self.calibration.sigma_blur_px,
+                                          psf_terms=pt)
+        result = result_from_sums(sums, detection_noise=dn, confidence=self.confidence,
+                                  crosstalk_bounds=dict(bounds.raw),
+                                  corrected_crosstalk_bounds=dict(bounds.corrected))
         mean_counts = counter.count(m1, m2)
         xt = region_crosstalk(counter, m1, m2, self.calibration.sigma_blur_px)
         return Analysis(self.path, geoms, mean_counts.splitting_ratio(), mean_counts.n_a,
-                        mean_counts.n_b, result, xt, dn)
+                        mean_counts.n_b, result, xt, dn, bounds)
 
     def _offsets(self) -> list[tuple[int, int, int]]:
         """Ok shots per direction before each chunk."""
@@ -398,19 +416,19 @@ class RunAnalysis:
         return out
 
     # --- the paper's views --------------------------------------------------------------------------
-    def ratio_scan(self, axis: str = "x", gap_px: float = 1.0, progress: Progress | None = None,
+    def ratio_scan(self, axis: str = "x", gap_px: float = 3.0, progress: Progress | None = None,
                    *, step_px: float = 0.5) -> Analysis:
         """Gap positions across the cloud along ``axis`` every ``step_px`` (Fig. 2a/3a; the masks
         are fractional, so sub-pixel steps are exact)."""
         return self.analyse(self.ratio_scan_geometries(axis, gap_px, step_px=step_px), progress)
 
-    def ratio_scan_geometries(self, axis: str = "x", gap_px: float = 1.0, *,
+    def ratio_scan_geometries(self, axis: str = "x", gap_px: float = 3.0, *,
                               step_px: float = 0.5) -> list[Geometry]:
         """The splits of ``ratio_scan``: gap positions across the ROI along ``axis`` every ``step_px``."""
         hx, hy = self.roi_half_px()
         return list(splitting_ratio_scan(axis, hx if axis == "x" else hy, gap_px, step_px))
 
-    def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 1.0) -> float:
+    def position_for_ratio(self, ratio: float, axis: str = "x", gap_px: float = 3.0) -> float:
         """Gap position (px from the |2> centre) whose splitting ratio N_A/N is closest to ``ratio``."""
         hx, hy = self.roi_half_px()
         m1, m2 = self.mean_images()

@@ -4,7 +4,8 @@ per quantity the detection-noise corrected values first, then the raw ones, with
 ``explicit_columns(entry)`` takes one geometry's criteria as ``CriteriaResult.to_dict(i)`` gives
 them (raw at top level, corrected under ``"corrected"``) and returns, for N, xi_R2, xi_R2_dB,
 E_Ent, E_EPR_AB, E_EPR_BA, product_A, product_B: ``{q}_corrected``, ``{q}_corrected_error``,
-``{q}_corrected_bias`` (+ ``_p_value``, ``_verdict`` for the three criteria), then ``{q}_raw``,
+``{q}_corrected_bias`` (+ ``_p_value``, ``_verdict`` for the three criteria; a verdict is
+"certified", "unresolved" (crosstalk alone could produce the violation) or "not certified"), then ``{q}_raw``,
 ... . Corrected values are None where there is no detection-noise estimate.
 """
 from __future__ import annotations
@@ -15,6 +16,14 @@ from typing import Any
 QUANTITIES = ("N", "xi_R2", "xi_R2_dB", "E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A", "product_B")
 CERTIFYING = ("E_Ent", "E_EPR_AB", "E_EPR_BA")
 VERDICTS = {True: "certified", False: "not certified"}
+
+
+def verdict_of(entry: Mapping[str, Any]) -> str | None:
+    """"certified", "unresolved" or "not certified" of one criterion's entry (None: none)."""
+    if entry.get("verdict") is not None:
+        return str(entry["verdict"])
+    certified = entry.get("certified")
+    return VERDICTS.get(certified) if certified is not None else None
 
 
 def explicit_columns(entry: Mapping[str, Any],
@@ -31,7 +40,5 @@ def explicit_columns(entry: Mapping[str, Any],
             out[name + "_bias"] = e.get("bias") if e else None
             if q in CERTIFYING:
                 out[name + "_p_value"] = e.get("p_value") if e else None
-                certified = e.get("certified") if e else None
-                out[name + "_verdict"] = VERDICTS.get(certified) if certified is not None \
-                    else None
+                out[name + "_verdict"] = verdict_of(e) if e else None
     return out

@@ -50,7 +50,7 @@ CRITERIA_COLUMNS: tuple[tuple[str, str, str], ...] = (
       for q, dt, what in (("value", "<f8", "estimate"), ("error", "<f8", "jackknife error"),
                           ("bias", "<f8", "estimated bias"),
                           ("p_value", "<f8", "p-value of 'criterion < 1' (NaN: not a criterion)"),
-                          ("verdict", "S16", "'certified', 'not certified' or ''"))),
+                          ("verdict", "S16", "'certified', 'unresolved', 'not certified' or ''"))),
 )
 REGION_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("name", "S64", "", "geometry name"),
@@ -243,7 +243,8 @@ def results_tables(results: Mapping[str, Any]) -> tuple[dict[str, list[Any]], di
                 crit[f"{variant}_error"].append(_num(est.get("error")))
                 crit[f"{variant}_bias"].append(_num(est.get("bias")))
                 crit[f"{variant}_p_value"].append(_num(est.get("p_value")))
-                crit[f"{variant}_verdict"].append(VERDICTS.get(est.get("certified")))
+                crit[f"{variant}_verdict"].append(str(est["verdict"]) if est.get("verdict")
+                                                  else VERDICTS.get(est.get("certified")))
     return crit, regions
 
 

@@ -40,7 +40,8 @@ def test_run_prints_the_summary_and_writes_the_file(tmp_path: Path, capsys: pyte
     assert main(["run", "--config", str(cfg), "--shots", "30", "--state", "coherent", "--out", "b.h5",
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
-    for label in ("xi_R^2 (dB)", "E_Ent", "E_EPR A->B", "E_EPR B->A", "run completed"):
+    for label in ("xi_R^2 of A and B (dB)", "xi_R^2 whole cloud (dB)", "E_Ent", "E_EPR A->B", "E_EPR B->A",
+                  "run completed"):
         assert label in text
     with open_run(tmp_path / "runs" / "b.h5") as run:      # each verdict with its p-value
         c = run.results["criteria"][0]
