@@ -157,6 +157,41 @@ class RemoteRun:
                 raise ServerError(f"the server did not start run {self._item_id} within {START_TIMEOUT_S:.0f} s")
             self._started.wait(0.1)
 
+    @classmethod
+    def current(cls, client: Client, config: LabConfig) -> RemoteRun | None:
+        """The run the server is executing now, followed from here on (None if it runs none): what
+        a window opened during a run shows."""
+        st = client.status()
+        run, current = st.get("run"), (st.get("queue") or {}).get("current")
+        if not run or not run.get("running") or not current:
+            return None
+        self = cls(client, config, "", plan_source=str(current.get("plan_source", "")))
+        self._item_id = str(current.get("id"))
+        self.path = Path(str(run["file"]))
+        try:
+            self._state = RunState(str(run.get("state")))
+        except ValueError:
+            self._state = RunState.RUNNING
+        if run.get("progress"):
+            try:
+                self.last_progress = Progress(**run["progress"])
+            except TypeError:
+                pass
+        sub = client.subscribe(["run_finished", "state", "progress", "snapshot", "instruments", "server"])
+        latest = client.snapshot()
+        if isinstance(latest, dict) and "monitor" in latest:
+            try:
+                snap = from_wire(latest["monitor"])
+                self._snapshot = snap if isinstance(snap, MonitorSnapshot) else None
+            except SnapshotError as exc:
+                log.warning("server snapshot not shown: %s", exc)
+        self._started.set()
+        self._threads = [threading.Thread(target=self._follow, args=(sub,), name="remote-run", daemon=True),
+                         threading.Thread(target=self._watch, name="remote-run-watch", daemon=True)]
+        for t in self._threads:
+            t.start()
+        return self
+
     def _call(self, command: str, **args: Any) -> Any:
         if self.client is None:
             raise ServerError("no run server")

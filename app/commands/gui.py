@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", choices=("squeezed", "coherent"), help="state for --shots")
     parser.add_argument("--screenshot", metavar="PNG",
                         help="after the run (or the review) finishes, save the window and exit")
-    parser.add_argument("--server", action="store_true",
-                        help="run through the data directory's run server (steerlab serve; started "
-                             "if none runs, and left running when the window closes): the acquisition "
-                             "in its own process, the window only displays")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the acquisition inside the window's process instead of through the "
+                             "data directory's run server (default: the server, started if none runs; "
+                             "the window only displays, and closing it can leave a run running)")
 
 
 def _has_display() -> bool:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     app.setOrganizationName("steerlab")
     window = MainWindow(config_path=args.config, settings=settings_for(args.config),
                         confirm=(lambda title, text: True) if args.screenshot else None,
-                        server=args.server)
+                        server=not args.in_process)
     if args.screenshot:
         window.resize(1500, 900)
     window.show()

@@ -22,7 +22,7 @@ from app.paths import default_config
 from app.monitoring import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
 from app.remote import SERVER_STOPPED, RemoteRun, local_server
-from app.client import ServerError
+from app.client import Client, ServerError
 from app.session import RunSession, SessionError, region_plan
 from sequences.plan import PlanError, build_plan
 from sequences.sequencer import Progress
@@ -111,6 +111,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.timeout.connect(self._refresh)
         self.timer.start()
         self._restore(config_path)
+        self.attach_to_server()
 
     # --- menus, settings --------------------------------------------------------------------------
     def _menus(self) -> None:
@@ -200,13 +201,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error(str(exc))
             self.run_finished.emit(f"failed: {exc}")
             return
-        self.review = None
-        self.session = session
-        self.bridge = SessionBridge(session, self)
-        self.bridge.state_changed.connect(self._state_changed)
-        self.bridge.progress.connect(self._progress)
-        self.bridge.shot_counted.connect(self._mark_dirty)
-        self.bridge.ended.connect(self._ended)
+        self._follow(session)
         session.monitor.regions = self.regions.plan()
         self.run_panel.file_label.setText(str(session.path or ""))
         self.run_panel.set_state("starting")
@@ -244,6 +239,36 @@ class MainWindow(QtWidgets.QMainWindow):
         task.failed.connect(self._error)
         task.done.connect(lambda _: self.restart_server_button.setEnabled(True))
         task.failed.connect(lambda _: self.restart_server_button.setEnabled(True))
+
+    def attach_to_server(self) -> bool:
+        """Server mode, on opening: follow the run the data directory's server is executing, if any."""
+        if not self.server_mode or self.session is not None:
+            return False
+        try:
+            config = load_lab_config(self.run_panel.config_edit.text() or default_config())
+            client = Client(data_dir=config.data_dir, timeout_s=3.0)
+            run = RemoteRun.current(client, config)
+        except (LabConfigError, ServerError):
+            return False
+        if run is None:
+            return False
+        self._follow(run)
+        self.run_panel.file_label.setText(str(run.path))
+        self.run_panel.set_state(run.state.value)
+        if run.last_progress is not None:
+            self._progress(run.last_progress)
+        self._dirty = True
+        self.statusBar().showMessage(f"following the run server's run: {run.path}", 10000)
+        return True
+
+    def _follow(self, session: Any) -> None:
+        self.review = None
+        self.session = session
+        self.bridge = SessionBridge(session, self)
+        self.bridge.state_changed.connect(self._state_changed)
+        self.bridge.progress.connect(self._progress)
+        self.bridge.shot_counted.connect(self._mark_dirty)
+        self.bridge.ended.connect(self._ended)
 
     def _start_failed(self, text: str) -> None:
         if self.session is not None:
@@ -475,4 +500,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.stop()
         if session is not None:
             session.close()
+        self._end_own_server()
         event.accept()
+
+    def _end_own_server(self) -> None:
+        """A run server this window started, with no run in progress and none queued, served only
+        this window: shut it down (one started elsewhere, or with work left, keeps running)."""
+        proc, self.server_process = self.server_process, None
+        client = getattr(self.session, "client", None)
+        if proc is None or proc.poll() is not None or client is None:
+            return
+        try:
+            listing = client.queue()
+            if listing.get("queue") or (client.status().get("run") or {}).get("running"):
+                return
+            client.call("shutdown")
+        except ServerError:
+            return
+        try:
+            proc.wait(15)
+        except Exception:          # subprocess.TimeoutExpired: it ends on its own; not ours to kill
+            pass

@@ -60,9 +60,33 @@ def test_a_run_through_the_server_shows_the_servers_numbers(qtbot, tmp_path: Pat
     w._dirty = True
     w._refresh()
     assert "45 shots counted" in w.numbers.info.text()
+    # a second, long run; the window is closed during it: the run goes on in the server
+    w.run_panel.shots_spin.setValue(3000)
+    w.run_panel.buttons["start"].click()
+    qtbot.waitUntil(lambda: w.session.is_running and w.session.last_progress is not None, timeout=60_000)
     w.close()
-    # the server is still there, and serves another client
-    assert Client(data_dir=tmp_path / "runs", timeout_s=5).ping()
+    status = Client(data_dir=tmp_path / "runs", timeout_s=5).status()
+    assert status["run"]["running"] and status["run"]["file"] == str(w.session.path)
+    # a new window follows the run in progress
+    w2 = window(qtbot, tmp_path, lab, confirm=lambda title, text: True)     # closing: stop it
+    assert w2.session is not None and w2.session.path == w.session.path
+    qtbot.waitUntil(lambda: w2.session.snapshot() is not None, timeout=20_000)
+    with qtbot.waitSignal(w2.run_finished, timeout=60_000) as finished:
+        w2.run_panel.buttons["stop"].click()
+    assert finished.args == ["stopped"]
+    w2.close()
+
+
+def test_a_server_the_window_started_ends_with_it_when_no_run_is_left(qtbot, tmp_path: Path,
+                                                                      lab: Path) -> None:
+    w = window(qtbot, tmp_path, lab)
+    w.run_panel.shots_spin.setValue(30)
+    with qtbot.waitSignal(w.run_finished, timeout=180_000):
+        w.run_panel.buttons["start"].click()
+    proc = w.server_process
+    w.close()
+    assert proc.wait(30) == 0
+    assert not (tmp_path / "runs" / ".steerlab-server.json").exists()
 
 
 def test_a_killed_server_is_shown_as_stopped_and_the_file_keeps_its_shots(qtbot, tmp_path: Path,
