@@ -466,6 +466,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
         session = self.session
         if isinstance(session, RemoteRun) and session.is_running:
+            if self._closing:
+                event.ignore()
+                return
             # the run lives in the server: leaving it running is the default
             if self._confirm("Run in progress on the run server",
                              "Stop the run after the current shot? (No: it goes on in the run server; "
@@ -474,6 +477,11 @@ class MainWindow(QtWidgets.QMainWindow):
                     session.stop()
                 except ServerError as exc:
                     self._error(str(exc))
+                else:
+                    self._closing = True
+                    self.statusBar().showMessage("stopping the run…")
+                    event.ignore()            # closes when the server reports the file closed
+                    return
             session.close()
             self.save_settings()
             self.timer.stop()
