@@ -12,6 +12,7 @@ without taking the monitor's lock.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -91,14 +92,23 @@ def from_wire(value: Any, depth: int = 0) -> Any:
             raise SnapshotError("__items__: expected [[key, value], ...]")
         return {_key(from_wire(k, depth + 1)): from_wire(v, depth + 1) for k, v in items}
     if "__counter__" in value:
+        key = _counter_key(value["__counter__"])
+        cached = _COUNTERS.get(key) if key is not None else None
+        if cached is not None:
+            return cached
         args = from_wire(value["__counter__"], depth + 1)
         try:
-            return RegionCounter(args["geometries"], args["clouds"], tuple(args["image_shape"]),
-                                 roi_half_px=tuple(args["roi_half_px"]),
-                                 scale_with_cloud=bool(args["scale_with_cloud"]),
-                                 fractional=bool(args["fractional"]))
+            counter = RegionCounter(args["geometries"], args["clouds"], tuple(args["image_shape"]),
+                                    roi_half_px=tuple(args["roi_half_px"]),
+                                    scale_with_cloud=bool(args["scale_with_cloud"]),
+                                    fractional=bool(args["fractional"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"region counter: {exc}") from None
+        if key is not None:
+            if len(_COUNTERS) >= 4:
+                _COUNTERS.pop(next(iter(_COUNTERS)))
+            _COUNTERS[key] = counter
+        return counter
     if "__dc__" in value:
         name = value["__dc__"]
         cls = CLASSES.get(name) if isinstance(name, str) else None
@@ -119,6 +129,19 @@ def from_wire(value: Any, depth: int = 0) -> Any:
                 object.__setattr__(obj, k, v)
         return obj
     return {k: from_wire(v, depth + 1) for k, v in value.items()}
+
+
+# the masks of a run change only when its regions do: a rebuilt counter is kept for the snapshots
+# that follow (each rebuild costs milliseconds of mask geometry)
+_COUNTERS: dict[str, RegionCounter] = {}
+
+
+def _counter_key(encoded: Any) -> str | None:
+    """The counter's arguments as canonical JSON (None if they hold arrays, e.g. a user pattern)."""
+    try:
+        return json.dumps(encoded, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _key(k: Any) -> Any:
