@@ -80,6 +80,12 @@ class Estimate:
     def bias_corrected(self) -> NDArray[np.float64]:
         return self.value - self.bias
 
+    @property
+    def bias_corrected_error(self) -> NDArray[np.float64]:
+        """The error that goes with ``bias_corrected``: the split-sample error where the value was
+        optimised over its split, else the plain jackknife error."""
+        return self.error if self.test_error is None else self.test_error
+
     def sigma_below_one(self) -> NDArray[np.float64]:
         """How many standard errors the bias-corrected value lies below 1 (negative: above).
 

@@ -20,6 +20,11 @@ A, B, NONE = 0, 1, -1
 AXES = ("x", "y")
 
 
+MIN_REGION_FRACTION = 0.1
+"""Splitting ratios N_A / N shown in plots lie in (this, 1 - this): near 0 or 1 one region is nearly
+empty and its criteria run off scale."""
+
+
 class GeometryError(ValueError):
     """A region geometry has an invalid parameter."""
 

@@ -5,7 +5,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from analysis.geometries import Split
+from analysis.geometries import MIN_REGION_FRACTION, Split
 from app.monitoring import MonitorSnapshot
 
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
@@ -269,13 +269,21 @@ class PlotsPanel(QtWidgets.QTabWidget):
                 self._hide(p)
             return
         idx = snap.indices("ratio_scan")
+        # only where both regions hold atoms (near 0 and 1 one region is nearly empty: off-scale)
+        r = snap.splitting_ratios
+        idx = idx[np.isfinite(r[idx]) & (r[idx] > MIN_REGION_FRACTION) & (r[idx] < 1 - MIN_REGION_FRACTION)]
         if idx.size:
-            x = snap.splitting_ratios[idx]
+            x = r[idx]
             for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A"),
                               ("product_A", "product A"), ("product_B", "product B")):
                 est = res[key]
-                self._curve(ratio, x, est.value[idx], est.error[idx], key, name)
+                # the criteria minimised over the split sit about one error low: plot them
+                # bias-corrected (split-sample), as the paper's figures (app/offline/figures.py)
+                value, error = ((est.bias_corrected, est.bias_corrected_error) if est.test_error is not None
+                                else (est.value, est.error))
+                self._curve(ratio, x, value[idx], error[idx], key, name)
             ratio.setYRange(0, 2)
+            ratio.setXRange(MIN_REGION_FRACTION, 1 - MIN_REGION_FRACTION)
         else:
             self._hide(ratio)
         gidx = snap.indices("gap_scan")

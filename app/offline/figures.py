@@ -18,11 +18,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.criteria import CERTIFYING
-from analysis.geometries import Split
+from analysis.geometries import MIN_REGION_FRACTION, Split
 from analysis.regions import RegionCounter
 from app.offline.analysis import Analysis, RunAnalysis
 
-MIN_FRACTION = 0.1
+MIN_FRACTION = MIN_REGION_FRACTION
 COLOURS = {"squeezed": "#1f78b4", "coherent": "#e31a1c"}
 
 
@@ -38,7 +38,7 @@ def plotted(a: Analysis, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     res = a.best
     est = res[key]
     if est.test_error is not None:
-        value, error = est.bias_corrected, est.test_error
+        value, error = est.bias_corrected, est.bias_corrected_error
     else:
         value, error = est.value, est.error
     verdict = res.verdicts(key) if key in CERTIFYING else np.full(value.shape, "")
