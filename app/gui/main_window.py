@@ -14,8 +14,8 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui.export import export_report
-from app.gui.panels import InstrumentsPanel, NumbersPanel, RegionEditor, RunPanel
-from app.gui.sources import ReviewSource, SessionBridge, run_in_thread
+from app.gui.panels import InstrumentsPanel, NumbersPanel, QueuePanel, RegionEditor, RunPanel
+from app.gui.sources import QueueWatcher, ReviewSource, SessionBridge, run_in_thread
 from app.gui.views import ImagesPanel, PlotsPanel
 from app.labconfig import LabConfigError, load_lab_config
 from app.paths import default_config
@@ -68,6 +68,9 @@ class MainWindow(QtWidgets.QMainWindow):
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
         lv.addWidget(self.run_panel)
+        self.queue_panel = QueuePanel()
+        if self.server_mode:
+            lv.addWidget(self.queue_panel)
         lv.addWidget(self.regions)
         lv.addStretch(1)
         right = QtWidgets.QWidget()
@@ -111,6 +114,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.timeout.connect(self._refresh)
         self.timer.start()
         self._restore(config_path)
+        self.queue_watcher: QueueWatcher | None = None
+        if self.server_mode:
+            self.queue_panel.add_requested.connect(self.queue_current_settings)
+            self.queue_panel.move_requested.connect(
+                lambda item, pos: self._queue_command("queue_move", id=item, position=pos))
+            self.queue_panel.remove_requested.connect(lambda item: self._queue_command("queue_remove", id=item))
+            data_dir = self._data_dir()
+            if data_dir is not None:
+                self.queue_watcher = QueueWatcher(data_dir, self)
+                self.queue_watcher.listing.connect(self.queue_panel.show_listing)
+                self.queue_watcher.run_started.connect(self._server_run_started)
+                self.queue_watcher.start()
         self.attach_to_server()
 
     # --- menus, settings --------------------------------------------------------------------------
@@ -178,18 +193,62 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_panel.error_label.setText(text)
 
     # --- run --------------------------------------------------------------------------------------
+    def _plan_from(self, params: dict[str, Any]) -> tuple[Any, Any]:
+        """The configuration and the checked plan of the run panel's settings (raises the
+        configuration's, the plan's and the pre-run checks' errors)."""
+        config = load_lab_config(params["config"] or default_config())
+        plan = build_plan({"name": "gui", "run": {"shots": int(params["shots"])},
+                           "state": {"kind": str(params["state"])},
+                           "directions": {"order": str(params["order"]), "block": int(params["block"])}},
+                          "plan from the window", config.microwave_calibration)
+        check_run(config, plan, params.get("out"))
+        return config, plan
+
+    def queue_current_settings(self) -> None:
+        """Server mode: queue the run panel's settings as a run (after the ones queued)."""
+        params = self.run_panel.params()
+        try:
+            config, plan = self._plan_from(params)
+        except (LabConfigError, PlanError, SessionError, ValueError) as exc:
+            self._error(str(exc))
+            return
+        config_path = Path(params["config"] or default_config())
+
+        def work(progress: Callable[[int, int], None]) -> str:
+            client, proc = local_server(config, config_path)
+            self.server_process = self.server_process or proc
+            item = client.queue_add(plan.to_toml(), plan_source="plan from the window", out=params.get("out"),
+                                    shots=plan.n_shots)
+            return f"queued {item['id']} ({plan.n_shots} shots)"
+
+        task = run_in_thread(work, self)
+        task.done.connect(lambda text: self.statusBar().showMessage(str(text), 5000))
+        task.failed.connect(self._error)
+
+    def _queue_command(self, command: str, **args: Any) -> None:
+        data_dir = self._data_dir()
+        if data_dir is None:
+            return
+
+        def work(progress: Callable[[int, int], None]) -> None:
+            Client(data_dir=data_dir, timeout_s=5.0).call(command, **args)
+
+        run_in_thread(work, self).failed.connect(self._error)
+
+    def _data_dir(self) -> Path | None:
+        try:
+            return Path(load_lab_config(self.run_panel.config_edit.text() or default_config()).data_dir)
+        except LabConfigError as exc:
+            self._error(str(exc))
+            return None
+
     def start_run(self, params: dict[str, Any]) -> None:
         """Build the plan from the run panel and start a session (instrument set-up in a thread)."""
         if self.session is not None and not self.session.state.is_final:
             self._error("a run is in progress")
             return
         try:
-            config = load_lab_config(params["config"] or default_config())
-            plan = build_plan({"name": "gui", "run": {"shots": int(params["shots"])},
-                               "state": {"kind": str(params["state"])},
-                               "directions": {"order": str(params["order"]), "block": int(params["block"])}},
-                              "plan from the window", config.microwave_calibration)
-            check_run(config, plan, params.get("out"))
+            config, plan = self._plan_from(params)
             session: Any
             if self.server_mode:
                 config_path = Path(params["config"] or default_config())
@@ -240,9 +299,16 @@ class MainWindow(QtWidgets.QMainWindow):
         task.done.connect(lambda _: self.restart_server_button.setEnabled(True))
         task.failed.connect(lambda _: self.restart_server_button.setEnabled(True))
 
-    def attach_to_server(self) -> bool:
+    def _server_run_started(self) -> None:
+        """A queued run started on the server: follow it unless this window follows one already."""
+        if self.session is None or not self.session.is_running:
+            self.attach_to_server(force=True)
+
+    def attach_to_server(self, force: bool = False) -> bool:
         """Server mode, on opening: follow the run the data directory's server is executing, if any."""
-        if not self.server_mode or self.session is not None:
+        if not self.server_mode or (self.session is not None and not force):
+            return False
+        if self.session is not None and self.session.is_running:
             return False
         try:
             config = load_lab_config(self.run_panel.config_edit.text() or default_config())
@@ -485,6 +551,8 @@ class MainWindow(QtWidgets.QMainWindow):
             session.close()
             self.save_settings()
             self.timer.stop()
+            if self.queue_watcher is not None:
+                self.queue_watcher.stop()
             event.accept()
             return
         if session is not None and session.is_running:
@@ -506,6 +574,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.save_settings()
         self.timer.stop()
+        if self.queue_watcher is not None:
+            self.queue_watcher.stop()
         if session is not None:
             session.close()
         self._end_own_server()

@@ -88,12 +88,15 @@ class RunPanel(QtWidgets.QGroupBox):
         form.addRow(self.error_label)
         self.set_state("idle")
 
-    def _start(self) -> None:
+    def params(self) -> dict[str, Any]:
+        """The run the panel describes: config, state, order, block, shots, out."""
         order, block = self.cycle_combo.currentData()
-        self.start_requested.emit({"config": self.config_edit.text().strip(),
-                                   "state": self.state_combo.currentText(), "order": order,
-                                   "block": block, "shots": self.shots_spin.value(),
-                                   "out": self.out_edit.text().strip() or None})
+        return {"config": self.config_edit.text().strip(), "state": self.state_combo.currentText(),
+                "order": order, "block": block, "shots": self.shots_spin.value(),
+                "out": self.out_edit.text().strip() or None}
+
+    def _start(self) -> None:
+        self.start_requested.emit(self.params())
 
     def set_state(self, state: str, error: str = "") -> None:
         """Enable exactly the commands the run state allows."""
@@ -346,3 +349,72 @@ class RegionEditor(QtWidgets.QGroupBox):
 
     def apply(self) -> None:
         self.regions_changed.emit(self.plan())
+
+
+class QueuePanel(QtWidgets.QGroupBox):
+    """The run server's queue: the current run, the queued runs in order, and buttons to queue the
+    run panel's settings, move the selected run up or down, or remove it."""
+
+    add_requested = QtCore.Signal()
+    move_requested = QtCore.Signal(str, int)      # queued run id, new position (0 = next)
+    remove_requested = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Run server queue", parent)
+        v = QtWidgets.QVBoxLayout(self)
+        self.current_label = QtWidgets.QLabel("no run server yet")
+        self.current_label.setWordWrap(True)
+        v.addWidget(self.current_label)
+        self.list = QtWidgets.QListWidget()
+        self.list.setMaximumHeight(110)
+        v.addWidget(self.list)
+        row = QtWidgets.QHBoxLayout()
+        self.buttons: dict[str, QtWidgets.QPushButton] = {}
+        for name, text in (("add", "Queue these settings"), ("up", "Up"), ("down", "Down"),
+                           ("remove", "Remove")):
+            b = QtWidgets.QPushButton(text)
+            self.buttons[name] = b
+            row.addWidget(b)
+        v.addLayout(row)
+        self.buttons["add"].clicked.connect(self.add_requested)
+        self.buttons["up"].clicked.connect(lambda: self._move(-1))
+        self.buttons["down"].clicked.connect(lambda: self._move(+1))
+        self.buttons["remove"].clicked.connect(self._remove)
+        self._ids: list[str] = []
+
+    def show_listing(self, listing: dict[str, Any]) -> None:
+        """The server's ``queue_list`` answer (or its ``queue`` event)."""
+        selected = self.selected_id()
+        if listing.get("server") == "stopped":
+            self.current_label.setText("the run server does not answer")
+            self.list.clear()
+            self._ids = []
+            return
+        current = listing.get("current") or None
+        paused = " (queue paused)" if listing.get("paused") else ""
+        self.current_label.setText((f"running: {current.get('plan_source', '')} -> {current.get('file') or '…'}"
+                                    if current else "no run in progress") + paused)
+        self.list.clear()
+        self._ids = []
+        for item in listing.get("queue") or []:
+            shots = item.get("shots")
+            self.list.addItem(f"{item.get('id')}: {item.get('plan_source', '')}"
+                              + (f", {shots} shots" if shots else "")
+                              + (f", {item.get('state')}" if item.get("state") else ""))
+            self._ids.append(str(item.get("id")))
+        if selected in self._ids:
+            self.list.setCurrentRow(self._ids.index(selected))
+
+    def selected_id(self) -> str | None:
+        row = self.list.currentRow()
+        return self._ids[row] if 0 <= row < len(self._ids) else None
+
+    def _move(self, step: int) -> None:
+        row = self.list.currentRow()
+        if 0 <= row < len(self._ids) and 0 <= row + step < len(self._ids):
+            self.move_requested.emit(self._ids[row], row + step)
+
+    def _remove(self) -> None:
+        item = self.selected_id()
+        if item is not None:
+            self.remove_requested.emit(item)

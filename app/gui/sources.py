@@ -7,6 +7,7 @@ Listeners of the session run in its threads; :class:`SessionBridge` turns them i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,59 @@ class ReviewSource:
 
     def snapshot(self) -> MonitorSnapshot | None:
         return self.monitor.snapshot() if self.monitor is not None else None
+
+
+class QueueWatcher(QtCore.QObject):
+    """The run server's queue for the window's queue panel: a thread with its own client, which
+    finds the data directory's server (again after it stopped), reads its queue and follows the
+    ``queue`` and ``run_started`` events; both reach the GUI thread as signals."""
+
+    listing = QtCore.Signal(dict)
+    run_started = QtCore.Signal()
+
+    def __init__(self, data_dir: Path, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.data_dir = data_dir
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        from app.client import Client, ServerError
+        while not self._stop.is_set():
+            try:
+                client = Client(data_dir=self.data_dir, timeout_s=3.0)
+                sub = client.subscribe(["queue", "run_started"])
+                listing = client.queue()
+                self.listing.emit(listing)
+                if listing.get("current"):         # a run started before we were subscribed
+                    self.run_started.emit()
+            except ServerError:
+                self._stop.wait(1.0)
+                continue
+            try:
+                last_check = time.monotonic()
+                while not self._stop.is_set():
+                    got = sub.get(0.5)
+                    if got is not None:
+                        event, data = got
+                        if event == "queue" and isinstance(data, dict):
+                            self.listing.emit(data)
+                        elif event == "run_started":
+                            self.run_started.emit()
+                    if time.monotonic() - last_check > 2.0:   # still there? (and the listing, fresh)
+                        self.listing.emit(client.queue())
+                        last_check = time.monotonic()
+            except ServerError:
+                self.listing.emit({"current": None, "queue": [], "paused": False,
+                                   "server": "stopped"})
+            finally:
+                sub.close()
+                client.close()

@@ -110,3 +110,32 @@ def test_a_killed_server_is_shown_as_stopped_and_the_file_keeps_its_shots(qtbot,
     w.restart_server_button.click()
     qtbot.waitUntil(lambda: not w.restart_server_button.isVisibleTo(w), timeout=60_000)
     assert Client(data_dir=tmp_path / "runs", timeout_s=5).ping()
+
+
+def test_the_queue_panel_adds_reorders_and_removes_runs(qtbot, tmp_path: Path, lab: Path) -> None:
+    w = window(qtbot, tmp_path, lab, confirm=lambda title, text: False)
+    panel = w.queue_panel
+    w.run_panel.shots_spin.setValue(3000)
+    panel.buttons["add"].click()              # starts the server; the run starts; the window follows it
+    qtbot.waitUntil(lambda: w.session is not None and w.session.is_running, timeout=60_000)
+    for shots in (30, 60):
+        w.run_panel.shots_spin.setValue(shots)
+        panel.buttons["add"].click()
+        qtbot.waitUntil(lambda n=shots: any(f"{n} shots" in panel.list.item(i).text()
+                                            for i in range(panel.list.count())), timeout=30_000)
+    client = Client(data_dir=tmp_path / "runs", timeout_s=5)
+    first, second = [i["id"] for i in client.queue()["queue"]]
+    panel.list.setCurrentRow(1)
+    panel.buttons["up"].click()
+    qtbot.waitUntil(lambda: [i["id"] for i in client.queue()["queue"]] == [second, first], timeout=10_000)
+    qtbot.waitUntil(lambda: panel.list.count() == 2 and panel.list.item(0).text().startswith(second),
+                    timeout=10_000)
+    panel.list.setCurrentRow(1)
+    panel.buttons["remove"].click()
+    qtbot.waitUntil(lambda: [i["id"] for i in client.queue()["queue"]] == [second], timeout=10_000)
+    # the current run stopped: the queued one starts and the window follows it
+    running = w.session.path
+    w.run_panel.buttons["stop"].click()
+    qtbot.waitUntil(lambda: w.session is not None and w.session.path != running and w.session.is_running,
+                    timeout=60_000)
+    assert client.status()["queue"]["current"]["id"] == second
