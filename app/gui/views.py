@@ -9,6 +9,7 @@ from analysis.geometries import MIN_REGION_FRACTION, Split
 from app.monitoring import MonitorSnapshot
 
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
+TOP = 2.4          # upper end of the criteria plots (data up to 2, the legend row above)
 COLOURS = {"E_Ent": "#6a3d9a", "E_EPR_AB": "#1f78b4", "E_EPR_BA": "#e31a1c", "xi_R2": "#33a02c",
            "product_A": "#a6cee3", "product_B": "#fb9a99", "N_A": "#1f78b4", "N_B": "#e31a1c"}
 
@@ -203,8 +204,9 @@ class PlotsPanel(QtWidgets.QTabWidget):
                       (self.gap_epr, "gap width (px)"), (self.gap_atoms, "gap width (px)")):
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setLabel("bottom", xl)
-            # opaque enough to read over the curves it covers
-            p.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 215),
+            # one row along the top, above the data: the y ranges below end at 2.4 where the
+            # criteria shown run to 2 (a box in a corner covered the curves)
+            p.addLegend(offset=(10, 2), colCount=5, brush=pg.mkBrush(255, 255, 255, 215),
                         pen=pg.mkPen(190, 190, 190), labelTextColor="k")
         for p in (self.convergence.getPlotItem(), self.ratio.getPlotItem(), self.gap_epr):
             p.addLine(y=1.0, pen=pg.mkPen("k", style=QtCore.Qt.PenStyle.DashLine))
@@ -258,7 +260,7 @@ class PlotsPanel(QtWidgets.QTabWidget):
             self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"], "xi_R2",
                         "ξ_R²", band=True)
             conv.setTitle("Convergence (chosen regions" + (", corrected)" if pre else ")"))
-            conv.setYRange(0, 2)
+            conv.setYRange(0, TOP)
         else:
             self._hide(conv)
         res = snap.result.corrected if snap.result is not None and snap.result.corrected is not None \
@@ -282,7 +284,7 @@ class PlotsPanel(QtWidgets.QTabWidget):
                 value, error = ((est.bias_corrected, est.bias_corrected_error) if est.test_error is not None
                                 else (est.value, est.error))
                 self._curve(ratio, x, value[idx], error[idx], key, name)
-            ratio.setYRange(0, 2)
+            ratio.setYRange(0, TOP)
             ratio.setXRange(MIN_REGION_FRACTION, 1 - MIN_REGION_FRACTION)
         else:
             self._hide(ratio)
@@ -292,7 +294,7 @@ class PlotsPanel(QtWidgets.QTabWidget):
             for key, name in (("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
                 est = res[key]
                 self._curve(self.gap_epr, widths, est.value[gidx], est.error[gidx], key, name)
-            self.gap_epr.setYRange(0, 2)
+            self.gap_epr.setYRange(0, TOP)
             if snap.counter is not None and snap.mean_n1 is not None and snap.mean_n2 is not None:
                 counts = snap.counter.count(snap.mean_n1, snap.mean_n2)
                 zero = np.zeros(gidx.size)
