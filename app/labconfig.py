@@ -126,10 +126,22 @@ def _path(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _channels(t: Table) -> dict[str, int]:
+def _channels(t: Table) -> tuple[dict[str, int], tuple[str, ...]]:
+    """``name = bit`` or ``name = { bit = 6, idle = "high" }`` (a user channel that idles high,
+    i.e. active low: a step drives it low); returns the map and the idle-high channels."""
     out: dict[str, int] = {}
+    idle_high: list[str] = []
     for key in list(t.data):
-        out[key] = t.integer(key, minimum=0, maximum=15)
+        if isinstance(t.data[key], dict):
+            sub = t.table(key)
+            out[key] = sub.integer("bit", minimum=0, maximum=15)
+            if sub.string("idle", "low", choices=("low", "high")) == "high":
+                if key in ("mw_gate", "probe", "camera", "tof_marker"):
+                    raise sub.fail("idle", "high", "'low' for the built-in imaging channels")
+                idle_high.append(key)
+            sub.done()
+        else:
+            out[key] = t.integer(key, minimum=0, maximum=15)
     t.done()
     for needed in ("mw_gate", "probe", "camera"):
         if needed not in out:
@@ -137,7 +149,7 @@ def _channels(t: Table) -> dict[str, int]:
     bits = list(out.values())
     if len(set(bits)) != len(bits):
         raise t.fail("", out, "a different output bit for every channel")
-    return out
+    return out, tuple(idle_high)
 
 
 def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, Any]]:
@@ -239,7 +251,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
     card_address = card.string("address", "") if kind == "virtual" else card.string("address")
     card_timeout = card.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
     card_kind = card.string("kind", "prawndo", choices=tuple(available("timing_card")))
-    channels = _channels(card.table("channels", required=True))
+    channels, idle_high = _channels(card.table("channels", required=True))
     card.done()
     camera, roi = _camera(top.table("camera"), base, kind)
     seq = top.table("sequencer")
@@ -275,6 +287,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                                     camera_pixel_format=roi["camera_pixel_format"],
                                     camera_trigger_line=roi["camera_trigger_line"],
                                     camera_exposure_mode=roi["camera_exposure_mode"],
+                                    idle_high=idle_high,
                                     extra={"roi_from_lab": roi["camera_width"] == 0}, **seq_kw)
     except ValueError as exc:
         raise LabConfigError(f"{source}: sequencer: {exc}") from None

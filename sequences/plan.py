@@ -366,7 +366,7 @@ def parse_plan(text: str, source: str = "<plan>",
     if spv % len(base.cycle):
         raise PlanError(f"{source}: run.shots = {spv}: with a [scan], expected a multiple of the "
                         f"direction cycle ({len(base.cycle)} shots) per visit, or run.cycles")
-    points = []
+    points: list[RunPlan] = []
     for p in scan.points:
         values = dict(zip(scan.fields, p.values))
         try:
@@ -379,9 +379,9 @@ def parse_plan(text: str, source: str = "<plan>",
         except PlanError as exc:
             shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
             raise PlanError(f"scan point {p.number} ({shown}): {exc}") from None
-    for p in points:
-        if p.imaging.frame_names != base.imaging.frame_names or \
-                p.imaging.camera_exposure_s != base.imaging.camera_exposure_s:
+    for pp in points:
+        if pp.imaging.frame_names != base.imaging.frame_names or \
+                pp.imaging.camera_exposure_s != base.imaging.camera_exposure_s:
             raise PlanError(f"{source}: scan: the frames and the camera exposure are the same "
                             f"for every point (the camera is set up once per run)")
     return dataclasses.replace(base, scan=scan, point_plans=tuple(points),

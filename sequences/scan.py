@@ -168,9 +168,9 @@ def _axis(t: Table) -> ScanAxis:
             raise t.fail(given[0], t.data[given[0]], f"a list of values for {name}")
         values = _range(t, given[0], given[0] == "logspace")
     if name in INTEGER_FIELDS:
-        if any(float(v) != round(float(v)) for v in values):   # type: ignore[arg-type]
+        if any(float(v) != round(float(v)) for v in values):
             raise t.fail(given[0], t.data[given[0]], f"whole numbers for {name}")
-        values = tuple(int(round(float(v))) for v in values)   # type: ignore[arg-type]
+        values = tuple(int(round(float(v))) for v in values)
     t.done()
     return ScanAxis(name, values, unit)
 

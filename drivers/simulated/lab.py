@@ -248,6 +248,13 @@ class VirtualLab:
             self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
                                 [start_r + c[0] for c in cams])          # stamped at their edges
 
+    def set_simulation(self, simulation: Any) -> None:
+        """The simulated atoms from the next program run on: ``simulation`` (a SimulationConfig,
+        e.g. another prepared state or atom number); shot k stays seeded by (seed, k)."""
+        atoms = SimulatedAtoms(simulation, seed=self.seed)
+        with self._lock:
+            self.atoms = atoms
+
     @property
     def sequences_run(self) -> int:
         """Programs the card has run since start."""
