@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 EVENTS = ("trap_off", "mw_start", "mw_end", "probe1", "probe2", "camera1", "camera2", "end")
 BUILT_IN_CHANNELS = ("mw_gate", "probe", "camera", "tof_marker")
-MAX_STEPS = 10_000
+MAX_STEPS = 30_000
 
 
 class StepError(ValueError):
@@ -57,16 +57,18 @@ def parse_steps(raw: object, source: str, error: type[FieldError]) -> tuple[Step
     if raw is None:
         return ()
     if not isinstance(raw, list) or len(raw) > MAX_STEPS:
-        raise error(f"{source}: steps = {str(raw)[:60]}: expected an array of tables [[steps]] "
+        raise error(f"{source}: steps = {str(raw)[:60]}...: expected an array of tables [[steps]] "
                     f"(at most {MAX_STEPS})")
     out: list[Step] = []
+    names: set[str] = set()
     for k, entry in enumerate(raw):
         t = Table(entry, source, f"steps[{k}]", error)
         name = t.string("name")
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise t.fail("name", name, "a name of letters, digits, '_' or '-'")
-        if name in (s.name for s in out):
+        if name in names:
             raise t.fail("name", name, "a name used by one step only")
+        names.add(name)
         channel = t.string("channel")
         if channel in BUILT_IN_CHANNELS:
             raise t.fail("channel", channel, "a user channel of the lab configuration (the "
