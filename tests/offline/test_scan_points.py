@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from app.cli import main
+from app.runfile import open_run
 from app.session import RunSession
 from sequences.control import RunState
 from sequences.plan import parse_plan
@@ -36,6 +37,21 @@ def test_analyze_writes_the_criteria_per_scan_point(tmp_path: Path) -> None:
     with RunSession(cfg, plan, "tof.h5", seed=4) as s:
         s.start()
         assert s.wait(120) is RunState.COMPLETED
+    # live: the monitor grouped the criteria by scan point (each point its own warm-up and masks)
+    live = s.scan_snapshot()
+    assert [p.point for p in live] == [0, 1] and all(p.shots_seen == 60 for p in live)
+    assert [p.values for p in live] == [{"imaging.tof_s": 2.2e-3}, {"imaging.tof_s": 2.4e-3}]
+    with open_run(s.path) as run:
+        stored = run.results["scan_points"]["points"]
+        run_warmup = run.results["scan_points"]["warmup_shots"]
+    assert run_warmup == 20
+    for p in stored:
+        c = p["criteria"]
+        assert c is not None and sum(c["n_shots"].values()) == p["shots_counted"]
+        assert p["shots_counted"] >= 60 - run_warmup
+        for key in ("E_Ent", "E_EPR_AB", "E_EPR_BA", "xi_R2"):
+            assert c[key]["error"] > 0 and c["corrected"][key]["value"] is not None
+        assert c["E_Ent"]["certified"] in (True, False)
     out = tmp_path / "out"
     assert main(["analyze", str(s.path), "--out", str(out), "--workers", "1", "--no-progress",
                  "--widths", "1"]) == 0
