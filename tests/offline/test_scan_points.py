@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from app.cli import main
+from app.commands.run import scan_point_lines
 from app.runfile import open_run
 from app.session import RunSession
 from sequences.control import RunState
@@ -44,7 +45,9 @@ def test_analyze_writes_the_criteria_per_scan_point(tmp_path: Path) -> None:
     with open_run(s.path) as run:
         stored = run.results["scan_points"]["points"]
         run_warmup = run.results["scan_points"]["warmup_shots"]
+        lines = scan_point_lines(run.results["scan_points"])
     assert run_warmup == 20
+    assert lines[1].startswith("  point 0 (imaging.tof_s = 0.0022 s; ") and "E_EPR B->A" in lines[2]
     for p in stored:
         c = p["criteria"]
         assert c is not None and sum(c["n_shots"].values()) == p["shots_counted"]
