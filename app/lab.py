@@ -30,6 +30,8 @@ def virtual_lab_settings(config: LabConfig, plan: RunPlan, state: StateSpec | No
     if st.kind == "squeezed":
         data["squeezing_db"] = float(st.squeezing_dB)
     data.setdefault("channels", dict(config.sequencer.channels))
+    if config.calibration_plans.blast_channel:     # the virtual lab's push beam on that channel
+        data.setdefault("blast_channel", config.calibration_plans.blast_channel)
     return data
 
 

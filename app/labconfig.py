@@ -89,6 +89,7 @@ class LabConfig:
     text: str = ""
     microwave_kind: str = "sma100b"      # an entry point of steerlab.microwave_sources
     card_kind: str = "prawndo"           # an entry point of steerlab.timing_cards
+    calibration_plans: CalibrationPlans = field(default_factory=lambda: CalibrationPlans())
 
     def output_path(self, name: str | Path | None, *, default_stem: str = "run", create: bool = True) -> Path:
         """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing and
@@ -119,6 +120,43 @@ class LabConfig:
     def as_json_dict(self) -> dict[str, Any]:
         """What the run file records about the configuration (the TOML text and key facts)."""
         return {"source": self.source, "kind": self.kind, "name": self.name, "toml": self.text}
+
+
+@dataclass(frozen=True)
+class CalibrationPlans:
+    """What the lab provides for the calibration procedures that run as plans
+    (``[calibration_plans]``, docs/calibration.md): ``blast_channel``, a user channel whose pulse
+    of ``blast_s`` (s) during the time of flight removes the atoms (atom-free shots);
+    ``atom_number_field``, the plan field that sets the atom number (the virtual lab:
+    ``state.atom_number``; a real lab: e.g. a user step's duration) and its ``atom_number_values``."""
+
+    blast_channel: str = ""
+    blast_s: float = 300e-6
+    atom_number_field: str = ""
+    atom_number_values: tuple[float, ...] = ()
+
+
+def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> CalibrationPlans:
+    from sequences.scan import field_unit
+    from sequences.steps import BUILT_IN_CHANNELS
+    blast = t.string("blast_channel", "")
+    if blast and (blast not in channels or blast in BUILT_IN_CHANNELS):
+        raise t.fail("blast_channel", blast, "a user channel of [timing_card.channels]")
+    blast_s = t.number("blast_s", 300e-6, positive=True, maximum=0.1, unit="s")
+    default_field = "state.atom_number" if kind == "virtual" else ""
+    fld = t.string("atom_number_field", default_field)
+    if fld and (field_unit(fld) is None or (kind != "virtual" and fld.startswith("state."))):
+        raise t.fail("atom_number_field", fld, "a scannable plan field that sets the atom number"
+                     + (" on this real lab (a user step's duration, steps.<name>.duration_s)"
+                        if kind != "virtual" else ""))
+    raw = t.raw("atom_number_values", [100, 300, 500, 800, 1200] if fld == "state.atom_number"
+                else [])
+    if not isinstance(raw, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                        for v in raw) or (fld and len(raw) < 3):
+        raise t.fail("atom_number_values", raw, "a list of at least 3 numbers (values of "
+                     "atom_number_field)")
+    t.done()
+    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw))
 
 
 def _path(base: Path, value: str) -> Path:
@@ -268,6 +306,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
         raise top.fail("virtual_lab", "...", "no [virtual_lab] table in a real lab's configuration")
     mwcal, imcal, record = _calibration(top.table("calibration", required=True), base, source)
     monitor = _monitor(top.table("monitor"))
+    cal_plans = _calibration_plans(top.table("calibration_plans"), kind, channels)
     run = top.table("run")
     compression = run.string("compression", "blosc-lz4", choices=COMPRESSIONS)
     fsync = run.boolean("fsync", False)
@@ -297,7 +336,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                      sequencer=sequencer, microwave_calibration=mwcal, imaging_calibration=imcal,
                      calibration_record=record, monitor=monitor, compression=compression,
                      fsync=fsync, virtual_lab=virtual, text=text, microwave_kind=mw_kind,
-                     card_kind=card_kind)
+                     card_kind=card_kind, calibration_plans=cal_plans)
 
 
 def load_lab_config(path: str | Path) -> LabConfig:

@@ -201,11 +201,22 @@ def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = Non
 def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                 points: int = 12, shots: int = 6) -> Result:
     """d1/d2 such that the detected total does not depend on the population (Rabi-rotated states)."""
-    cal = record.imaging_calibration()
-    raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
     coh = src.with_spin(state="coherent", atom_number_rms=0.0)
     frames = np.concatenate([src.shots(shots, pulses=(src.rabi_pulse(th),), config=coh)
-                             for th in np.linspace(0.2, math.pi - 0.2, points)])
+                             for th in detectivity_areas(points)])
+    return detectivity_from_frames(frames, record, plot)
+
+
+def detectivity_areas(points: int = 12) -> NDArray[np.float64]:
+    """The Rabi pulse areas (rad) of the detectivity scan: populations from ~0.1 to ~0.9."""
+    return np.linspace(0.2, math.pi - 0.2, points)
+
+
+def detectivity_from_frames(frames: FrameStack, record: CalibrationRecord,
+                            plot: Path | None = None) -> Result:
+    """``detectivity`` from shots of coherent states rotated to several populations."""
+    cal = record.imaging_calibration()
+    raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
     n1, n2, _ = state_totals(frames, raw)
     fit = fits.linear(n2, n1)                      # n1 = d1 N - (d1/d2) n2
     ratio, dratio = -fit["slope"], fit.errors["slope"]
@@ -225,11 +236,19 @@ def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = 
 def projection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                      atom_numbers: Sequence[int] = (100, 300, 500, 800, 1200), shots: int = 150) -> Result:
     """Var(N1 - N2) vs N of coherent states split equally; the slope k (1 for calibrated numbers)."""
+    groups = [src.shots(shots, config=src.with_spin(state="coherent", atom_number_mean=int(n),
+                                                    atom_number_rms=0.0)) for n in atom_numbers]
+    return projection_noise_from_frames(groups, record, plot)
+
+
+def projection_noise_from_frames(groups: Sequence[FrameStack], record: CalibrationRecord,
+                                 plot: Path | None = None) -> Result:
+    """``projection_noise`` from shots of coherent states split equally, one stack per atom number."""
     cal = dataclasses.replace(record.imaging_calibration(), projection_noise_slope=1.0)
     means, variances, errs = [], [], []
-    for n in atom_numbers:
-        cfg = src.with_spin(state="coherent", atom_number_mean=int(n), atom_number_rms=0.0)
-        n1, n2, _ = state_totals(src.shots(shots, config=cfg), cal)
+    for frames in groups:
+        shots = int(frames.shape[0])
+        n1, n2, _ = state_totals(frames, cal)
         means.append(float((n1 + n2).mean()))
         variances.append(float(np.var(n1 - n2, ddof=1)))
         errs.append(variances[-1] * math.sqrt(2 / (shots - 1)))
@@ -297,10 +316,18 @@ def detection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | Non
     with atoms). The noise grows as the square root of the pixels summed, so the region is the
     cloud's own (452 px for |1>, 376 px for |2> on the default virtual lab), not the +-4 rms box
     the other procedures sum atoms in (1426 and 1015 px: 10.1 and 8.1 'atoms' there)."""
+    return detection_noise_from_frames(src.shots(20), src.shots(shots, atoms_loaded=False),
+                                       record, plot)
+
+
+def detection_noise_from_frames(with_atoms: FrameStack, atom_free: FrameStack,
+                                record: CalibrationRecord, plot: Path | None = None) -> Result:
+    """``detection_noise`` from its shots: some with atoms (where the clouds are), atom-free ones
+    (from the simulated atoms, or through the instruments: calibration/plan_shots.py)."""
     cal = record.imaging_calibration()
-    with_atoms = _images(src.shots(20), cal)
-    regions = [cloud_region(img.mean(axis=0), cal.sigma_blur_px) for img in with_atoms]
-    e1, e2 = _images(src.shots(shots, atoms_loaded=False), cal)
+    shots = int(atom_free.shape[0])
+    regions = [cloud_region(img.mean(axis=0), cal.sigma_blur_px) for img in _images(with_atoms, cal)]
+    e1, e2 = _images(atom_free, cal)
     n1, n2 = e1[:, regions[0]].sum(axis=1), e2[:, regions[1]].sum(axis=1)
     r1, r2 = float(np.std(n1, ddof=1)), float(np.std(n2, ddof=1))
     e = 1 / math.sqrt(2 * (shots - 1))
