@@ -125,6 +125,15 @@ values = [150, 400]
         assert run.units("shots/columns/scan_state_atom_number") == "1"
     assert recorded == [150.0] * 3 + [400.0] * 3
     assert [t.truth.n_atoms for t in truths] == [150] * 3 + [400] * 3
+    # repair rebuilds the scan columns from the shots' settings, with their attributes
+    from app.runfile import repair
+    fixed = tmp_path / "repaired.h5"
+    repair(s.path, fixed)
+    with open_run(fixed) as run:
+        cols = run.columns()
+        assert list(cols["scan_state_atom_number"]) == recorded
+        assert list(cols["scan_point"]) == [0] * 3 + [1] * 3
+        assert run.units("shots/columns/scan_state_atom_number") == "1"
 
 
 def test_a_real_lab_refuses_a_scan_of_the_prepared_state(tmp_path: Path) -> None:
