@@ -146,6 +146,14 @@ class Sequencer:
         if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
             raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
                              "waits for a hardware trigger after swr: use start_mode = 'hardware'")
+        idle = sum(1 << self.config.channels[n] for n in self.config.idle_high)
+        if idle:             # active-low outputs idle high before the first program, too
+            preset = getattr(card, "set_outputs", None)
+            if preset is None:
+                raise RunRefused(f"timing card {card.address}: cannot set its outputs manually, so "
+                                 f"the active-low channels {', '.join(self.config.idle_high)} would "
+                                 f"sit low until the first shot")
+            preset(idle)
         self._programs = check_programs(self.plan, self.config.channels,
                                         clock_hz=self.inst.card.clock_hz,
                                         max_instructions=self.inst.card.max_instructions,

@@ -154,7 +154,7 @@ def test_user_steps_on_the_labs_own_channels_are_emitted_by_the_card(tmp_path: P
     from tests.app.test_session import CONFIG, SMALL_LAB
     text = CONFIG.read_text().replace('data_dir = "../runs"', f'data_dir = "{tmp_path}"')
     text = text.replace("[virtual_lab]\n", SMALL_LAB.strip() + "\n", 1)
-    text = text.replace("tof_marker = 5\n", 'tof_marker = 5\ncoil = 6\nshutter = { bit = 7, idle = "high" }\n')
+    text = text.replace("tof_marker = 5\n", 'tof_marker = 5\ncoil = 6\nshutter = { bit = 8, idle = "high" }\n')
     cfg = parse_lab_config(text, "steps-lab.toml", base_dir=CONFIG.parent)
     assert cfg.sequencer.idle_high == ("shutter",)
     plan = parse_plan(PLAN.split("[scan]")[0] + """
@@ -179,6 +179,8 @@ values = [500e-6, 1.5e-3]
         s.start()
         assert s.wait(120) is RunState.COMPLETED
         records = s.lab.card_emulator.records
+        # after the run the card holds the idle word: the shutter (active low) high, all else low
+        assert s.lab.card_emulator.outputs == 1 << cfg.sequencer.channels["shutter"]
     assert len(records) == 6
     ch = cfg.sequencer.channels
     for k, rec in enumerate(records):
