@@ -20,6 +20,7 @@ from analysis.criteria import CriteriaResult
 from analysis.geometries import Geometry
 from analysis.imaging import ImagingCalibration
 from app.monitoring import RegionPlan, RunMonitor
+from sequences.scan import point_indices
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,7 @@ class ScanMonitor:
     def values(self, point: int) -> dict[str, Any]:
         """``{field: value}`` of a point (from the scan's axes)."""
         axes = self.scan.get("axes", [])
-        shape = self.scan.get("shape", [])
-        if self.scan.get("combine") == "product":
-            idx, rest = [], point
-            for n in reversed(shape):
-                idx.append(rest % n)
-                rest //= n
-            idx.reverse()
-        else:
-            idx = [point] * len(axes)
-        return {a["field"]: a["values"][i] for a, i in zip(axes, idx)}
+        return {a["field"]: a["values"][i] for a, i in zip(axes, point_indices(self.scan, point))}
 
     def add(self, point: int, index: int, direction: str, frames: Mapping[str, NDArray[Any]]) -> None:
         """One ok shot of scan point ``point`` (ignored if < 0: not a scan shot)."""

@@ -2,7 +2,9 @@
 
 A scan varies plan fields over *points*. Each axis names one field (``imaging.tof_s``) and its
 values (a list, a linear or a logarithmic range); several axes combine as an outer product (the
-last axis fastest, as numpy's ``ndindex``) or zipped (all axes the same length). A *visit* of a
+last axis fastest, as numpy's ``ndindex``) or zipped (all axes the same length); with ``group``
+names (labscript's zip groups) the axes of one group are zipped and the groups combined as an
+outer product. A *visit* of a
 point runs ``run.cycles`` direction cycles (or ``run.shots`` shots) at that point; every point is
 visited ``repeats`` times, in one of three orders:
 
@@ -69,6 +71,7 @@ class ScanAxis:
     field: str
     values: tuple[ScanValue, ...]
     unit: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class Scan:
     points: tuple[ScanPoint, ...]
     visits: tuple[int, ...]
     """The point of every visit, in run order (len = points x repeats)."""
+    groups: tuple[tuple[int, ...], ...] = ()
+    """The axes (numbers) of each zip group, in product order (one group per axis without groups)."""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -100,10 +105,9 @@ class Scan:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Points along each axis (product), or (n,) for zipped axes."""
-        if self.combine == "zip":
-            return (len(self.points),)
-        return tuple(len(a.values) for a in self.axes)
+        """Points along each zip group (product; an axis without a group is its own), or (n,)
+        for zipped axes."""
+        return tuple(len(self.axes[g[0]].values) for g in self.groups)
 
     def values_of(self, point: int) -> dict[str, ScanValue]:
         """``{field: value}`` of a point."""
@@ -115,7 +119,8 @@ class Scan:
         return {"axes": [{"field": a.field, "values": list(a.values), "unit": a.unit}
                          for a in self.axes],
                 "combine": self.combine, "order": self.order, "repeats": self.repeats,
-                "seed": self.seed, "n_points": len(self.points), "shape": list(self.shape)}
+                "seed": self.seed, "n_points": len(self.points), "shape": list(self.shape),
+                "groups": [list(g) for g in self.groups]}
 
 
 def field_unit(name: str) -> str | None:
@@ -143,6 +148,7 @@ def _range(t: Table, key: str, log: bool) -> tuple[float, ...]:
 
 def _axis(t: Table) -> ScanAxis:
     name = t.string("field")
+    group = t.string("group", "")
     unit = field_unit(name)
     if unit is None:
         raise t.fail("field", name, "a scannable field: " + ", ".join(SCANNABLE)
@@ -172,7 +178,7 @@ def _axis(t: Table) -> ScanAxis:
             raise t.fail(given[0], t.data[given[0]], f"whole numbers for {name}")
         values = tuple(int(round(float(v))) for v in values)
     t.done()
-    return ScanAxis(name, values, unit)
+    return ScanAxis(name, values, unit, group)
 
 
 def parse_scan(data: object, source: str, error: type[FieldError]) -> Scan:
@@ -200,29 +206,71 @@ def parse_scan(data: object, source: str, error: type[FieldError]) -> Scan:
                     f"'shuffled', so that the order can be reproduced")
     if order != "shuffled" and seed is not None:
         raise t.fail("seed", seed, "no seed unless order = 'shuffled'")
-    points = _points(axes, combine, source, error)
+    groups = _groups(axes, combine, source, error)
+    points = _points(axes, groups, source, error)
     return Scan(axes, combine, order, repeats, seed, points,
-                visit_order(len(points), order, repeats, seed))
+                visit_order(len(points), order, repeats, seed), groups)
 
 
-def _points(axes: Sequence[ScanAxis], combine: str, source: str,
-            error: type[FieldError]) -> tuple[ScanPoint, ...]:
+def _groups(axes: Sequence[ScanAxis], combine: str, source: str,
+            error: type[FieldError]) -> tuple[tuple[int, ...], ...]:
+    """Axis numbers per zip group, in order of first appearance; zipped axes have equal lengths."""
     if combine == "zip":
-        n = len(axes[0].values)
+        if any(a.group for a in axes):
+            raise error(f"{source}: scan.axes: group with combine = 'zip'; expected groups only "
+                        f"with combine = 'product' (zip groups inside an outer product)")
+        out: list[list[int]] = [list(range(len(axes)))]
+    else:
+        named: dict[str, list[int]] = {}
+        out = []
         for k, a in enumerate(axes):
-            if len(a.values) != n:
-                raise error(f"{source}: scan.axes[{k}] ({a.field}): {len(a.values)} values; "
-                            f"expected {n} like scan.axes[0] for combine = 'zip'")
-        return tuple(ScanPoint(i, (i,) * len(axes), tuple(a.values[i] for a in axes))
-                     for i in range(n))
-    shape = tuple(len(a.values) for a in axes)
+            if a.group and a.group in named:
+                named[a.group].append(k)
+                continue
+            out.append([k])
+            if a.group:
+                named[a.group] = out[-1]
+    for g in out:
+        n = len(axes[g[0]].values)
+        for k in g[1:]:
+            if len(axes[k].values) != n:
+                what = f"group {axes[k].group!r}" if axes[k].group else "combine = 'zip'"
+                raise error(f"{source}: scan.axes[{k}] ({axes[k].field}): {len(axes[k].values)} "
+                            f"values; expected {n} like scan.axes[{g[0]}] ({what})")
+    return tuple(tuple(g) for g in out)
+
+
+def _points(axes: Sequence[ScanAxis], groups: Sequence[Sequence[int]], source: str,
+            error: type[FieldError]) -> tuple[ScanPoint, ...]:
+    shape = tuple(len(axes[g[0]].values) for g in groups)
     total = math.prod(shape)
     if total > MAX_POINTS:
         raise error(f"{source}: scan: {' x '.join(map(str, shape))} = {total} points; expected at "
                     f"most {MAX_POINTS}")
-    return tuple(ScanPoint(i, tuple(int(v) for v in idx),
-                           tuple(a.values[j] for a, j in zip(axes, idx)))
-                 for i, idx in enumerate(np.ndindex(*shape)))
+    out = []
+    for i, gidx in enumerate(np.ndindex(*shape)):
+        idx = axis_indices(groups, tuple(int(v) for v in gidx), len(axes))
+        out.append(ScanPoint(i, idx, tuple(a.values[j] for a, j in zip(axes, idx))))
+    return tuple(out)
+
+
+def axis_indices(groups: Sequence[Sequence[int]], group_index: Sequence[int],
+                 n_axes: int) -> tuple[int, ...]:
+    """Each axis' value index from each group's index."""
+    idx = [0] * n_axes
+    for g, i in zip(groups, group_index):
+        for k in g:
+            idx[k] = int(i)
+    return tuple(idx)
+
+
+def point_indices(scan: Mapping[str, Any], point: int) -> tuple[int, ...]:
+    """A point's index along each axis, from a scan's ``to_dict()`` (as stored in plan_json)."""
+    axes = scan.get("axes", [])
+    groups = scan.get("groups") or ([list(range(len(axes)))] if scan.get("combine") == "zip"
+                                    else [[k] for k in range(len(axes))])
+    shape = [len(axes[g[0]]["values"]) for g in groups]
+    return axis_indices(groups, [int(v) for v in np.unravel_index(point, shape)], len(axes))
 
 
 def visit_order(n_points: int, order: str, repeats: int, seed: int | None) -> tuple[int, ...]:

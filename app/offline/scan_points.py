@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from analysis.geometries import Split
 from app.offline.analysis import RunAnalysis
 from app.runfile import RunFileError, open_run
+from sequences.scan import point_indices
 
 CRITERIA = (("E_Ent", "half"), ("E_EPR_AB", "ratio"), ("E_EPR_BA", "one_minus_ratio"),
             ("xi_R2", "half"))
@@ -69,10 +70,8 @@ def point_rows(path: str | Path, *, axis: str = "x", gap_px: float = 1.0, ratio:
     axes = scan["axes"]
     rows = []
     n_points = int(scan.get("n_points", 0))
-    shape = scan.get("shape", [n_points])
     for p in range(n_points):
-        idx: tuple[int, ...] = (tuple(int(i) for i in np.unravel_index(p, shape))
-                                if scan.get("combine") == "product" else (p,) * len(axes))
+        idx = point_indices(scan, p)
         row: dict[str, Any] = {"point": p}
         for a, i in zip(axes, idx):
             row[f"{a['field']}_index"] = i
@@ -134,11 +133,13 @@ def _value(row: dict[str, Any], key: str) -> tuple[float, float]:
 def _figure(scan: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
     axes = scan["axes"]
     first = axes[0]
-    product2 = scan.get("combine") == "product" and len(axes) == 2
+    zip_groups = scan.get("groups") or []
+    product2 = len(zip_groups) == 2    # two zip groups (or axes) in an outer product: a map
+    first_of = [g[0] for g in zip_groups]
     fig = Figure(figsize=(11 if product2 else 7, 4.5))
     panels = fig.subplots(1, 2 if product2 else 1, squeeze=False)[0]
     ax = panels[0]
-    others = [a["field"] for a in axes[1:]] if scan.get("combine") == "product" else []
+    others = [axes[k]["field"] for k in first_of[1:]]   # one line per value of the other groups
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r[f] for f in others), []).append(r)
@@ -164,14 +165,17 @@ def _figure(scan: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> Non
     ax.legend(fontsize=7)
     if product2:
         shape = scan["shape"]
+        ya, xa = axes[first_of[0]], axes[first_of[1]]
         grid = np.full(shape, np.nan)
         for r in rows:
-            grid[r[f"{axes[0]['field']}_index"], r[f"{axes[1]['field']}_index"]] = _value(r, "E_Ent")[0]
+            grid[r[f"{ya['field']}_index"], r[f"{xa['field']}_index"]] = _value(r, "E_Ent")[0]
         m = panels[1].imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-        panels[1].set(xlabel=f"{axes[1]['field']} (index)", ylabel=f"{axes[0]['field']} (index)",
+        panels[1].set(xlabel=f"{xa['field']}", ylabel=f"{ya['field']}",
                       title="E_Ent at splitting ratio 0.5")
-        panels[1].set_xticks(range(shape[1]), [f"{v:.3g}" for v in axes[1]["values"]], fontsize=7)
-        panels[1].set_yticks(range(shape[0]), [f"{v:.3g}" for v in axes[0]["values"]], fontsize=7)
+        panels[1].set_xticks(range(shape[1]), [f"{v:.3g}" if isinstance(v, float) else str(v)
+                                               for v in xa["values"]], fontsize=7)
+        panels[1].set_yticks(range(shape[0]), [f"{v:.3g}" if isinstance(v, float) else str(v)
+                                               for v in ya["values"]], fontsize=7)
         fig.colorbar(m, ax=panels[1])
     fig.suptitle(f"criteria per scan point ({len(rows)} points)")
     fig.tight_layout()

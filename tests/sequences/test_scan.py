@@ -176,3 +176,44 @@ values = [1e-3, 3e-8]
                                         r"steps\.toml: step 'coil_off'"):
         check_programs(p, CHANNELS, clock_hz=100e6, max_instructions=30_000)
     assert math.isfinite(p.at(0).steps[0].duration_s or math.nan)
+
+
+def test_zip_groups_inside_an_outer_product() -> None:
+    p = parse_plan(BASE + """
+[scan]
+[[scan.axes]]
+field = "imaging.tof_s"
+values = [2.2e-3, 2.4e-3, 2.6e-3]
+group = "flight"
+[[scan.axes]]
+field = "microwave.x.pulse_s"
+values = [40e-6, 125e-6]
+[[scan.axes]]
+field = "imaging.exposure_separation_s"
+values = [1.5e-3, 1.6e-3, 1.7e-3]
+group = "flight"
+""", "g.toml", CAL)
+    scan = p.scan
+    assert scan is not None and scan.groups == ((0, 2), (1,)) and scan.shape == (3, 2)
+    assert [pt.indices for pt in scan.points] == [(0, 0, 0), (0, 1, 0), (1, 0, 1), (1, 1, 1),
+                                                  (2, 0, 2), (2, 1, 2)]
+    from sequences.scan import point_indices
+    d = p.to_dict()["scan"]
+    assert [point_indices(d, k) for k in range(6)] == [pt.indices for pt in scan.points]
+    assert p.at(5).imaging.exposure_separation_s == 1.7e-3 and p.at(5).imaging.tof_s == 2.6e-3
+    with pytest.raises(PlanError, match=r"scan\.axes\[2\] \(imaging\.exposure_separation_s\): 2 "
+                                        r"values; expected 3 like scan\.axes\[0\] \(group 'flight'\)"):
+        parse_plan(BASE + """
+[scan]
+[[scan.axes]]
+field = "imaging.tof_s"
+values = [2.2e-3, 2.4e-3, 2.6e-3]
+group = "flight"
+[[scan.axes]]
+field = "microwave.x.pulse_s"
+values = [40e-6]
+[[scan.axes]]
+field = "imaging.exposure_separation_s"
+values = [1.5e-3, 1.6e-3]
+group = "flight"
+""", "g.toml", CAL)
