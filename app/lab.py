@@ -29,6 +29,10 @@ def virtual_lab_settings(config: LabConfig, plan: RunPlan, state: StateSpec | No
     data.update(state=st.kind, atom_number=int(st.atom_number), atom_number_rms=float(st.atom_number_sd))
     if st.kind == "squeezed":
         data["squeezing_db"] = float(st.squeezing_dB)
+    if st.probe_saturation is not None:       # the virtual lab's probe intensity (I/I_sat)
+        imaging = data.get("imaging", {})
+        data["imaging"] = dict(imaging if isinstance(imaging, dict) else {},
+                               probe_saturation=float(st.probe_saturation))
     data.setdefault("channels", dict(config.sequencer.channels))
     if config.calibration_plans.blast_channel:     # the virtual lab's push beam on that channel
         data.setdefault("blast_channel", config.calibration_plans.blast_channel)

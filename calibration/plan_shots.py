@@ -21,7 +21,7 @@ import numpy as np
 
 from calibration.procedures import (FrameStack, Result, detection_noise_from_frames,
                                     detectivity_areas, detectivity_from_frames,
-                                    projection_noise_from_frames)
+                                    projection_noise_from_frames, reinaudi_from_frames)
 from calibration.record import CalibrationRecord
 from sequences.control import RunState
 from sequences.instruments import Instruments, SequencerConfig
@@ -104,6 +104,20 @@ class PlanShots:
         lengths = [float(a) / (2 * math.pi * f) for a in detectivity_areas(points)]
         frames = self.run("detectivity", shots, direction="x", scan=("microwave.x.pulse_s", lengths))
         return detectivity_from_frames(np.concatenate(frames), self.record, plot)
+
+    def reinaudi(self, plot: Any = None, *, saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0),
+                 shots: int = 12) -> Result:
+        """The same clouds (z shots) at several probe intensities: a scan of the virtual lab's
+        ``state.probe_saturation``. A real lab needs an instrument that sets the probe intensity
+        per shot, which steerlab does not have (the timing card is digital)."""
+        if self.instruments.state is None:
+            raise CalibrationPlanError(
+                f"{self.source}: reinaudi needs the probe intensity set per shot; steerlab has no "
+                f"instrument for it on a real lab (the timing card is digital); the virtual lab "
+                f"scans state.probe_saturation")
+        groups = self.run("reinaudi", shots, direction="z",
+                          scan=("state.probe_saturation", [float(s) for s in saturations]))
+        return reinaudi_from_frames(groups, saturations, self.record, plot)
 
     def projection_noise(self, plot: Any = None, *, shots: int = 150) -> Result:
         """Coherent states split equally (z shots) at several atom numbers."""

@@ -166,11 +166,17 @@ def rabi_virtual(src: AtomSource, record: CalibrationRecord, plot: Path | None =
 def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
              saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0), shots: int = 12) -> Result:
     """alpha = sigma_0/sigma_eff from the same clouds imaged at several probe intensities."""
+    groups = [src.shots(shots, config=src.with_imaging(probe_saturation=s)) for s in saturations]
+    return reinaudi_from_frames(groups, saturations, record, plot)
+
+
+def reinaudi_from_frames(groups: Sequence[FrameStack], saturations: Sequence[float],
+                         record: CalibrationRecord, plot: Path | None = None) -> Result:
+    """``reinaudi`` from shots of the same clouds at each probe intensity (I/I_sat, one stack each)."""
     cal = record.imaging_calibration()
     a_sums, b_sums = [], []
     box = None
-    for s in saturations:
-        frames = src.shots(shots, config=src.with_imaging(probe_saturation=s))
+    for frames in groups:
         f = _split(frames)
         i_out = (f["atoms2"] - f["dark"].astype(float))
         i_in = (f["ref2"] - f["dark"].astype(float))

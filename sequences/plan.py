@@ -39,6 +39,8 @@ class StateSpec:
     atom_number_sd: float = 40.0
     squeezing_dB: float = -3.2
     seed: int | None = None
+    probe_saturation: float | None = None
+    """The virtual lab's probe intensity I/I_sat (None: its configured one; calibrate reinaudi)."""
 
 
 @dataclass(frozen=True)
@@ -258,8 +260,9 @@ def _state(t: Table) -> StateSpec:
                          "no squeezing_dB for kind = 'coherent'")
         sq = 0.0
     seed = t.integer("seed", None, minimum=0)
+    sat = t.number("probe_saturation", None, positive=True, maximum=100.0, unit="I_sat")
     t.done()
-    return StateSpec(kind, n, sd, sq, seed)
+    return StateSpec(kind, n, sd, sq, seed, sat)
 
 
 def _cycle(t: Table) -> DirectionCycle:

@@ -6,8 +6,9 @@ of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (small-cloud
 detection-noise (atom-free shots), blur (Joffe bound with the PSF), or all of them in this order.
 rabi, detection-noise, detectivity and projection-noise run as plans through the sequencer on the
 instruments (virtual or real alike; calibration/plan_shots.py), with what the lab provides named in
-its [calibration_plans] table; reinaudi and psf set the probe intensity or the cloud size on the
-simulated atoms directly and run on the virtual lab only (a real lab gets one clear line).
+its [calibration_plans] table; reinaudi runs as a plan scanning the virtual lab's probe intensity
+(a real lab has no instrument for it here) and psf sets the simulated cloud's size directly: both
+run on the virtual lab only (a real lab gets one clear line).
 --atoms-only runs every procedure on the simulated atoms directly.
 Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad input.
 """
@@ -30,10 +31,11 @@ from calibration.record import CalibrationRecord, RecordError, load_record
 
 PROG = "steerlab calibrate"
 NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise", "blur")
-PLANNED = ("rabi", "detectivity", "projection-noise", "detection-noise")
-"""Procedures that run as plans on the instruments (any lab)."""
+PLANNED = ("rabi", "reinaudi", "detectivity", "projection-noise", "detection-noise")
+"""Procedures that run as plans on the instruments (reinaudi: the virtual lab's probe intensity)."""
 ATOMS_ONLY = ("reinaudi", "psf")
-"""Procedures that still set the simulated atoms directly (virtual lab only)."""
+"""Procedures a real lab cannot run: no instrument sets the probe intensity; psf sets the simulated
+cloud's size directly (virtual lab only)."""
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
 
 
@@ -108,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     if config.kind != "virtual" and (atoms_only or args.atoms_only):
         print(f"{PROG}: {', '.join(atoms_only) or '--atoms-only'}: needs control of the probe "
               f"intensity or the cloud size, which steerlab has no instrument for yet (the virtual "
-              f"lab sets them on its simulated atoms); on a real lab {', '.join(PLANNED)} run as "
-              f"plans here", file=sys.stderr)
+              f"lab sets them); on a real lab "
+              f"{', '.join(n for n in PLANNED if n not in ATOMS_ONLY)} run as plans here",
+              file=sys.stderr)
         return 2
     plots = Path(args.plot_dir)
     plots.mkdir(parents=True, exist_ok=True)
@@ -135,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             if name in PLANNED and name != "rabi" and not args.atoms_only:
                 shots = through_plans()
                 result = {"detection-noise": shots.detection_noise, "detectivity": shots.detectivity,
-                          "projection-noise": shots.projection_noise}[name](png)
+                          "projection-noise": shots.projection_noise,
+                          "reinaudi": shots.reinaudi}[name](png)
                 how = (f"virtual lab through plans on the instruments, seed {args.seed}"
                        if lab.virtual is not None else f"{config.name} instruments, through plans")
             elif name == "rabi":

@@ -126,3 +126,14 @@ def test_calibrate_detection_noise_runs_as_plans_and_reinaudi_is_refused_on_a_re
                  "--plot-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "reinaudi: needs control of the probe intensity" in err[0]
+
+
+def test_reinaudi_through_a_scan_of_the_virtual_labs_probe_intensity(lab: tuple[LabConfig, Lab]) -> None:
+    cfg, built = lab
+    rec = CalibrationRecord("t", dict(cfg.calibration_record["microwave"]),
+                            cfg.imaging_calibration.to_dict() | {"alpha": 1.3})   # a wrong start
+    src = PlanShots(built.instruments, sequencer_config(cfg, built.virtual), rec, cfg.source)
+    (_, key, value, err), = src.reinaudi(saturations=(0.3, 1.0, 4.0), shots=8).updates
+    assert key == "alpha" and abs(value - cfg.imaging_calibration.alpha) < 3 * err and err < 0.05 * value
+    with pytest.raises(CalibrationPlanError, match=r"reinaudi needs the probe intensity set per shot"):
+        shots(cfg, built).reinaudi()
