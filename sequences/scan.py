@@ -285,6 +285,19 @@ def visit_order(n_points: int, order: str, repeats: int, seed: int | None) -> tu
     return tuple(int(visits[i]) for i in rng.permutation(len(visits)))
 
 
+def shot_settings(scan: Scan | None, point: int, visit: int) -> dict[str, ScanValue]:
+    """A shot's scan point for its record: ``scan.point``, ``scan.visit`` and, per axis,
+    ``scan.<field>`` (the value) and ``scan.<field>.index`` (empty without a scan)."""
+    if scan is None or point < 0:
+        return {}
+    p = scan.points[point]
+    out: dict[str, ScanValue] = {"scan.point": p.number, "scan.visit": visit}
+    for f, i, v in zip(scan.fields, p.indices, p.values):
+        out[f"scan.{f}"] = v
+        out[f"scan.{f}.index"] = i
+    return out
+
+
 def apply_point(doc: Mapping[str, Any], values: Mapping[str, ScanValue], *,
                 base_frequency_hz: float | None) -> dict[str, Any]:
     """A copy of the plan document (tables as dicts, without ``scan``) with a point's values set.

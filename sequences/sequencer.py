@@ -39,7 +39,8 @@ from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
 from sequences.plan import RunPlan, Slot
-from sequences.steps import check_programs
+from sequences.scan import shot_settings
+from sequences.steps import check_programs, idle_word
 from sequences.publish import ConsumerFailed, ShotPublisher
 from sequences.shot import Direction, ShotClock, ShotRecord
 from sequences.verify import VERIFIED_CAMERA_KEYS, SettingsMismatch, check_shot
@@ -146,7 +147,7 @@ class Sequencer:
         if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
             raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
                              "waits for a hardware trigger after swr: use start_mode = 'hardware'")
-        idle = sum(1 << self.config.channels[n] for n in self.config.idle_high)
+        idle = idle_word(self.config.channels, self.config.idle_high)
         if idle:             # active-low outputs idle high before the first program, too
             preset = getattr(card, "set_outputs", None)
             if preset is None:
@@ -345,7 +346,7 @@ class Sequencer:
             "pulse.mw_gate_s": pulse.pulse_s, "pulse.mw_phase_deg": pulse.phase_deg,
             "pulse.mw_start_s": plan.microwave.pulse_start_s,
         })
-        settings.update(self.scan_settings(slot))
+        settings.update(shot_settings(self.plan.scan, slot.point, slot.visit))
         self._verify(plan, settings, errors, camera, status, program_length,
                      len(compiled.instructions), pulse.phase_deg if pulse.pulse_s > 0 else None)
         settings.update({k: camera[k] for k in VERIFIED_CAMERA_KEYS if k in camera})
@@ -393,19 +394,6 @@ class Sequencer:
         camera = flat_settings("camera", self._step("camera", "read back", cam.settings))
         program_length = self._step("timing_card", "read back", card.program_length)
         return settings, errors, camera, program_length
-
-    def scan_settings(self, slot: Slot) -> dict[str, Any]:
-        """A shot's scan point for its record: ``scan.point``, ``scan.visit`` and, per axis,
-        ``scan.<field>`` (the value) and ``scan.<field>.index`` (empty without a scan)."""
-        scan = self.plan.scan
-        if scan is None or slot.point < 0:
-            return {}
-        p = scan.points[slot.point]
-        out: dict[str, Any] = {"scan.point": p.number, "scan.visit": slot.visit}
-        for f, i, v in zip(scan.fields, p.indices, p.values):
-            out[f"scan.{f}"] = v
-            out[f"scan.{f}.index"] = i
-        return out
 
     def _apply_point(self, plan: RunPlan) -> None:
         """Before a shot of a scan point: the carrier and level (if they differ from the ones set)

@@ -146,14 +146,20 @@ def _blame(plan: RunPlan, direction: str, exc: PulseProgramError, clock_hz: floa
     return f"{plan.source}: {head}the {direction} shot's timing-card program: {text} ({limit})"
 
 
+def idle_word(channels: Mapping[str, int], idle_high: Iterable[str]) -> int:
+    """The card's output word at rest: the bits of the idle-high (active-low) channels set."""
+    word = 0
+    for name in idle_high:
+        word |= 1 << channels[name]
+    return word
+
+
 def compile_shot(plan: RunPlan, direction: str, channels: Mapping[str, int], *, clock_hz: float,
                  max_instructions: int, idle_high: Iterable[str] = ()) -> CompiledProgram:
     """The card program of one shot (imaging + steps); StepError naming the step on failure."""
     from sequences.imaging_program import shot_program
     check_step_channels(plan, channels)
-    idle = 0
-    for name in idle_high:
-        idle |= 1 << channels[name]
+    idle = idle_word(channels, idle_high)
     try:
         return compile_program(shot_program(plan, direction, channels), channels,
                                clock_hz=clock_hz, max_instructions=max_instructions,
