@@ -137,3 +137,15 @@ def test_reinaudi_through_a_scan_of_the_virtual_labs_probe_intensity(lab: tuple[
     assert key == "alpha" and abs(value - cfg.imaging_calibration.alpha) < 3 * err and err < 0.05 * value
     with pytest.raises(CalibrationPlanError, match=r"reinaudi needs the probe intensity set per shot"):
         shots(cfg, built).reinaudi()
+
+
+def test_shots_through_plans_are_the_simulated_atoms_shots_bit_for_bit(lab: tuple[LabConfig, Lab]) -> None:
+    """The instruments' path adds nothing and loses nothing: shot k of a plan on the virtual lab
+    is the simulated atoms' shot k (same seed), frame for frame."""
+    import numpy as np
+    from app.commands.calibrate import _calibration_plan
+    from app.lab import virtual_atoms
+    cfg, built = lab
+    through = shots(cfg, built).run("check", 3, direction="z")[0]
+    direct = virtual_atoms(cfg, _calibration_plan(cfg), 5).shots(3)
+    assert through.shape == direct.shape and np.array_equal(through, direct)
