@@ -33,6 +33,11 @@ def virtual_lab_settings(config: LabConfig, plan: RunPlan, state: StateSpec | No
         imaging = data.get("imaging", {})
         data["imaging"] = dict(imaging if isinstance(imaging, dict) else {},
                                probe_saturation=float(st.probe_saturation))
+    if st.cloud_half_width_um is not None:    # the virtual lab's cloud size (a point-like cloud)
+        cloud = data.get("cloud", {})
+        w = float(st.cloud_half_width_um)
+        data["cloud"] = dict(cloud if isinstance(cloud, dict) else {}, half_width_um=(w, w),
+                             growth_at_delay=(1.0, 1.0))
     data.setdefault("channels", dict(config.sequencer.channels))
     if config.calibration_plans.blast_channel:     # the virtual lab's push beam on that channel
         data.setdefault("blast_channel", config.calibration_plans.blast_channel)

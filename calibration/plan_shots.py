@@ -21,7 +21,9 @@ import numpy as np
 
 from calibration.procedures import (FrameStack, Result, detection_noise_from_frames,
                                     detectivity_areas, detectivity_from_frames,
-                                    projection_noise_from_frames, reinaudi_from_frames)
+                                    POINT_CLOUD_UM, projection_noise_from_frames, psf_from_frames,
+                                    reinaudi_from_frames)
+from calibration import fits
 from calibration.record import CalibrationRecord
 from sequences.control import RunState
 from sequences.instruments import Instruments, SequencerConfig
@@ -50,12 +52,13 @@ class PlanShots:
     progress: Callable[[str], None] | None = None
 
     def run(self, name: str, shots: int, *, direction: str, scan: tuple[str, Sequence[Any]] | None = None,
-            steps: Sequence[Mapping[str, Any]] = ()) -> list[FrameStack]:
+            steps: Sequence[Mapping[str, Any]] = (), state: Mapping[str, Any] | None = None
+            ) -> list[FrameStack]:
         """One plan: ``shots`` shots per scan point (one point without ``scan``) measuring
         ``direction``, coherent state; the frames of each point, in point order."""
         data: dict[str, Any] = {
             "name": f"calibration-{name}", "run": {"shots": shots},
-            "state": {"kind": "coherent", "atom_number_sd": 0.0},
+            "state": {"kind": "coherent", "atom_number_sd": 0.0, **dict(state or {})},
             "directions": {"sequence": [direction]},
             "imaging": {"reference_delay_s": 5e-3, "dark_delay_s": 5e-3},
             "retry": {"on_exhausted": "abort"}}
@@ -118,6 +121,24 @@ class PlanShots:
         groups = self.run("reinaudi", shots, direction="z",
                           scan=("state.probe_saturation", [float(s) for s in saturations]))
         return reinaudi_from_frames(groups, saturations, self.record, plot)
+
+    def psf(self, plot: Any = None, *, shots: int = 40) -> Result:
+        """A point-like cloud (the virtual lab's ``state.cloud_half_width_um``), z shots; the
+        recoil blur from the Joffe bound at the record's pixel size (50 us pulses, s = 1). A real
+        lab has no point-like source steerlab could prepare."""
+        if self.instruments.state is None:
+            raise CalibrationPlanError(
+                f"{self.source}: psf needs a point-like cloud; steerlab cannot prepare one on a "
+                f"real lab; the virtual lab sets state.cloud_half_width_um")
+        cal = self.record.imaging_calibration()
+        frames = self.run("psf", shots, direction="z",
+                          state={"cloud_half_width_um": POINT_CLOUD_UM})[0]
+        pixel_um = cal.pixel_size_m * 1e6
+        recoil = fits.joffe_recoil_sigma_px(2 * math.pi * 6.065e6, 1.0, 5.88e-3, 50e-6,
+                                            cal.pixel_size_m)
+        return psf_from_frames(frames, self.record, plot,
+                               cloud_rms_px=POINT_CLOUD_UM / math.sqrt(7) / pixel_um,
+                               recoil_sigma_px=recoil)
 
     def projection_noise(self, plot: Any = None, *, shots: int = 150) -> Result:
         """Coherent states split equally (z shots) at several atom numbers."""

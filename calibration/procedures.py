@@ -278,17 +278,29 @@ def psf(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
         recoil_sigma_px: float | None = None) -> Result:
     """Gaussian fit of the mean image of a very small cloud; the PSF is its width with the cloud's own
     size, the photon-recoil blur and the pixel integration (1/12 px^2) removed in quadrature."""
-    cal = record.imaging_calibration()
-    tiny = src.with_cloud(half_width_um=(0.3, 0.3), growth_at_delay=(1.0, 1.0))
+    tiny = src.with_cloud(half_width_um=(POINT_CLOUD_UM, POINT_CLOUD_UM), growth_at_delay=(1.0, 1.0))
     cfg = dataclasses.replace(tiny, spin=dataclasses.replace(tiny.spin, state="coherent", atom_number_rms=0.0))
-    n2 = _images(src.shots(shots, config=cfg), cal)[1].mean(axis=0)
-    box = _box(n2, 6.0)
-    fit = fits.gaussian_2d(n2[box])
-    cloud_rms_px = 0.3 / math.sqrt(7) / cfg.cloud.pixel_size_um
     if recoil_sigma_px is None:
         im = cfg.imaging
         recoil_sigma_px = fits.joffe_recoil_sigma_px(im.linewidth_rad_per_s, im.probe_saturation,
                                                      im.recoil_velocity_m_per_s, 50e-6, im.pixel_size_um * 1e-6)
+    return psf_from_frames(src.shots(shots, config=cfg), record, plot,
+                           cloud_rms_px=POINT_CLOUD_UM / math.sqrt(7) / cfg.cloud.pixel_size_um,
+                           recoil_sigma_px=recoil_sigma_px)
+
+
+POINT_CLOUD_UM = 0.3
+"""Thomas-Fermi half-width (um) of the point-like cloud the PSF is measured on."""
+
+
+def psf_from_frames(frames: FrameStack, record: CalibrationRecord, plot: Path | None = None, *,
+                    cloud_rms_px: float, recoil_sigma_px: float) -> Result:
+    """``psf`` from shots of a point-like cloud of rms ``cloud_rms_px`` (px); the recoil blur
+    ``recoil_sigma_px`` (px, the Joffe bound) removed in quadrature."""
+    cal = record.imaging_calibration()
+    n2 = _images(frames, cal)[1].mean(axis=0)
+    box = _box(n2, 6.0)
+    fit = fits.gaussian_2d(n2[box])
     out = []
     for axis in ("x", "y"):
         s, ds = fit[f"sigma_{axis}"], fit.errors[f"sigma_{axis}"]

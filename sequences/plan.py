@@ -41,6 +41,9 @@ class StateSpec:
     seed: int | None = None
     probe_saturation: float | None = None
     """The virtual lab's probe intensity I/I_sat (None: its configured one; calibrate reinaudi)."""
+    cloud_half_width_um: float | None = None
+    """The virtual lab's cloud: Thomas-Fermi half-width (um, both axes, no expansion between the
+    images; None: the configured cloud; calibrate psf on a point-like cloud)."""
 
 
 @dataclass(frozen=True)
@@ -261,8 +264,9 @@ def _state(t: Table) -> StateSpec:
         sq = 0.0
     seed = t.integer("seed", None, minimum=0)
     sat = t.number("probe_saturation", None, positive=True, maximum=100.0, unit="I_sat")
+    width = t.number("cloud_half_width_um", None, positive=True, maximum=1000.0, unit="um")
     t.done()
-    return StateSpec(kind, n, sd, sq, seed, sat)
+    return StateSpec(kind, n, sd, sq, seed, sat, width)
 
 
 def _cycle(t: Table) -> DirectionCycle:

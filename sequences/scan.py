@@ -57,6 +57,7 @@ SCANNABLE: dict[str, str] = {
     "state.atom_number_sd": "1",
     "state.squeezing_dB": "dB",
     "state.probe_saturation": "1",
+    "state.cloud_half_width_um": "um",
 }
 STEP_FIELDS = {"offset_s": "s", "duration_s": "s"}
 INTEGER_FIELDS = {"state.atom_number"}

@@ -6,9 +6,9 @@ of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (small-cloud
 detection-noise (atom-free shots), blur (Joffe bound with the PSF), or all of them in this order.
 rabi, detection-noise, detectivity and projection-noise run as plans through the sequencer on the
 instruments (virtual or real alike; calibration/plan_shots.py), with what the lab provides named in
-its [calibration_plans] table; reinaudi runs as a plan scanning the virtual lab's probe intensity
-(a real lab has no instrument for it here) and psf sets the simulated cloud's size directly: both
-run on the virtual lab only (a real lab gets one clear line).
+its [calibration_plans] table; reinaudi (a scan of the virtual lab's probe intensity) and psf (its
+point-like cloud) run as plans too, on the virtual lab only (a real lab has no instrument for the
+probe intensity nor a point-like source here, and gets one clear line); blur is computed.
 --atoms-only runs every procedure on the simulated atoms directly.
 Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad input.
 """
@@ -31,11 +31,12 @@ from calibration.record import CalibrationRecord, RecordError, load_record
 
 PROG = "steerlab calibrate"
 NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise", "blur")
-PLANNED = ("rabi", "reinaudi", "detectivity", "projection-noise", "detection-noise")
-"""Procedures that run as plans on the instruments (reinaudi: the virtual lab's probe intensity)."""
+PLANNED = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise")
+"""Procedures that run as plans on the instruments (reinaudi: the virtual lab's probe intensity;
+psf: its point-like cloud)."""
 ATOMS_ONLY = ("reinaudi", "psf")
-"""Procedures a real lab cannot run: no instrument sets the probe intensity; psf sets the simulated
-cloud's size directly (virtual lab only)."""
+"""Procedures a real lab cannot run here: no instrument sets the probe intensity, and no
+point-like cloud can be prepared (the virtual lab's plans set both)."""
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml"
 
 
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 shots = through_plans()
                 result = {"detection-noise": shots.detection_noise, "detectivity": shots.detectivity,
                           "projection-noise": shots.projection_noise,
-                          "reinaudi": shots.reinaudi}[name](png)
+                          "reinaudi": shots.reinaudi, "psf": shots.psf}[name](png)
                 how = (f"virtual lab through plans on the instruments, seed {args.seed}"
                        if lab.virtual is not None else f"{config.name} instruments, through plans")
             elif name == "rabi":

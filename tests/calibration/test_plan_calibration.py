@@ -149,3 +149,15 @@ def test_shots_through_plans_are_the_simulated_atoms_shots_bit_for_bit(lab: tupl
     through = shots(cfg, built).run("check", 3, direction="z")[0]
     direct = virtual_atoms(cfg, _calibration_plan(cfg), 5).shots(3)
     assert through.shape == direct.shape and np.array_equal(through, direct)
+
+
+def test_psf_through_a_plan_on_the_virtual_labs_point_like_cloud(lab: tuple[LabConfig, Lab]) -> None:
+    cfg, built = lab
+    rec = CalibrationRecord("t", dict(cfg.calibration_record["microwave"]),
+                            cfg.imaging_calibration.to_dict())
+    src = PlanShots(built.instruments, sequencer_config(cfg, built.virtual), rec, cfg.source)
+    truth = {"psf_sigma_x_px": 1.1, "psf_sigma_y_px": 1.2}     # the virtual lab's optics
+    for _, key, value, _ in src.psf(shots=30).updates:
+        assert value == pytest.approx(truth[key], rel=0.015), (key, value)
+    with pytest.raises(CalibrationPlanError, match=r"psf needs a point-like cloud"):
+        shots(cfg, built).psf()
