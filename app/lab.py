@@ -13,21 +13,34 @@ from typing import Any
 
 from app.labconfig import LabConfig
 from sequences.instruments import Instruments, SequencerConfig
-from sequences.plan import RunPlan
+from sequences.plan import RunPlan, StateSpec
 
 
 class LabBuildError(ValueError):
     """The lab cannot be built from this configuration (names file, table, value, expectation)."""
 
 
-def virtual_lab_settings(config: LabConfig, plan: RunPlan) -> dict[str, Any]:
-    """The [virtual_lab] table with the plan's prepared state applied (kind, N, its rms, squeezing)."""
+def virtual_lab_settings(config: LabConfig, plan: RunPlan, state: StateSpec | None = None
+                         ) -> dict[str, Any]:
+    """The [virtual_lab] table with the plan's prepared state (or ``state``) applied (kind, N,
+    its rms, squeezing)."""
     data = dict(config.virtual_lab)
-    st = plan.state
+    st = state or plan.state
     data.update(state=st.kind, atom_number=int(st.atom_number), atom_number_rms=float(st.atom_number_sd))
     if st.kind == "squeezed":
         data["squeezing_db"] = float(st.squeezing_dB)
+    if st.probe_saturation is not None:       # the virtual lab's probe intensity (I/I_sat)
+        imaging = data.get("imaging", {})
+        data["imaging"] = dict(imaging if isinstance(imaging, dict) else {},
+                               probe_saturation=float(st.probe_saturation))
+    if st.cloud_half_width_um is not None:    # the virtual lab's cloud size (a point-like cloud)
+        cloud = data.get("cloud", {})
+        w = float(st.cloud_half_width_um)
+        data["cloud"] = dict(cloud if isinstance(cloud, dict) else {}, half_width_um=(w, w),
+                             growth_at_delay=(1.0, 1.0))
     data.setdefault("channels", dict(config.sequencer.channels))
+    if config.calibration_plans.blast_channel:     # the virtual lab's push beam on that channel
+        data.setdefault("blast_channel", config.calibration_plans.blast_channel)
     return data
 
 
@@ -63,6 +76,22 @@ def sequencer_config(config: LabConfig, lab: Any = None) -> SequencerConfig:
         sc = dataclasses.replace(sc, camera_width=w, camera_height=h, camera_offset_x=0,
                                  camera_offset_y=0)
     return sc
+
+
+@dataclass
+class VirtualState:
+    """The virtual lab's state preparation (``sequences.instruments.StatePreparer``): a scan
+    point's ``[state]`` becomes the simulated atoms' state from the next shot on."""
+
+    config: LabConfig
+    plan: RunPlan
+    virtual: Any
+
+    def prepare_state(self, state: StateSpec) -> None:
+        """Prepare ``state`` (kind, atom number and its rms, squeezing) for the following shots."""
+        from drivers.simulated.lab import VirtualLabConfig
+        data = virtual_lab_settings(self.config, self.plan, state)
+        self.virtual.set_simulation(VirtualLabConfig.from_mapping(data, self.config.source).simulation)
 
 
 @dataclass
@@ -127,7 +156,8 @@ def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
         inst = Instruments(mw_cls(mw_address, timeout_s=config.microwave_timeout_s,
                                   **_with_patience(mw_cls, patience)),
                            card_cls(card_address, timeout_s=config.card_timeout_s,
-                                    **_with_patience(card_cls, patience)), camera)
+                                    **_with_patience(card_cls, patience)), camera,
+                           VirtualState(config, plan, virtual) if virtual is not None else None)
     except BaseException:
         if virtual is not None:
             virtual.stop()

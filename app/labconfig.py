@@ -89,6 +89,7 @@ class LabConfig:
     text: str = ""
     microwave_kind: str = "sma100b"      # an entry point of steerlab.microwave_sources
     card_kind: str = "prawndo"           # an entry point of steerlab.timing_cards
+    calibration_plans: CalibrationPlans = field(default_factory=lambda: CalibrationPlans())
 
     def output_path(self, name: str | Path | None, *, default_stem: str = "run", create: bool = True) -> Path:
         """Where a run file goes: ``name`` resolved inside ``data_dir`` (created if missing and
@@ -121,15 +122,64 @@ class LabConfig:
         return {"source": self.source, "kind": self.kind, "name": self.name, "toml": self.text}
 
 
+@dataclass(frozen=True)
+class CalibrationPlans:
+    """What the lab provides for the calibration procedures that run as plans
+    (``[calibration_plans]``, docs/calibration.md): ``blast_channel``, a user channel whose pulse
+    of ``blast_s`` (s) during the time of flight removes the atoms (atom-free shots);
+    ``atom_number_field``, the plan field that sets the atom number (the virtual lab:
+    ``state.atom_number``; a real lab: e.g. a user step's duration) and its ``atom_number_values``."""
+
+    blast_channel: str = ""
+    blast_s: float = 300e-6
+    atom_number_field: str = ""
+    atom_number_values: tuple[float, ...] = ()
+
+
+def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> CalibrationPlans:
+    from sequences.scan import field_unit
+    from sequences.steps import BUILT_IN_CHANNELS
+    blast = t.string("blast_channel", "")
+    if blast and (blast not in channels or blast in BUILT_IN_CHANNELS):
+        raise t.fail("blast_channel", blast, "a user channel of [timing_card.channels]")
+    blast_s = t.number("blast_s", 300e-6, positive=True, maximum=0.1, unit="s")
+    default_field = "state.atom_number" if kind == "virtual" else ""
+    fld = t.string("atom_number_field", default_field)
+    if fld and (field_unit(fld) is None or (kind != "virtual" and fld.startswith("state."))):
+        raise t.fail("atom_number_field", fld, "a scannable plan field that sets the atom number"
+                     + (" on this real lab (a user step's duration, steps.<name>.duration_s)"
+                        if kind != "virtual" else ""))
+    raw = t.raw("atom_number_values", [100, 300, 500, 800, 1200] if fld == "state.atom_number"
+                else [])
+    if not isinstance(raw, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                        for v in raw) or (fld and len(raw) < 3):
+        raise t.fail("atom_number_values", raw, "a list of at least 3 numbers (values of "
+                     "atom_number_field)")
+    t.done()
+    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw))
+
+
 def _path(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
 
 
-def _channels(t: Table) -> dict[str, int]:
+def _channels(t: Table) -> tuple[dict[str, int], tuple[str, ...]]:
+    """``name = bit`` or ``name = { bit = 6, idle = "high" }`` (a user channel that idles high,
+    i.e. active low: a step drives it low); returns the map and the idle-high channels."""
     out: dict[str, int] = {}
+    idle_high: list[str] = []
     for key in list(t.data):
-        out[key] = t.integer(key, minimum=0, maximum=15)
+        if isinstance(t.data[key], dict):
+            sub = t.table(key)
+            out[key] = sub.integer("bit", minimum=0, maximum=15)
+            if sub.string("idle", "low", choices=("low", "high")) == "high":
+                if key in ("mw_gate", "probe", "camera", "tof_marker"):
+                    raise sub.fail("idle", "high", "'low' for the built-in imaging channels")
+                idle_high.append(key)
+            sub.done()
+        else:
+            out[key] = t.integer(key, minimum=0, maximum=15)
     t.done()
     for needed in ("mw_gate", "probe", "camera"):
         if needed not in out:
@@ -137,7 +187,7 @@ def _channels(t: Table) -> dict[str, int]:
     bits = list(out.values())
     if len(set(bits)) != len(bits):
         raise t.fail("", out, "a different output bit for every channel")
-    return out
+    return out, tuple(idle_high)
 
 
 def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, Any]]:
@@ -239,7 +289,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
     card_address = card.string("address", "") if kind == "virtual" else card.string("address")
     card_timeout = card.number("timeout_s", 2.0, minimum=0.01, maximum=600.0, unit="s")
     card_kind = card.string("kind", "prawndo", choices=tuple(available("timing_card")))
-    channels = _channels(card.table("channels", required=True))
+    channels, idle_high = _channels(card.table("channels", required=True))
     card.done()
     camera, roi = _camera(top.table("camera"), base, kind)
     seq = top.table("sequencer")
@@ -256,6 +306,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
         raise top.fail("virtual_lab", "...", "no [virtual_lab] table in a real lab's configuration")
     mwcal, imcal, record = _calibration(top.table("calibration", required=True), base, source)
     monitor = _monitor(top.table("monitor"))
+    cal_plans = _calibration_plans(top.table("calibration_plans"), kind, channels)
     run = top.table("run")
     compression = run.string("compression", "blosc-lz4", choices=COMPRESSIONS)
     fsync = run.boolean("fsync", False)
@@ -275,6 +326,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                                     camera_pixel_format=roi["camera_pixel_format"],
                                     camera_trigger_line=roi["camera_trigger_line"],
                                     camera_exposure_mode=roi["camera_exposure_mode"],
+                                    idle_high=idle_high,
                                     extra={"roi_from_lab": roi["camera_width"] == 0}, **seq_kw)
     except ValueError as exc:
         raise LabConfigError(f"{source}: sequencer: {exc}") from None
@@ -284,7 +336,7 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
                      sequencer=sequencer, microwave_calibration=mwcal, imaging_calibration=imcal,
                      calibration_record=record, monitor=monitor, compression=compression,
                      fsync=fsync, virtual_lab=virtual, text=text, microwave_kind=mw_kind,
-                     card_kind=card_kind)
+                     card_kind=card_kind, calibration_plans=cal_plans)
 
 
 def load_lab_config(path: str | Path) -> LabConfig:

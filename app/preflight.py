@@ -17,8 +17,8 @@ from pathlib import Path
 
 from analysis.criteria import MIN_SHOTS
 from app.labconfig import LabConfig, LabConfigError
-from drivers.pulse_program import DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS, PulseProgramError, compile_program
-from sequences.imaging_program import shot_program
+from drivers.pulse_program import DEFAULT_CLOCK_HZ, MEMORY_INSTRUCTIONS
+from sequences.steps import StepError, check_programs
 from sequences.plan import RunPlan, parse_plan, with_overrides
 
 # shots whose frames can be in memory at once: writer queue + monitor queue + the session's recent
@@ -89,10 +89,20 @@ def check_output_name(config: LabConfig, output: str | None) -> Path:
 def check_virtual_lab(config: LabConfig, plan: RunPlan) -> tuple[int, int] | None:
     """The virtual lab's table as written and with the plan's state; its frame shape (or None for
     a real lab)."""
+    scanned = [f for f in (plan.scan.fields if plan.scan else ()) if f.startswith("state.")]
     if config.kind != "virtual":
+        if scanned:
+            raise InputError(f"{plan.source}: scan of {', '.join(scanned)}: only the virtual lab "
+                             f"prepares its atoms from the plan; on a real lab ({config.source}) "
+                             f"scan the user channel that sets them (steps.<name>.duration_s)")
         return None
     from app.lab import virtual_lab_config
     frame = virtual_lab_config(config, plan).frame_shape
+    for k, pp in enumerate(plan.point_plans if scanned else ()):
+        try:
+            virtual_lab_config(config, pp)
+        except ValueError as exc:
+            raise InputError(f"scan point {k}: {exc}") from None
     if config.sequencer.start_mode == "hardware":
         period = config.virtual_lab.get("trigger_period_s", 0.0)
         if not period:
@@ -104,15 +114,15 @@ def check_virtual_lab(config: LabConfig, plan: RunPlan) -> tuple[int, int] | Non
 
 
 def check_program(config: LabConfig, plan: RunPlan) -> None:
-    """Every direction's TTL program compiles for the card's default clock and the smaller memory
-    (the connected card's own clock and memory are checked again when the run starts)."""
-    channels = config.sequencer.channels
-    for d in sorted(set(plan.cycle.directions)):
-        try:
-            compile_program(shot_program(plan, d, channels), channels, clock_hz=DEFAULT_CLOCK_HZ,
-                            max_instructions=min(MEMORY_INSTRUCTIONS.values()))
-        except PulseProgramError as exc:
-            raise InputError(f"{plan.source}: the {d} shot's timing-card program: {exc}") from None
+    """Every TTL program of the run (each scan point, each direction, the plan's user steps)
+    compiles for the card's default clock and the smaller memory (the connected card's own clock
+    and memory are checked again when the run starts); one line naming the step otherwise."""
+    try:
+        check_programs(plan, config.sequencer.channels, clock_hz=DEFAULT_CLOCK_HZ,
+                       max_instructions=min(MEMORY_INSTRUCTIONS.values()),
+                       idle_high=config.sequencer.idle_high)
+    except StepError as exc:
+        raise InputError(str(exc)) from None
 
 
 def check_microwave(config: LabConfig, plan: RunPlan) -> None:

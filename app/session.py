@@ -27,6 +27,7 @@ from app.heap import HeapTrimmer
 from app.lab import Lab, open_lab, sequencer_config, virtual_lab_settings  # noqa: F401 (re-export)
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name, recount_file
+from app.scan_monitor import PointSnapshot, ScanMonitor
 from app.offline.exports import explicit_columns
 from app.runfile import RunFileError
 from app.runfile.nexus import sha256_file
@@ -92,6 +93,12 @@ class RunSession:
                                   warmup_shots=config.monitor.warmup_shots,
                                   reference_basis=config.monitor.reference_basis,
                                   confidence=config.monitor.confidence)
+        # a scan plan: the chosen split's criteria per scan point too (app/scan_monitor.py)
+        self.scan_monitor = ScanMonitor(
+            config.imaging_calibration, region_plan(config).chosen, plan.to_dict()["scan"],
+            shots_per_point=plan.n_shots // len(plan.scan.points),
+            warmup_shots=config.monitor.warmup_shots, reference_basis=config.monitor.reference_basis,
+            confidence=config.monitor.confidence) if plan.scan is not None else None
         self.lab: Any = None
         self._lab: Lab | None = None
         self.instruments: Instruments | None = None
@@ -289,6 +296,8 @@ class RunSession:
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"
         if out.get("criteria"):      # the chosen regions, explicitly named, corrected first
             out["columns"] = explicit_columns(out["criteria"][0])
+        if self.scan_monitor is not None:   # live: the shots the monitor saw (see shots_seen)
+            out["scan_points"] = self.scan_monitor.results_json()
         out["calibration_id"] = self.config.calibration_record.get("id", "")
         if self.lab is not None:      # waits the virtual lab granted to a slow host (not faults)
             out["host_lateness"] = {"extended_waits": self.lab.lateness.extensions,
@@ -409,6 +418,11 @@ class RunSession:
         """The live monitor's numbers, images and scans now."""
         return self.monitor.snapshot()
 
+    def scan_snapshot(self) -> list[PointSnapshot]:
+        """The criteria per scan point now (empty without a scan), for a display against the
+        scan axis (app/scan_monitor.py)."""
+        return self.scan_monitor.snapshot() if self.scan_monitor is not None else []
+
     def instrument_status(self) -> dict[str, InstrumentStatus]:
         """Connection, identity, settings read back with the last shot, last error; per instrument."""
         inst = self.instruments
@@ -467,6 +481,10 @@ class RunSession:
         with self._monitor_lock:
             self._recent.append((shot.index, shot.direction, frames))
             self.monitor.add(shot.index, shot.direction, frames)
+            if self.scan_monitor is not None:
+                point = shot.settings.get("scan.point", -1)
+                self.scan_monitor.add(point if isinstance(point, int) else -1, shot.index,
+                                      shot.direction, frames)
         for listener in list(self._shot_listeners):
             try:
                 listener(shot)

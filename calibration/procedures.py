@@ -82,6 +82,27 @@ def _box(mean: NDArray[np.float64], sigmas: float = 4.0) -> tuple[slice, slice]:
     return slice(y0, y1), slice(x0, x1)
 
 
+def cloud_region(mean: NDArray[np.float64], blur_px: float, margin_blur_rms: float = 1.5
+                 ) -> NDArray[np.bool_]:
+    """The cloud's counting region (boolean, H x W) on a mean atom-number image: the ellipse of
+    its Thomas-Fermi half-widths, sqrt(7 (rms^2 - blur^2)) per axis (centre and rms: the image's
+    moments in the +-4 rms box around it), widened by
+    ``margin_blur_rms`` x the blur rms ``blur_px`` (pixels): the region the virtual lab's truth
+    counts in (drivers.simulated.atoms.counting_region) and where a cloud's atoms are."""
+    by, bx = _box(mean)
+    img = mean[by, bx]
+    h, w = mean.shape
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    ys, xs = y[by, bx] + 0.5, x[by, bx] + 0.5
+    total = img.sum()
+    cx, cy = (img * xs).sum() / total, (img * ys).sum() / total
+    rms = (math.sqrt(max((img * (xs - cx) ** 2).sum() / total, 0.0)),
+           math.sqrt(max((img * (ys - cy) ** 2).sum() / total, 0.0)))
+    half = [math.sqrt(7.0 * max(r * r - blur_px * blur_px, 0.0)) + margin_blur_rms * blur_px
+            for r in rms]
+    return (((x + 0.5 - cx) / half[0]) ** 2 + ((y + 0.5 - cy) / half[1]) ** 2) < 1.0
+
+
 def state_totals(frames: FrameStack, cal: ImagingCalibration, boxes: tuple[Any, Any] | None = None
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[Any, Any]]:
     """Atoms of |1> and |2> per shot (boxes around each cloud, from the mean images unless given)."""
@@ -145,11 +166,17 @@ def rabi_virtual(src: AtomSource, record: CalibrationRecord, plot: Path | None =
 def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
              saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0), shots: int = 12) -> Result:
     """alpha = sigma_0/sigma_eff from the same clouds imaged at several probe intensities."""
+    groups = [src.shots(shots, config=src.with_imaging(probe_saturation=s)) for s in saturations]
+    return reinaudi_from_frames(groups, saturations, record, plot)
+
+
+def reinaudi_from_frames(groups: Sequence[FrameStack], saturations: Sequence[float],
+                         record: CalibrationRecord, plot: Path | None = None) -> Result:
+    """``reinaudi`` from shots of the same clouds at each probe intensity (I/I_sat, one stack each)."""
     cal = record.imaging_calibration()
     a_sums, b_sums = [], []
     box = None
-    for s in saturations:
-        frames = src.shots(shots, config=src.with_imaging(probe_saturation=s))
+    for frames in groups:
         f = _split(frames)
         i_out = (f["atoms2"] - f["dark"].astype(float))
         i_in = (f["ref2"] - f["dark"].astype(float))
@@ -180,11 +207,22 @@ def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = Non
 def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                 points: int = 12, shots: int = 6) -> Result:
     """d1/d2 such that the detected total does not depend on the population (Rabi-rotated states)."""
-    cal = record.imaging_calibration()
-    raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
     coh = src.with_spin(state="coherent", atom_number_rms=0.0)
     frames = np.concatenate([src.shots(shots, pulses=(src.rabi_pulse(th),), config=coh)
-                             for th in np.linspace(0.2, math.pi - 0.2, points)])
+                             for th in detectivity_areas(points)])
+    return detectivity_from_frames(frames, record, plot)
+
+
+def detectivity_areas(points: int = 12) -> NDArray[np.float64]:
+    """The Rabi pulse areas (rad) of the detectivity scan: populations from ~0.1 to ~0.9."""
+    return np.linspace(0.2, math.pi - 0.2, points)
+
+
+def detectivity_from_frames(frames: FrameStack, record: CalibrationRecord,
+                            plot: Path | None = None) -> Result:
+    """``detectivity`` from shots of coherent states rotated to several populations."""
+    cal = record.imaging_calibration()
+    raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
     n1, n2, _ = state_totals(frames, raw)
     fit = fits.linear(n2, n1)                      # n1 = d1 N - (d1/d2) n2
     ratio, dratio = -fit["slope"], fit.errors["slope"]
@@ -204,11 +242,19 @@ def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = 
 def projection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                      atom_numbers: Sequence[int] = (100, 300, 500, 800, 1200), shots: int = 150) -> Result:
     """Var(N1 - N2) vs N of coherent states split equally; the slope k (1 for calibrated numbers)."""
+    groups = [src.shots(shots, config=src.with_spin(state="coherent", atom_number_mean=int(n),
+                                                    atom_number_rms=0.0)) for n in atom_numbers]
+    return projection_noise_from_frames(groups, record, plot)
+
+
+def projection_noise_from_frames(groups: Sequence[FrameStack], record: CalibrationRecord,
+                                 plot: Path | None = None) -> Result:
+    """``projection_noise`` from shots of coherent states split equally, one stack per atom number."""
     cal = dataclasses.replace(record.imaging_calibration(), projection_noise_slope=1.0)
     means, variances, errs = [], [], []
-    for n in atom_numbers:
-        cfg = src.with_spin(state="coherent", atom_number_mean=int(n), atom_number_rms=0.0)
-        n1, n2, _ = state_totals(src.shots(shots, config=cfg), cal)
+    for frames in groups:
+        shots = int(frames.shape[0])
+        n1, n2, _ = state_totals(frames, cal)
         means.append(float((n1 + n2).mean()))
         variances.append(float(np.var(n1 - n2, ddof=1)))
         errs.append(variances[-1] * math.sqrt(2 / (shots - 1)))
@@ -232,17 +278,29 @@ def psf(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
         recoil_sigma_px: float | None = None) -> Result:
     """Gaussian fit of the mean image of a very small cloud; the PSF is its width with the cloud's own
     size, the photon-recoil blur and the pixel integration (1/12 px^2) removed in quadrature."""
-    cal = record.imaging_calibration()
-    tiny = src.with_cloud(half_width_um=(0.3, 0.3), growth_at_delay=(1.0, 1.0))
+    tiny = src.with_cloud(half_width_um=(POINT_CLOUD_UM, POINT_CLOUD_UM), growth_at_delay=(1.0, 1.0))
     cfg = dataclasses.replace(tiny, spin=dataclasses.replace(tiny.spin, state="coherent", atom_number_rms=0.0))
-    n2 = _images(src.shots(shots, config=cfg), cal)[1].mean(axis=0)
-    box = _box(n2, 6.0)
-    fit = fits.gaussian_2d(n2[box])
-    cloud_rms_px = 0.3 / math.sqrt(7) / cfg.cloud.pixel_size_um
     if recoil_sigma_px is None:
         im = cfg.imaging
         recoil_sigma_px = fits.joffe_recoil_sigma_px(im.linewidth_rad_per_s, im.probe_saturation,
                                                      im.recoil_velocity_m_per_s, 50e-6, im.pixel_size_um * 1e-6)
+    return psf_from_frames(src.shots(shots, config=cfg), record, plot,
+                           cloud_rms_px=POINT_CLOUD_UM / math.sqrt(7) / cfg.cloud.pixel_size_um,
+                           recoil_sigma_px=recoil_sigma_px)
+
+
+POINT_CLOUD_UM = 0.3
+"""Thomas-Fermi half-width (um) of the point-like cloud the PSF is measured on."""
+
+
+def psf_from_frames(frames: FrameStack, record: CalibrationRecord, plot: Path | None = None, *,
+                    cloud_rms_px: float, recoil_sigma_px: float) -> Result:
+    """``psf`` from shots of a point-like cloud of rms ``cloud_rms_px`` (px); the recoil blur
+    ``recoil_sigma_px`` (px, the Joffe bound) removed in quadrature."""
+    cal = record.imaging_calibration()
+    n2 = _images(frames, cal)[1].mean(axis=0)
+    box = _box(n2, 6.0)
+    fit = fits.gaussian_2d(n2[box])
     out = []
     for axis in ("x", "y"):
         s, ds = fit[f"sigma_{axis}"], fit.errors[f"sigma_{axis}"]
@@ -271,11 +329,24 @@ def psf(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
 # --- 6. Detection noise ----------------------------------------------------------------------------------------
 def detection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | None = None, *,
                     shots: int = 120) -> Result:
-    """Atom-free shots through the full pipeline: rms 'atoms' per whole picture (the clouds' boxes)
-    of each state."""
+    """Atom-free shots through the full pipeline: rms 'atoms' per whole picture of each state,
+    i.e. summed over the cloud's counting region (``cloud_region`` on the mean image of 20 shots
+    with atoms). The noise grows as the square root of the pixels summed, so the region is the
+    cloud's own (452 px for |1>, 376 px for |2> on the default virtual lab), not the +-4 rms box
+    the other procedures sum atoms in (1426 and 1015 px: 10.1 and 8.1 'atoms' there)."""
+    return detection_noise_from_frames(src.shots(20), src.shots(shots, atoms_loaded=False),
+                                       record, plot)
+
+
+def detection_noise_from_frames(with_atoms: FrameStack, atom_free: FrameStack,
+                                record: CalibrationRecord, plot: Path | None = None) -> Result:
+    """``detection_noise`` from its shots: some with atoms (where the clouds are), atom-free ones
+    (from the simulated atoms, or through the instruments: calibration/plan_shots.py)."""
     cal = record.imaging_calibration()
-    boxes = state_totals(src.shots(20), cal)[2]          # where the clouds are
-    n1, n2, _ = state_totals(src.shots(shots, atoms_loaded=False), cal, boxes)
+    shots = int(atom_free.shape[0])
+    regions = [cloud_region(img.mean(axis=0), cal.sigma_blur_px) for img in _images(with_atoms, cal)]
+    e1, e2 = _images(atom_free, cal)
+    n1, n2 = e1[:, regions[0]].sum(axis=1), e2[:, regions[1]].sum(axis=1)
     r1, r2 = float(np.std(n1, ddof=1)), float(np.std(n2, ddof=1))
     e = 1 / math.sqrt(2 * (shots - 1))
 
@@ -287,7 +358,8 @@ def detection_noise(src: AtomSource, record: CalibrationRecord, plot: Path | Non
 
     return Result("detection-noise", [("imaging", "detection_noise_1_atoms", r1, r1 * e),
                                       ("imaging", "detection_noise_2_atoms", r2, r2 * e)],
-                  {"rms_1": r1, "rms_2": r2}, _plot(plot, draw, "Detection noise (atom-free shots)"))
+                  {"rms_1": r1, "rms_2": r2, "region_px": (int(regions[0].sum()),
+                                                            int(regions[1].sum()))}, _plot(plot, draw, "Detection noise (atom-free shots)"))
 
 
 # --- 7. Blur bound ------------------------------------------------------------------------------------------

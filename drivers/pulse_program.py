@@ -162,16 +162,21 @@ def _split(word: int, cycles: int) -> list[Instruction]:
 
 def compile_program(program: PulseProgram, channels: ChannelMap | Mapping[str, int], *,
                     clock_hz: float = DEFAULT_CLOCK_HZ,
-                    max_instructions: int = MEMORY_INSTRUCTIONS["pico1"]) -> CompiledProgram:
+                    max_instructions: int = MEMORY_INSTRUCTIONS["pico1"],
+                    idle_word: int = 0) -> CompiledProgram:
     """Compile a physical pulse program (times in s) to card instructions at ``clock_hz`` (Hz).
 
-    Outputs are low before the first pulse and after the last one; the program ends with ``STOP``.
+    Outputs show ``idle_word`` before the first pulse and after the last one (0: all low; a bit set
+    there is an active-low output, which a pulse drives low); the program ends with a stop that
+    holds ``idle_word``.
     ``max_instructions`` is the card's memory (``MEMORY_INSTRUCTIONS[board]``). Raises
     PulseProgramError for unknown channels, negative times, overlapping pulses on one channel,
     instructions shorter than 5 cycles and programs that do not fit in memory.
     """
     _check_clock(clock_hz)
     cmap = ChannelMap.from_config(channels)
+    if isinstance(idle_word, bool) or not isinstance(idle_word, int) or not 0 <= idle_word <= WORD_MASK:
+        raise PulseProgramError(f"idle_word = {idle_word!r}: expected an output word 0..0xFFFF")
     worst = 0.0
     toggles: dict[int, int] = {}          # cycle -> XOR mask of the bits that change there
     changers: dict[int, list[str]] = {}   # cycle -> channel names with an edge there (for messages)
@@ -184,7 +189,7 @@ def compile_program(program: PulseProgram, channels: ChannelMap | Mapping[str, i
                 toggles[c] = toggles.get(c, 0) ^ (1 << bit)
                 changers.setdefault(c, []).append(name)
     instructions: list[Instruction] = []
-    word, t_prev = 0, 0
+    word, t_prev = idle_word, 0
     for c in sorted(toggles):
         length = c - t_prev
         if 0 < length < MIN_CYCLES:
@@ -197,7 +202,7 @@ def compile_program(program: PulseProgram, channels: ChannelMap | Mapping[str, i
             instructions.extend(_split(word, length))
         word ^= toggles[c]
         t_prev = c
-    instructions.extend(STOP)
+    instructions.extend(STOP if idle_word == 0 else (Instruction(idle_word, 0),) * 2)
     if len(instructions) > max_instructions:
         raise PulseProgramError(
             f"program needs {len(instructions)} instructions (including the 2 of the stop); "

@@ -7,7 +7,9 @@ mapped to card outputs by configuration):
   for the dark frame);
 - ``camera``: one trigger per frame, opening ``camera_lead_s`` before its probe pulse and lasting
   ``camera_exposure_s`` (the rising edge starts the exposure);
-- ``tof_marker`` (optional, only if mapped): high during the time of flight, 0..tof_s.
+- ``tof_marker`` (optional, only if mapped): high during the time of flight, 0..tof_s;
+- the lab's own channels: the plan's ``[[steps]]`` (``sequences/steps.py``), timed from the events
+  of this sequence.
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ def shot_program(plan: RunPlan, direction: str, channels: Mapping[str, int]) -> 
     }
     if TOF_MARKER in channels:
         program[TOF_MARKER] = [(0.0, im.tof_s)]
+    if plan.steps:
+        from sequences.steps import step_pulses
+        program.update(step_pulses(plan, direction))
     return program
 
 

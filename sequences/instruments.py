@@ -75,20 +75,30 @@ class TimingCard(Protocol):
     def wait_until_stopped(self, timeout_s: float, *, poll_s: float = 0.01) -> Any: ...
 
 
+class StatePreparer(Protocol):
+    """The virtual lab's atoms: prepares the plan's ``[state]`` (a ``sequences.plan.StateSpec``)
+    for the following shots. A real lab has none (its atoms are set by its own channels)."""
+
+    def prepare_state(self, state: Any) -> None: ...
+
+
 @dataclass
 class Instruments:
-    """The three instruments of a run (opened and closed by the caller)."""
+    """The three instruments of a run (opened and closed by the caller); ``state``: the virtual
+    lab's state preparation (None on a real lab), used when a scan varies ``state.*``."""
 
     microwave: Microwave
     card: TimingCard
     camera: Camera
+    state: StatePreparer | None = None
 
 
 @dataclass(frozen=True)
 class SequencerConfig:
     """How the sequencer drives the instruments (from the lab configuration, not the plan).
 
-    ``channels``: card channel map (mw_gate, probe, camera, optional tof_marker -> output bit).
+    ``channels``: card channel map (mw_gate, probe, camera, optional tof_marker, and the lab's own
+    channels -> output bit); ``idle_high``: the channels whose idle level is high (active low).
     Camera ROI in sensor pixels; ``start_mode``: 'software' (the card starts on ``swr``) or
     'hardware' (armed, started by the experiment's trigger). ``card_margin_s``: time allowed beyond
     the program's duration for the card to stop. ``fetch_slice_s``: frames are awaited in slices
@@ -111,6 +121,7 @@ class SequencerConfig:
     fetch_slice_s: float = 0.1
     rf_off_at_end: bool = True
     allow_software_trigger: bool = False
+    idle_high: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

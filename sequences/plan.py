@@ -7,6 +7,7 @@ The microwave phase and pulse length of each measured axis come from the calibra
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,9 @@ from typing import Any
 
 import tomli_w
 
+from sequences.scan import Scan, ScanValue, apply_point, parse_scan
 from sequences.shot import DIRECTIONS, FRAME_NAMES
+from sequences.steps import Step, parse_steps
 from sequences.tomlfields import FieldError, Table, parse_toml, read_text
 
 
@@ -36,6 +39,11 @@ class StateSpec:
     atom_number_sd: float = 40.0
     squeezing_dB: float = -3.2
     seed: int | None = None
+    probe_saturation: float | None = None
+    """The virtual lab's probe intensity I/I_sat (None: its configured one; calibrate reinaudi)."""
+    cloud_half_width_um: float | None = None
+    """The virtual lab's cloud: Thomas-Fermi half-width (um, both axes, no expansion between the
+    images; None: the configured cloud; calibrate psf on a point-like cloud)."""
 
 
 @dataclass(frozen=True)
@@ -161,12 +169,15 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Slot:
-    """One planned shot: its number in the plan, the cycle, the position in the cycle and the direction."""
+    """One planned shot: its number in the plan, the cycle, the position in the cycle and the
+    direction; with a scan, the point (-1 without) and the visit (0-based, run order)."""
 
     number: int
     cycle: int
     sequence_index: int
     direction: str
+    point: int = -1
+    visit: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,13 +194,29 @@ class RunPlan:
     min_shot_period_s: float = 0.0
     source: str = "<plan>"
     text: str = ""
+    steps: tuple[Step, ...] = ()
+    scan: Scan | None = None
+    point_plans: tuple[RunPlan, ...] = field(default=(), repr=False, compare=False)
+    """With a scan: the plan of each point (the point's values put in, validated as a plan)."""
+    shots_per_visit: int = 0
 
     def slot(self, number: int) -> Slot:
         """The planned shot ``number`` (0-based)."""
         if not 0 <= number < self.n_shots:
             raise IndexError(f"slot {number} outside the plan's {self.n_shots} shots")
         cycle, pos = divmod(number, len(self.cycle))
-        return Slot(number, cycle, pos, self.cycle.directions[pos])
+        if self.scan is None:
+            return Slot(number, cycle, pos, self.cycle.directions[pos])
+        visit = number // self.shots_per_visit
+        return Slot(number, cycle, pos, self.cycle.directions[pos], self.scan.visits[visit], visit)
+
+    def at(self, point: int) -> RunPlan:
+        """The plan of a scan point (this plan itself for -1 or without a scan)."""
+        return self.point_plans[point] if point >= 0 and self.point_plans else self
+
+    def scan_values(self, point: int) -> dict[str, ScanValue]:
+        """``{field: value}`` of a scan point (empty without a scan)."""
+        return self.scan.values_of(point) if self.scan is not None and point >= 0 else {}
 
     def slots(self) -> Iterator[Slot]:
         """Every planned shot in order."""
@@ -197,8 +224,10 @@ class RunPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved plan as plain JSON-able data (the TOML text is left out)."""
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, point_plans=(), scan=None))
         d.pop("text")
+        d.pop("point_plans")
+        d["scan"] = self.scan.to_dict() if self.scan is not None else None
         d["microwave"]["axes"] = {k: asdict(v) for k, v in self.microwave.axes.items()}
         d["microwave"]["origin"] = dict(self.microwave.origin)
         d["frame_names"] = list(self.imaging.frame_names)
@@ -234,8 +263,10 @@ def _state(t: Table) -> StateSpec:
                          "no squeezing_dB for kind = 'coherent'")
         sq = 0.0
     seed = t.integer("seed", None, minimum=0)
+    sat = t.number("probe_saturation", None, positive=True, maximum=100.0, unit="I_sat")
+    width = t.number("cloud_half_width_um", None, positive=True, maximum=1000.0, unit="um")
     t.done()
-    return StateSpec(kind, n, sd, sq, seed)
+    return StateSpec(kind, n, sd, sq, seed, sat, width)
 
 
 def _cycle(t: Table) -> DirectionCycle:
@@ -331,8 +362,42 @@ def _microwave(t: Table, cal: MicrowaveCalibration | None, needed: set[str],
 
 def parse_plan(text: str, source: str = "<plan>",
                calibration: MicrowaveCalibration | None = None) -> RunPlan:
-    """Validate TOML text as a run plan; ``source`` names it in errors."""
-    top = Table(parse_toml(text, source, PlanError), source, "", PlanError)
+    """Validate TOML text as a run plan; ``source`` names it in errors. With a ``[scan]`` table,
+    every point's plan is validated too (``plan.point_plans``)."""
+    doc = parse_toml(text, source, PlanError)
+    if "scan" not in doc:
+        return _parse_document(doc, source, calibration, text)
+    scan = parse_scan(doc["scan"], source, PlanError)
+    base = _parse_document({k: v for k, v in doc.items() if k != "scan"}, source, calibration, text)
+    spv = base.n_shots
+    if spv % len(base.cycle):
+        raise PlanError(f"{source}: run.shots = {spv}: with a [scan], expected a multiple of the "
+                        f"direction cycle ({len(base.cycle)} shots) per visit, or run.cycles")
+    points: list[RunPlan] = []
+    for p in scan.points:
+        values = dict(zip(scan.fields, p.values))
+        try:
+            pdoc = apply_point(doc, values, base_frequency_hz=base.microwave.frequency_hz)
+        except KeyError as exc:
+            raise PlanError(f"{source}: scan: no [[steps]] entry named {exc.args[0]!r}; expected "
+                            f"steps.<name>.<field> to name a step of the plan") from None
+        try:
+            points.append(_parse_document(pdoc, source, calibration, ""))
+        except PlanError as exc:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+            raise PlanError(f"scan point {p.number} ({shown}): {exc}") from None
+    for pp in points:
+        if pp.imaging.frame_names != base.imaging.frame_names or \
+                pp.imaging.camera_exposure_s != base.imaging.camera_exposure_s:
+            raise PlanError(f"{source}: scan: the frames and the camera exposure are the same "
+                            f"for every point (the camera is set up once per run)")
+    return dataclasses.replace(base, scan=scan, point_plans=tuple(points),
+                               n_shots=spv * len(scan.visits), shots_per_visit=spv)
+
+
+def _parse_document(doc: dict[str, Any], source: str, calibration: MicrowaveCalibration | None,
+                    text: str) -> RunPlan:
+    top = Table(doc, source, "", PlanError)
     name = top.string("name", Path(source).stem or "plan")
     run = top.table("run", required=True)
     state = _state(top.table("state"))
@@ -355,8 +420,10 @@ def parse_plan(text: str, source: str = "<plan>",
                         r.number("reconnect_delay_s", 1.0, minimum=0.0, maximum=600.0, unit="s"),
                         r.string("on_exhausted", "pause", choices=ON_EXHAUSTED))
     r.done()
+    steps = parse_steps(top.raw("steps", None), source, PlanError)
     top.done()
-    return RunPlan(name, state, cycle, n_shots, imaging, microwave, retry, period, source, text)
+    return RunPlan(name, state, cycle, n_shots, imaging, microwave, retry, period, source, text,
+                   steps)
 
 
 def load_plan(path: str | Path, calibration: MicrowaveCalibration | None = None) -> RunPlan:

@@ -32,13 +32,15 @@ import numpy as np
 from drivers.camera_base import FrameTimeout
 from drivers.errors import DriverError, ProtocolError
 from drivers.patience import deadline_passed, no_patience
-from drivers.pulse_program import CompiledProgram, compile_program
+from drivers.pulse_program import CompiledProgram
 from sequences.camera_check import (RunRefused, check_timing, choose_trigger, frame_id_gap,
                                     frame_spacing_mismatch)
 from sequences.control import Directive, RunControl, RunState, Start
 from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
 from sequences.plan import RunPlan, Slot
+from sequences.scan import shot_settings
+from sequences.steps import check_programs, idle_word
 from sequences.publish import ConsumerFailed, ShotPublisher
 from sequences.shot import Direction, ShotClock, ShotRecord
 from sequences.verify import VERIFIED_CAMERA_KEYS, SettingsMismatch, check_shot
@@ -95,10 +97,14 @@ class Sequencer:
         self._suspect: set[str] = set()   # instruments to reconnect before the next attempt
         self._stale: set[str] = set()     # instruments whose settings to re-apply before it
         self._listeners: list[ProgressListener] = []
-        self._programs: dict[str, CompiledProgram] = {}
+        self._programs: dict[tuple[int, str], CompiledProgram] = {}
+        self._mw_applied: tuple[float, float] | None = None   # (carrier Hz, level dBm) set now
+        self._state_applied: Any = None                         # the virtual lab's prepared state
         self._camera_trigger: Literal["hardware", "software"] = "hardware"
         self._first_frame_id: int | None = None
         self._exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
+        self._scans_state = plan.scan is not None and any(
+            f.startswith("state.") for f in plan.scan.fields)
         self.error: BaseException | None = None
 
     # --- public ----------------------------------------------------------------------------------
@@ -128,18 +134,35 @@ class Sequencer:
         Raises DriverError if an instrument cannot be reached or refuses a setting.
         """
         mw, card = self.inst.microwave, self.inst.card
+        if self._scans_state and self.inst.state is None:
+            fields = [f for f in self.plan.scan.fields if f.startswith("state.")]  # type: ignore[union-attr]
+            raise RunRefused(f"{self.plan.source}: scan of {', '.join(fields)}: only the virtual lab "
+                             f"prepares its atoms from the plan; on a real lab scan the user channel "
+                             f"that sets them (e.g. steps.<loading>.duration_s)")
         if not mw.connected:
             mw.connect()
-        self._apply_microwave()
+        self._apply_microwave(self.plan.at(self.plan.slot(0).point) if self.plan.n_shots else self.plan)
         if not card.connected:
             card.connect()
         if self.config.start_mode == "software" and not getattr(card, "software_start_supported", True):
             raise RunRefused(f"start_mode = 'software', but the timing card (firmware {card.version()}) "
                              "waits for a hardware trigger after swr: use start_mode = 'hardware'")
-        self._programs = {d: self._compile(d) for d in sorted(set(self.plan.cycle.directions))}
+        idle = idle_word(self.config.channels, self.config.idle_high)
+        if idle:             # active-low outputs idle high before the first program, too
+            preset = getattr(card, "set_outputs", None)
+            if preset is None:
+                raise RunRefused(f"timing card {card.address}: cannot set its outputs manually, so "
+                                 f"the active-low channels {', '.join(self.config.idle_high)} would "
+                                 f"sit low until the first shot")
+            preset(idle)
+        self._programs = check_programs(self.plan, self.config.channels,
+                                        clock_hz=self.inst.card.clock_hz,
+                                        max_instructions=self.inst.card.max_instructions,
+                                        idle_high=self.config.idle_high)
         self._configure_camera(connect=True)
         timing = self.inst.camera.timing()
-        check_timing(timing, self.plan.imaging, camera=self._camera_name())
+        for p in (self.plan.point_plans or (self.plan,)):
+            check_timing(timing, p.imaging, camera=self._camera_name())
         self._first_frame_id = timing.first_frame_id
         self._prepared = True
         return self.describe()
@@ -280,12 +303,15 @@ class Sequencer:
     # --- one shot --------------------------------------------------------------------------------
     def _shot(self, slot: Slot, attempt: int, clock: ShotClock) -> ShotRecord:
         mw, card, cam = self.inst.microwave, self.inst.card, self.inst.camera
-        compiled = self._programs[slot.direction]
-        pulse = self.plan.microwave.pulse(slot.direction)
+        plan = self.plan.at(slot.point)
+        compiled = self._programs[(slot.point if self.plan.point_plans else -1, slot.direction)]
+        pulse = plan.microwave.pulse(slot.direction)
+        exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
         n = len(self.frame_names)
         try:
             self._step("camera", "disarm", cam.stop)
             self._settle_card()
+            self._apply_point(plan)
             if pulse.pulse_s > 0:
                 self._step("microwave", "set phase", setattr, mw, "phase_deg", pulse.phase_deg)
                 self._step("microwave", "wait complete", mw.wait_complete)   # *OPC? on SCPI
@@ -296,13 +322,13 @@ class Sequencer:
             start = card.start if self.config.start_mode == "software" else card.arm
             self._step("timing_card", "start", start)
             if self._camera_trigger == "software":
-                self._software_triggers(time.monotonic())
+                self._software_triggers(time.monotonic(), exposure_starts)
             frames = self._collect(n, compiled.duration_s)
             gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
             if gap is not None:
                 raise ShotFault("camera", "frame ids", ProtocolError(gap))
             if self._camera_trigger == "hardware":
-                spacing = frame_spacing_mismatch(cam.frame_timestamps(), self._exposure_starts)
+                spacing = frame_spacing_mismatch(cam.frame_timestamps(), exposure_starts)
                 if spacing is not None:
                     raise ShotFault("camera", "frame timestamps", ProtocolError(spacing))
             status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
@@ -318,10 +344,11 @@ class Sequencer:
             "card.program_duration_s": compiled.duration_s,
             "card.max_rounding_error_s": compiled.max_rounding_error_s,
             "pulse.mw_gate_s": pulse.pulse_s, "pulse.mw_phase_deg": pulse.phase_deg,
-            "pulse.mw_start_s": self.plan.microwave.pulse_start_s,
+            "pulse.mw_start_s": plan.microwave.pulse_start_s,
         })
-        self._verify(settings, errors, camera, status, program_length, len(compiled.instructions),
-                     pulse.phase_deg if pulse.pulse_s > 0 else None)
+        settings.update(shot_settings(self.plan.scan, slot.point, slot.visit))
+        self._verify(plan, settings, errors, camera, status, program_length,
+                     len(compiled.instructions), pulse.phase_deg if pulse.pulse_s > 0 else None)
         settings.update({k: camera[k] for k in VERIFIED_CAMERA_KEYS if k in camera})
         stack = np.stack(frames)
         if stack.dtype != np.uint16:
@@ -368,7 +395,21 @@ class Sequencer:
         program_length = self._step("timing_card", "read back", card.program_length)
         return settings, errors, camera, program_length
 
-    def _verify(self, settings: dict[str, Any], errors: list[tuple[int, str]],
+    def _apply_point(self, plan: RunPlan) -> None:
+        """Before a shot of a scan point: the carrier and level (if they differ from the ones set)
+        and, on the virtual lab, the prepared state (if it differs)."""
+        mw = self.inst.microwave
+        wanted = (plan.microwave.frequency_hz, plan.microwave.power_dbm)
+        if wanted != self._mw_applied:
+            self._step("microwave", "set carrier", setattr, mw, "frequency_hz", wanted[0])
+            self._step("microwave", "set level", setattr, mw, "level_dbm", wanted[1])
+            self._step("microwave", "wait complete", mw.wait_complete)
+            self._mw_applied = wanted
+        if self.inst.state is not None and plan.state != self._state_applied:
+            self.inst.state.prepare_state(plan.state)
+            self._state_applied = plan.state
+
+    def _verify(self, plan: RunPlan, settings: dict[str, Any], errors: list[tuple[int, str]],
                 camera: dict[str, Any], status: Any, program_length: int, instructions: int,
                 phase_deg: float | None) -> None:
         """Compare the shot's read-back with the plan (``sequences/verify.py``); SettingsMismatch."""
@@ -376,7 +417,7 @@ class Sequencer:
         read["card.status"] = str(getattr(status.run, "name", status))
         read["card.instructions"] = program_length
         mw = self.inst.microwave
-        check_shot(read, errors, plan=self.plan, config=self.config, phase_deg=phase_deg,
+        check_shot(read, errors, plan=plan, config=self.config, phase_deg=phase_deg,
                    instructions=instructions, camera_trigger=self.camera_trigger,
                    fixed=mw.fixed_settings, resolution=mw.resolution)
 
@@ -389,30 +430,33 @@ class Sequencer:
         ident = self.inst.camera.identity()
         return f"{ident.model} {ident.serial_number}"
 
-    def _software_triggers(self, t0: float) -> None:
+    def _software_triggers(self, t0: float, exposure_starts: list[float]) -> None:
         """One software trigger at each exposure start of the shot (bench tests, no TTL)."""
         cam = self.inst.camera
-        for start_s in self._exposure_starts:
+        for start_s in exposure_starts:
             wait = t0 + start_s - time.monotonic()
             if wait > 0 and self._sleep(wait):
                 raise ShotAborted()
             self._step("camera", "software trigger", cam.software_trigger)
 
-    def _apply_microwave(self) -> None:
-        """Set the source's fixed settings (the TTL gate), the plan's carrier and level, RF on,
-        then wait until they are in effect (``*OPC?`` on SCPI)."""
+    def _apply_microwave(self, plan: RunPlan | None = None) -> None:
+        """Set the source's fixed settings (the TTL gate), the plan's (or a scan point's) carrier
+        and level, RF on, then wait until they are in effect (``*OPC?`` on SCPI)."""
         mw = self.inst.microwave
+        p = plan or self.plan
         for name, value in mw.fixed_settings.items():
             setattr(mw, name, value)
-        mw.frequency_hz = self.plan.microwave.frequency_hz
-        mw.level_dbm = self.plan.microwave.power_dbm
+        mw.frequency_hz = p.microwave.frequency_hz
+        mw.level_dbm = p.microwave.power_dbm
         mw.output_enabled = True
         mw.wait_complete()
+        self._mw_applied = (p.microwave.frequency_hz, p.microwave.power_dbm)
 
     def _reapply(self, which: set[str]) -> None:
         """Re-apply the settings of instruments whose read-back differed from the plan."""
         if "microwave" in which:
             self._apply_microwave()
+            self._mw_applied = None          # the next shot sets its point's carrier again
         if "camera" in which:
             self._configure_camera(connect=False)
         self._stale.clear()              # the card is reprogrammed and restarted every shot anyway
@@ -456,11 +500,6 @@ class Sequencer:
             log.info("camera stop at the end: %s", exc)
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _compile(self, direction: str) -> CompiledProgram:
-        return compile_program(shot_program(self.plan, direction, self.config.channels),
-                               self.config.channels, clock_hz=self.inst.card.clock_hz,
-                               max_instructions=self.inst.card.max_instructions)
-
     def _configure_camera(self, *, connect: bool, reopen: bool = False) -> None:
         cam, c = self.inst.camera, self.config
         if reopen:

@@ -3,7 +3,8 @@
 For every run: the splitting-ratio scan (Fig. 2a: E_Ent; Fig. 3a: E_EPR A->B, B->A and the
 non-inferred products), a set of region patterns (Fig. 2b), and the gap-width scan at a chosen
 splitting ratio with the atom numbers in A and B (Fig. 3b/3c), all counted in one pass over the
-frames after the mean-image pass. Several runs are overlaid where the
+frames after the mean-image pass. A run of a scan plan also gets its criteria per scan point
+(app/offline/scan_points.py: RUN-scan-points.csv/.json/.png). Several runs are overlaid where the
 paper overlays squeezed and coherent. The chunks of every run are spread over local worker
 processes (--workers, default: the number of cores) or a Dask cluster (--scheduler ADDRESS); all
 paths give identical numbers. Exit status 0, or 2 with one line naming the problem (missing,
@@ -29,6 +30,7 @@ import numpy as np
 from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split, Stripes, gap_width_scan
 from analysis.imaging import CalibrationError, ImagingCalibration
 from app.offline.analysis import Analysis, RunAnalysis
+from app.offline.scan_points import write_scan_points
 from app.runfile import RunFileError
 from app.signals import EXIT_INTERRUPTED, Interrupted, ignore_interrupts_in_worker
 from sequences.tomlfields import FieldError, parse_toml, read_text
@@ -213,6 +215,10 @@ def run(args: argparse.Namespace) -> int:
             written.append(figures.fig2b(r, pat, out / f"{r.path.stem}-fig2b-patterns.png"))
             written += _write_table(gaps, out / f"{r.path.stem}-gap-scan")
             written.append(figures.fig3bc(r, gaps, args.ratio, out / f"{r.path.stem}-fig3bc-gap-width.png"))
+            if (r.plan or {}).get("scan"):       # a scan plan's run: the criteria per point too
+                written += write_scan_points(r.path, out / f"{r.path.stem}-scan-points",
+                                             axis=args.axis, gap_px=args.gap, ratio=args.ratio,
+                                             executor=executor, chunk=args.chunk)
         written.append(figures.fig2a(scans, out / "fig2a-entanglement-vs-ratio.png"))
         written.append(figures.fig3a(scans, out / "fig3a-steering-vs-ratio.png"))
     except (RunFileError, CalibrationError, GeometryError, FieldError) as exc:

@@ -4,8 +4,12 @@ Procedures: rabi (pulse-length scan through the instruments: virtual lab or real
 (effective cross-section from several probe intensities), detectivity (differential detectivity
 of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (small-cloud Gaussian fit),
 detection-noise (atom-free shots), blur (Joffe bound with the PSF), or all of them in this order.
-Procedures other than rabi set the probe intensity, the atom number or the cloud size, which only
-the virtual lab can do from here; on a real lab they stop with a clear message.
+rabi, detection-noise, detectivity and projection-noise run as plans through the sequencer on the
+instruments (virtual or real alike; calibration/plan_shots.py), with what the lab provides named in
+its [calibration_plans] table; reinaudi (a scan of the virtual lab's probe intensity) and psf (its
+point-like cloud) run as plans too, on the virtual lab only (a real lab has no instrument for the
+probe intensity nor a point-like source here, and gets one clear line); blur is computed.
+--atoms-only runs every procedure on the simulated atoms directly.
 Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad input.
 """
 from __future__ import annotations
@@ -23,10 +27,17 @@ from app.lab import LabBuildError, virtual_atoms, virtual_lab_config
 from app.labconfig import LabConfigError, load_lab_config
 from app.paths import default_config
 from calibration import procedures as P
+from calibration.plan_shots import CalibrationPlanError
 from calibration.record import CalibrationRecord, RecordError, load_record
 
 PROG = "steerlab calibrate"
 NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise", "blur")
+PLANNED = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise")
+"""Procedures that run as plans on the instruments (reinaudi: the virtual lab's probe intensity;
+psf: its point-like cloud)."""
+ATOMS_ONLY = ("reinaudi", "psf")
+"""Procedures a real lab cannot run here: no instrument sets the probe intensity, and no
+point-like cloud can be prepared (the virtual lab's plans set both)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot-dir", default=".", help="directory for the fit plots (PNG)")
     parser.add_argument("--seed", type=int, default=0, help="virtual lab seed")
     parser.add_argument("--atoms-only", action="store_true",
-                        help="rabi on the simulated atoms directly instead of through the instruments")
+                        help="every procedure on the simulated atoms directly instead of through "
+                         "plans on the instruments (virtual lab)")
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -95,20 +107,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     names = NAMES if args.name == "all" else (args.name,)
-    if config.kind != "virtual" and any(n not in ("rabi", "blur") for n in names):
-        print(f"{PROG}: {args.name}: needs control of the probe intensity, atom number or cloud size, "
-              f"which only the virtual lab offers from steerlab; on the real lab only 'rabi' and "
-              f"'blur' run here", file=sys.stderr)
+    atoms_only = [n for n in names if n in ATOMS_ONLY]
+    if config.kind != "virtual" and (atoms_only or args.atoms_only):
+        print(f"{PROG}: {', '.join(atoms_only) or '--atoms-only'}: needs control of the probe "
+              f"intensity or the cloud size, which steerlab has no instrument for yet (the virtual "
+              f"lab sets them); on a real lab "
+              f"{', '.join(n for n in PLANNED if n not in ATOMS_ONLY)} run as plans here",
+              file=sys.stderr)
         return 2
     plots = Path(args.plot_dir)
     plots.mkdir(parents=True, exist_ok=True)
     src = None
     if config.kind == "virtual":
         src = virtual_atoms(config, _calibration_plan(config), args.seed)
+    lab: Any = None
+
+    def through_plans() -> Any:
+        nonlocal lab
+        from app.lab import open_lab, sequencer_config
+        from calibration.plan_shots import PlanShots
+        if lab is None:
+            lab = open_lab(config, _calibration_plan(config), args.seed)
+        cp = config.calibration_plans
+        return PlanShots(lab.instruments, sequencer_config(config, lab.virtual), record,
+                         config.source, cp.blast_channel, cp.blast_s, cp.atom_number_field,
+                         cp.atom_number_values)
+
     try:
         for name in names:
             png = plots / f"calibration-{name}.png"
-            if name == "rabi":
+            if name in PLANNED and name != "rabi" and not args.atoms_only:
+                shots = through_plans()
+                result = {"detection-noise": shots.detection_noise, "detectivity": shots.detectivity,
+                          "projection-noise": shots.projection_noise,
+                          "reinaudi": shots.reinaudi, "psf": shots.psf}[name](png)
+                how = (f"virtual lab through plans on the instruments, seed {args.seed}"
+                       if lab.virtual is not None else f"{config.name} instruments, through plans")
+            elif name == "rabi":
                 if args.atoms_only and src is not None:
                     result = P.rabi_virtual(src, record, png)
                     how = f"simulated atoms, seed {args.seed}"
@@ -128,12 +163,18 @@ def run(args: argparse.Namespace) -> int:
             for section, key, value, err in result.updates:
                 print(f"{name}: {section}.{key} = {value:.6g} +- {err:.2g}")
             print(f"{name}: plot {result.plot}")
+    except CalibrationPlanError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     except DriverError as exc:
         print(f"{PROG}: instruments: {exc}", file=sys.stderr)
         return 1
     except (ValueError, RuntimeError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if lab is not None:
+            lab.close()
     record.id = f"{record.id}+{args.name}"
     out = record.save(args.out)
     print(f"{PROG}: record written to {out}")

@@ -152,6 +152,37 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     if xt:
         lines.append(f"crosstalk: N_AB = {xt['n_ab']:.2f} atoms; coherent-state bound E_EPR >= "
                      f"{xt['epr_bound_ab']:.4f} (A->B), {xt['epr_bound_ba']:.4f} (B->A)")
+    lines += scan_point_lines(results.get("scan_points"))
+    return lines
+
+
+def scan_point_lines(scan: dict[str, Any] | None) -> list[str]:
+    """One line per scan point (values, then corrected E_Ent, E_EPR both ways, xi_R2 with errors
+    and verdicts; raw where no correction exists); none without a scan."""
+    if not scan:
+        return []
+    units = {a["field"]: a.get("unit", "") for a in scan.get("axes", [])}
+    lines = [f"per scan point ({scan.get('geometry', '')}; corrected where available):"]
+    for p in scan.get("points", []):
+        vals = ", ".join(f"{k} = {v:g}{' ' + units[k] if units.get(k) else ''}"
+                         if isinstance(v, (int, float)) else f"{k} = {v}"
+                         for k, v in p["values"].items())
+        c = p.get("criteria")
+        if not c:
+            lines.append(f"  point {p['point']} ({vals}): {p.get('error') or 'no criteria'}")
+            continue
+        src = c.get("corrected") or c
+        parts = []
+        for key, label in (("xi_R2", "xi_R^2"), ("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A->B"),
+                           ("E_EPR_BA", "E_EPR B->A")):
+            e = src.get(key) or {}
+            if e.get("value") is None:
+                parts.append(f"{label} n/a")
+                continue
+            mark = "" if "certified" not in e else (" *" if e["certified"] else "")
+            parts.append(f"{label} {e['value']:.3f} +- {e['error']:.3f}{mark}")
+        lines.append(f"  point {p['point']} ({vals}; {p['shots_counted']} shots): " + ", ".join(parts))
+    lines.append("  (* certified < 1)")
     return lines
 
 

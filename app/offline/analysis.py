@@ -251,11 +251,14 @@ class RunAnalysis:
 
     ``calibration``: another imaging calibration instead of the run's own record. ``executor``: a
     concurrent.futures Executor or a dask.distributed Client to spread the chunks (default: this
-    process). ``chunk``: shots per chunk.
+    process). ``chunk``: shots per chunk. ``rows``: analyse only these file rows (a boolean mask,
+    e.g. the shots of one scan point: app/offline/scan_points.py); mean images, masks and criteria
+    are then those of the selection.
     """
 
     def __init__(self, path: str | Path, calibration: ImagingCalibration | None = None, *,
-                 executor: Any = None, chunk: int = DEFAULT_CHUNK, confidence: float = 0.95) -> None:
+                 executor: Any = None, chunk: int = DEFAULT_CHUNK, confidence: float = 0.95,
+                 rows: NDArray[np.bool_] | None = None) -> None:
         self.path = Path(path)
         with open_run(self.path) as run:
             table = run.table()
@@ -269,13 +272,26 @@ class RunAnalysis:
         self.confidence = confidence
         status = np.array([_status(s) for s in table["status"]])
         dirs = np.array([_status(d) for d in table["direction"]])
-        self.ok = status == "ok"
+        n = len(status)
+        selected = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)[:n]
+        self.ok = (status == "ok") & selected
         self.directions = dirs
         if self.ok.sum() < 9:
-            raise RunFileError(f"{self.path}: only {int(self.ok.sum())} ok shots; at least 3 per "
-                               f"direction are needed")
-        n = len(status)
-        self.chunks = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
+            raise RunFileError(f"{self.path}: only {int(self.ok.sum())} ok shots"
+                               + (" selected" if rows is not None else "")
+                               + "; at least 3 per direction are needed")
+        # chunks: runs of selected rows (all rows without ``rows``), at most ``chunk`` long
+        self.chunks = []
+        a = 0
+        while a < n:
+            if not selected[a]:
+                a += 1
+                continue
+            b = a
+            while b < n and selected[b] and b - a < self.chunk:
+                b += 1
+            self.chunks.append((a, b))
+            a = b
         self._means: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     @property

@@ -62,6 +62,49 @@ TIME_COLUMNS: tuple[Column, ...] = (
     Column("index", "index", "<i8", "1", "run-wide shot attempt number (as /shots/table)"),
 )
 ALL_COLUMNS = TIME_COLUMNS + SETTING_COLUMNS
+DTYPES = ("<f8", "<i8", "i1")
+MISSING = {"<f8": math.nan, "<i8": -1, "i1": -1}
+"""What a shot without the key gets, per column dtype."""
+
+SCAN_UNITS_ATTR = "scan_axis"
+
+
+def scan_columns(scan: Mapping[str, Any] | None) -> tuple[Column, ...]:
+    """The columns of a plan's scan (``RunPlan.to_dict()["scan"]``; none without a scan):
+    ``scan_point`` and ``scan_visit``, then per axis its value (``scan_<field>``, numeric axes, in
+    the field's unit) and its index (``scan_<field>_index``), from the shot's ``scan.*`` settings."""
+    if not scan:
+        return ()
+    cols = [Column("scan_point", "scan.point", "<i8", "1", "scan point number (-1: none)"),
+            Column("scan_visit", "scan.visit", "<i8", "1", "visit of the scan point, in run order")]
+    for k, axis in enumerate(scan.get("axes", [])):
+        field, unit = str(axis["field"]), str(axis.get("unit", ""))
+        flat = field.replace(".", "_")
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in axis.get("values", []))
+        if numeric:
+            cols.append(Column(f"scan_{flat}", f"scan.{field}", "<f8", unit or "1",
+                               f"scan axis {k}: {field} at this shot's point"))
+        cols.append(Column(f"scan_{flat}_index", f"scan.{field}.index", "<i8", "1",
+                           f"scan axis {k}: index of {field}'s value at this shot's point"))
+    return tuple(cols)
+
+
+def group_columns(group: h5py.Group) -> tuple[Column, ...]:
+    """The columns a file's ``shots/columns`` group holds: ALL_COLUMNS, then any others it
+    describes (a scan's) from their attributes."""
+    known = {c.name for c in ALL_COLUMNS}
+    extra = []
+    for name in sorted(group):
+        if name in known:
+            continue
+        ds = group[name]
+        attrs = ds.attrs
+        key = attrs.get("settings_key", name)
+        extra.append(Column(name, key.decode() if isinstance(key, bytes) else str(key),
+                            ds.dtype.str if ds.dtype.str != "|i1" else "i1",
+                            str(attrs.get("units", "1")), str(attrs.get("long_name", ""))))
+    return ALL_COLUMNS + tuple(c for c in extra if c.dtype in DTYPES)
 
 # per-shot region counts of the chosen geometry (geometry 0), written when the run closes
 COUNT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
@@ -102,13 +145,22 @@ def _value(col: Column, index: int, settings: Mapping[str, Any], timing: ShotTim
     if col.key == "index":
         return index
     v: Any = settings.get(col.key)
-    return _flag(v) if col.dtype == "i1" else _number(v)
+    return _cell(col.dtype, v)
 
 
-def column_arrays(rows: list[tuple[int, Mapping[str, Any], ShotTime]]) -> dict[str, np.ndarray]:
+def _cell(dtype: str, v: Any) -> float | int:
+    if dtype == "i1":
+        return _flag(v)
+    if dtype == "<i8":
+        return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else -1
+    return _number(v)
+
+
+def column_arrays(rows: list[tuple[int, Mapping[str, Any], ShotTime]],
+                  columns: tuple[Column, ...] = ALL_COLUMNS) -> dict[str, np.ndarray]:
     """Every column for (shot index, settings, timing) rows: how repair rebuilds the columns
     from the shots' table rows and JSON text."""
-    return {c.name: np.array([_value(c, *r) for r in rows], dtype=c.dtype) for c in ALL_COLUMNS}
+    return {c.name: np.array([_value(c, *r) for r in rows], dtype=c.dtype) for c in columns}
 
 
 class ChunkAppender:
@@ -140,21 +192,24 @@ class ChunkAppender:
             pos += n
 
 
-def create_columns(f: h5py.File) -> None:
-    """The empty per-shot columns and count columns (before SWMR), with units and descriptions."""
+def create_columns(f: h5py.File, extra: tuple[Column, ...] = ()) -> None:
+    """The empty per-shot columns (ALL_COLUMNS and ``extra``, e.g. ``scan_columns``) and count
+    columns (before SWMR), with units and descriptions."""
     g = f.require_group(COLUMNS)
     g.attrs["NX_class"] = "NXcollection"
     g.attrs["description"] = ("typed per-shot columns (row i = /shots/table row i, valid below "
                               "/shots/n_complete)")
-    for col in ALL_COLUMNS:
+    for col in ALL_COLUMNS + extra:
         ds = g.create_dataset(col.name, shape=(0,), maxshape=(None,), dtype=col.dtype,
-                              chunks=(ROWS_PER_CHUNK,), fillvalue=-1 if col.dtype == "i1" else 0)
+                              chunks=(ROWS_PER_CHUNK,), fillvalue=0 if col.dtype == "<f8" else -1)
         ds.attrs["units"] = col.units
         ds.attrs["long_name"] = col.description
         if col.key != col.name:
             ds.attrs["settings_key"] = col.key
         if col.dtype == "i1":
             ds.attrs["missing_value"] = np.int8(-1)
+        elif col.dtype == "<i8" and col.name != "index":
+            ds.attrs["missing_value"] = np.int64(-1)
     c = f.require_group(COUNTS)
     c.attrs["NX_class"] = "NXcollection"
     c.attrs["description"] = ("region counts of the chosen geometry (geometry 0 of /results) for "
@@ -179,12 +234,16 @@ class ShotColumns:
 
     def __init__(self, f: h5py.File) -> None:
         self._group = f[COLUMNS]
-        self._kinds = {"<f8": [c for c in ALL_COLUMNS if c.dtype == "<f8"],
-                       "i1": [c for c in ALL_COLUMNS if c.dtype == "i1"]}
+        self._all = group_columns(self._group)
+        self._kinds = {"<f8": [c for c in self._all if c.dtype == "<f8"],
+                       "i1": [c for c in self._all if c.dtype == "i1"],
+                       "<i8": [c for c in self._all if c.dtype == "<i8" and c.name != "index"]}
         self._f8_keys = [c.key for c in self._kinds["<f8"]]
         self._i1_keys = [c.key for c in self._kinds["i1"]]
+        self._i8_keys = [c.key for c in self._kinds["<i8"]]
         self._f8 = np.zeros((ROWS_PER_CHUNK, len(self._f8_keys)))
         self._i1 = np.full((ROWS_PER_CHUNK, len(self._i1_keys)), -1, dtype=np.int8)
+        self._i8 = np.full((ROWS_PER_CHUNK, len(self._i8_keys)), -1, dtype=np.int64)
         self._index = np.zeros(ROWS_PER_CHUNK, dtype=np.int64)
         self._chunk = 0           # chunk index of the rows held in the buffers
         self._pending = False     # buffers hold rows not yet written
@@ -201,6 +260,8 @@ class ShotColumns:
         self._f8[k] = [times[key] if key in times else _number(settings.get(key))
                        for key in self._f8_keys]
         self._i1[k] = [_flag(settings.get(key)) for key in self._i1_keys]
+        if self._i8_keys:
+            self._i8[k] = [_cell("<i8", settings.get(key)) for key in self._i8_keys]
         self._index[k] = shot.index
         self._pending = True
         if k == ROWS_PER_CHUNK - 1:
@@ -215,8 +276,10 @@ class ShotColumns:
                                        for j, c in enumerate(self._kinds["<f8"])}
         data.update({c.name: np.ascontiguousarray(self._i1[:, j])
                      for j, c in enumerate(self._kinds["i1"])})
+        data.update({c.name: np.ascontiguousarray(self._i8[:, j])
+                     for j, c in enumerate(self._kinds["<i8"])})
         data["index"] = self._index
-        for col in ALL_COLUMNS:
+        for col in self._all:
             ds = self._group[col.name]
             if self._pending:
                 if ds.shape[0] < end:
@@ -226,6 +289,7 @@ class ShotColumns:
                 ds.resize(rows, axis=0)
         self._f8[:] = 0
         self._i1[:] = -1
+        self._i8[:] = -1
         self._index[:] = 0
         self._pending = False
 

@@ -235,7 +235,7 @@ class RunReader:
     def refresh(self) -> int:
         """Pick up shots committed since opening (live files opened with SWMR); returns the count."""
         if self.swmr:
-            extra = [f"{C.COLUMNS}/{c.name}" for c in C.ALL_COLUMNS] \
+            extra = [f"{C.COLUMNS}/{c.name}" for c in C.group_columns(self._f[C.COLUMNS])] \
                 if self.schema_version >= 2 else []
             for path in (S.N_COMPLETE, S.SHOTS, S.SHOT_TEXT, S.FRAMES, S.RESULTS_STATE,
                          S.END_STATE, S.END_UTC, *S.RESULTS_SLOTS, *extra):
@@ -336,7 +336,7 @@ class RunReader:
         if self.schema_version < 2:
             return {}
         n = C.valid_rows(self.n_shots, closed=self.end_state != "running")
-        return self._columns_of(C.COLUMNS, [c.name for c in C.ALL_COLUMNS], n)
+        return self._columns_of(C.COLUMNS, [c.name for c in C.group_columns(self._f[C.COLUMNS])], n)
 
     def counts(self) -> dict[str, NDArray[Any]]:
         """The chosen geometry's per-shot region counts written at close (index, N1A, N2A, N1B,

@@ -123,7 +123,7 @@ def _copy_v2(run: Any, out: h5py.File, n: int) -> None:
              ShotTime(str(table["start_utc"][i]), str(table["end_utc"][i]),
                       float(table["start_monotonic_s"][i]), float(table["end_monotonic_s"][i])))
             for i in range(n)]
-    for name, values in C.column_arrays(rows).items():
+    for name, values in C.column_arrays(rows, C.group_columns(src[C.COLUMNS])).items():
         ds = cols.create_dataset(name, data=values)
         for key, value in src[C.COLUMNS][name].attrs.items():
             ds.attrs[key] = value

@@ -31,7 +31,8 @@ import numpy as np
 
 from app.runfile import schema as S
 from app.runfile import nexus
-from app.runfile.columns import ChunkAppender, ShotColumns, create_columns, write_counts
+from app.runfile.columns import (ChunkAppender, ShotColumns, create_columns, scan_columns,
+                                 write_counts)
 from sequences.shot import ShotRecord, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ class RunWriter:
         f.create_dataset(S.RESULTS_STATE, data=np.array([-1, 0], dtype="<i8"))
         f.create_dataset(S.END_STATE, data=np.bytes_(b"running"), dtype=S.END_STATE_DTYPE)
         f.create_dataset(S.END_UTC, data=np.bytes_(b""), dtype=S.UTC_DTYPE)
-        create_columns(f)
+        create_columns(f, scan_columns(json.loads(texts["plan_json"] or "{}").get("scan")))
 
     def __enter__(self) -> RunWriter:
         return self

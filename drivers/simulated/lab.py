@@ -18,6 +18,8 @@ real time and the settings at its end held throughout):
   which the ``probe`` bit is high is lit. The first two lit exposures image the atoms (|2>, then
   |1>), further lit ones are the references, unlit ones dark frames. Probe pulse lengths and
   times come from the edges.
+* a push beam (``blast_channel``, optional): high before the first probe pulse, it removes every
+  atom (an atom-free shot, for the detection noise).
 
 The simulated atoms render the shot (:mod:`drivers.simulated.atoms`) and every exposure's frame is
 exposed on the virtual camera in edge order (a camera not armed for hardware triggers misses them,
@@ -235,8 +237,11 @@ class VirtualLab:
             with self._lock:
                 self.errors.append(str(exc))
             pulses = ()
+        blast = self.config.blast_channel
+        loaded = not (blast and any(a < exposures.atoms2_time_s for a, _ in
+                                    high_intervals(edges, ch[blast], end_s=end)))
         t0, c0 = time.perf_counter(), time.thread_time()
-        shot = self.atoms.shot(seq - 1, pulses=pulses, exposures=exposures,
+        shot = self.atoms.shot(seq - 1, pulses=pulses, exposures=exposures, atoms_loaded=loaded,
                                render=bool(cams))
         spent, cpu = time.perf_counter() - t0, time.thread_time() - c0
         with self._lock:
@@ -248,6 +253,13 @@ class VirtualLab:
             start_r = end_r - end_t * self.card_emulator.time_scale     # the program's start
             self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
                                 [start_r + c[0] for c in cams])          # stamped at their edges
+
+    def set_simulation(self, simulation: Any) -> None:
+        """The simulated atoms from the next program run on: ``simulation`` (a SimulationConfig,
+        e.g. another prepared state or atom number); shot k stays seeded by (seed, k)."""
+        atoms = SimulatedAtoms(simulation, seed=self.seed)
+        with self._lock:
+            self.atoms = atoms
 
     @property
     def sequences_run(self) -> int:

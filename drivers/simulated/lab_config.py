@@ -50,6 +50,9 @@ class VirtualLabConfig:
     adc_bits: int = 16
     camera_serial: str = "VLAB0001"
     host: str = "127.0.0.1"
+    blast_channel: str = ""
+    """A resonant push beam (a user channel's name; empty: none): high at any time before the
+    first probe pulse, it blows every atom out, so the shot is atom-free (detection noise)."""
 
     def __post_init__(self) -> None:
         for name in ("mw_gate", "probe", "camera"):
@@ -75,6 +78,9 @@ class VirtualLabConfig:
                 and math.isfinite(self.reference_level_dbm)):
             raise VirtualLabConfigError(f"virtual lab reference_level_dbm = {self.reference_level_dbm!r}: "
                                         f"expected a level in dBm")
+        if self.blast_channel and self.blast_channel not in self.channels:
+            raise VirtualLabConfigError(f"virtual lab blast_channel = {self.blast_channel!r}: not a "
+                                        f"channel of the timing card ({', '.join(self.channels)})")
         if isinstance(self.adc_bits, bool) or not isinstance(self.adc_bits, int) or not 8 <= self.adc_bits <= 16:
             raise VirtualLabConfigError(f"virtual lab adc_bits = {self.adc_bits!r}: expected 8..16")
 
@@ -146,6 +152,11 @@ class VirtualLabConfig:
         for key in ("adc_bits",):
             if key in data:
                 kw[key] = data[key]
+        if "blast_channel" in data:
+            if not isinstance(data["blast_channel"], str):
+                raise VirtualLabConfigError(f"{where} blast_channel = {data['blast_channel']!r}: "
+                                            f"expected a channel name")
+            kw["blast_channel"] = data["blast_channel"]
         for key in ("camera_serial", "host"):
             if key in data:
                 if not isinstance(data[key], str) or not data[key]:

@@ -129,3 +129,21 @@ def test_calibrate_command_rabi_through_the_instruments(tmp_path: Path, capsys) 
     assert (tmp_path / "calibration-rabi.png").exists() and "record written" in out
     assert main(["calibrate", "rabi", "--record", str(tmp_path / "missing.toml"), "--out",
                  str(tmp_path / "x.toml")]) == 2
+
+
+def test_detection_noise_recovers_the_shipped_truth_record_on_the_default_virtual_lab() -> None:
+    """The rms of atom-free shots is taken over the cloud's own counting region (the one the
+    virtual lab's truth is defined on), not over the +-4 rms box, whose 3x more pixels gave
+    10.1 and 8.1 'atoms' against the record's 6.0."""
+    from app.commands.calibrate import _calibration_plan
+    from app.lab import virtual_atoms
+    from app.labconfig import load_lab_config
+    from drivers.simulated.atoms import counting_region
+    cfg = load_lab_config(Path(__file__).resolve().parents[2] / "configs" / "virtual-lab.toml")
+    truth = cfg.imaging_calibration
+    src = virtual_atoms(cfg, _calibration_plan(cfg), 2)
+    r = P.detection_noise(src, CalibrationRecord("t", dict(MW), truth.to_dict()), None)
+    for _, key, value, err in r.updates:
+        assert abs(value - getattr(truth, key)) < 3 * err and err < 0.08 * value, (key, value, err)
+    for state, px in zip((1, 2), r.details["region_px"]):
+        assert px == pytest.approx(int(counting_region(src.config, state).sum()), rel=0.06)

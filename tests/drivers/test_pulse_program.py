@@ -196,3 +196,12 @@ def test_compile_decompile_round_trip(cycle_prog: dict[str, list[tuple[int, int]
         got = [(round(s * clock), round((s + d) * clock)) for s, d in back[name]]
         assert got == m, name
     assert back["tof_marker"] == []
+
+
+def test_an_idle_word_holds_active_low_outputs_high_outside_their_pulses() -> None:
+    from drivers.pulse_program import compile_program, instructions_to_edges
+    prog = compile_program({"a": [(1e-6, 2e-6)], "b": [(2e-6, 1e-6)]}, {"a": 0, "b": 3},
+                           idle_word=1 << 3)
+    edges = instructions_to_edges(prog.instructions)
+    assert edges == [(0.0, 0b1000), (1e-6, 0b1001), (2e-6, 0b0001), (3e-6, 0b1000)]
+    assert prog.instructions[-2:] == ((0b1000, 0), (0b1000, 0))       # the stop holds the idle word

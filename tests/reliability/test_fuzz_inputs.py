@@ -16,7 +16,8 @@ from app.labconfig import LabConfigError, parse_lab_config
 from app.runfile import RunFileError, open_run
 from calibration.record import RecordError, parse_record
 from drivers.errors import DriverError
-from sequences.plan import PlanError, parse_plan
+from sequences.plan import AxisPulse, MicrowaveCalibration, PlanError, parse_plan
+from sequences.steps import StepError, check_programs
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = (ROOT / "configs" / "plans" / "default.toml").read_text()
@@ -61,6 +62,55 @@ def test_plans(text: str) -> None:
         parse_plan(text, "fuzz-plan.toml")
     except PlanError as exc:
         assert "fuzz-plan.toml" in str(exc)
+
+
+SCAN_PLAN = PLAN + """
+[[steps]]
+name = "coil_off"
+channel = "coil"
+at = "trap_off"
+duration_s = 500e-6
+[[steps]]
+name = "shutter_open"
+channel = "shutter"
+at = "probe1"
+offset_s = -300e-6
+until = "probe2"
+[scan]
+combine = "product"
+order = "shuffled"
+seed = 7
+repeats = 2
+[[scan.axes]]
+field = "imaging.tof_s"
+values = [2.0e-3, 2.2e-3, 2.4e-3]
+group = "flight"
+[[scan.axes]]
+field = "microwave.x.pulse_s"
+linspace = { start = 0.0625e-3, stop = 0.25e-3, num = 4 }
+[[scan.axes]]
+field = "steps.coil_off.duration_s"
+logspace = { start = 1e-4, stop = 1e-3, num = 3 }
+group = "flight"
+"""
+CAL = MicrowaveCalibration(6.834682611e9, -10.0, AxisPulse(90.0, 125e-6), AxisPulse(0.0, 125e-6))
+
+
+@FUZZ
+@given(mutated(SCAN_PLAN))
+def test_scan_plans_and_their_steps(text: str) -> None:
+    """A plan with a scan and user steps: accepted (then every program compiles or is refused
+    naming the plan) or refused naming the plan, in one line."""
+    try:
+        plan = parse_plan(text, "fuzz-plan.toml", CAL)
+    except PlanError as exc:
+        assert "fuzz-plan.toml" in str(exc) and "\n" not in str(exc)
+        return
+    try:
+        check_programs(plan, {"mw_gate": 0, "probe": 1, "camera": 2, "coil": 6, "shutter": 8},
+                       clock_hz=100e6, max_instructions=30_000)
+    except StepError as exc:
+        assert "fuzz-plan.toml" in str(exc) and "\n" not in str(exc)
 
 
 @FUZZ
