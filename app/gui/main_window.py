@@ -7,6 +7,7 @@ are throttled to 5 per second; recounts and file loading run in background threa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -426,6 +427,14 @@ class MainWindow(QtWidgets.QMainWindow):
             info += "; shots per direction " + ", ".join(f"{k}={v}" for k, v in res.n_shots.items())
             ratio = snap.splitting_ratios[0] if snap.splitting_ratios.size else float("nan")
             info += f"; splitting ratio {ratio:.3f}"
+            whole = snap.indices("whole_cloud")
+            if whole.size:
+                # the panel's xi_R^2 is that of A and B only; the whole cloud's, beside it
+                est = (res.corrected or res)["xi_R2"]
+                v, e = float(est.value[whole[0]]), float(est.error[whole[0]])
+                if math.isfinite(v) and v > 0:
+                    info += (f"; whole cloud ξ_R² {v:.3f} ± {e:.3f} ({10 * math.log10(v):.2f} dB"
+                             f"{', corrected' if res.corrected is not None else ''})")
         self.numbers.show_result(snap.result, info)
         if snap.crosstalk is not None:
             xt = snap.crosstalk

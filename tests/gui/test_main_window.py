@@ -74,6 +74,11 @@ def test_a_run_from_the_window(qtbot, tmp_path: Path, settings: QtCore.QSettings
     shown = float(text.split("±")[0])
     assert shown == pytest.approx(e_ent, abs=0.0006)
     assert float(w.numbers.p_values["E_Ent"].text()) == pytest.approx(p_ent, rel=0.06, abs=1e-12)  # 2 digits
+    # the whole cloud's squeezing beside the A-and-B value of the panel
+    snap = w.current_snapshot()
+    whole = int(snap.indices("whole_cloud")[0])
+    xi = float((snap.result.corrected or snap.result)["xi_R2"].value[whole])
+    assert f"whole cloud ξ_R² {xi:.3f}" in w.numbers.info.text()
 
 
 def test_review_shows_the_runs_numbers_and_regions_recount(qtbot, settings: QtCore.QSettings,
