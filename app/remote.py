@@ -144,11 +144,7 @@ class RemoteRun:
         plan_toml, plan_source, out, seed = self._plan
         item = self.client.queue_add(plan_toml, plan_source=plan_source, out=out, seed=seed)
         self._item_id = str(item["id"])
-        follow = threading.Thread(target=self._follow, args=(sub,), name="remote-run", daemon=True)
-        watch = threading.Thread(target=self._watch, name="remote-run-watch", daemon=True)
-        self._threads = [follow, watch]
-        follow.start()
-        watch.start()
+        self._start_threads(sub)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._started.is_set():
             if self._ended.is_set():
@@ -186,11 +182,15 @@ class RemoteRun:
             except SnapshotError as exc:
                 log.warning("server snapshot not shown: %s", exc)
         self._started.set()
+        self._start_threads(sub)
+        return self
+
+    def _start_threads(self, sub: Any) -> None:
+        """The follower (events of ``sub``) and the watcher (pings) of this run."""
         self._threads = [threading.Thread(target=self._follow, args=(sub,), name="remote-run", daemon=True),
                          threading.Thread(target=self._watch, name="remote-run-watch", daemon=True)]
         for t in self._threads:
             t.start()
-        return self
 
     def _call(self, command: str, **args: Any) -> Any:
         if self.client is None:
@@ -340,8 +340,9 @@ class RemoteRun:
 
 
 class _Regions:
-    """``session.monitor.regions = plan`` of the in-process session, for a remote run: remembered
-    and sent to the server once the run has started."""
+    """``session.monitor.regions = plan`` of the in-process session, for a remote run: only
+    remembered. The server's run starts with the configuration's regions; the window's Apply
+    sends a split to it (``RemoteRun.switch_regions``)."""
 
     def __init__(self, run: RemoteRun) -> None:
         self._run = run

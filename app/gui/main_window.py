@@ -216,8 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         config_path = Path(params["config"] or default_config())
 
         def work(progress: Callable[[int, int], None]) -> str:
-            client, proc = local_server(config, config_path)
-            self.server_process = self.server_process or proc
+            client = self._server(config, config_path)
             item = client.queue_add(plan.to_toml(), plan_source="plan from the window", out=params.get("out"),
                                     shots=plan.n_shots)
             return f"queued {item['id']} ({plan.n_shots} shots)"
@@ -269,13 +268,27 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def start(progress: Callable[[int, int], None]) -> None:
             if isinstance(session, RemoteRun):
-                session.client, self.server_process = local_server(session.config, config_path)
+                session.client = self._server(session.config, config_path)
             session.start()
 
         task = run_in_thread(start, self)
         task.failed.connect(self._start_failed)
         task.done.connect(lambda _: self.run_panel.file_label.setText(str(session.path)))
         task.done.connect(lambda _: self.statusBar().showMessage(f"running: {session.path}", 5000))
+
+    def _server(self, config: Any, config_path: Path) -> Client:
+        """A client of the data directory's run server, started if none answers (in a worker
+        thread: it may wait for the server to come up). A server this window starts is kept in
+        ``server_process`` (shut down with the window when idle); joining one that runs already
+        keeps the process this window started earlier."""
+        if self.server_process is not None:
+            # a server this window started and that died is its zombie child until reaped; a new
+            # server would take the dead one's pid for alive and refuse the data directory
+            self.server_process.poll()
+        client, proc = local_server(config, config_path)
+        if proc is not None:
+            self.server_process = proc
+        return client
 
     def restart_server(self) -> None:
         """Start the data directory's run server again (after it stopped), in a thread."""
@@ -286,11 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.restart_server_button.setEnabled(False)
 
         def work(progress: Callable[[int, int], None]) -> str:
-            if self.server_process is not None:
-                # a server this window started and that died is its zombie child until reaped; a
-                # new server would take the dead one's pid for alive and refuse the data directory
-                self.server_process.poll()
-            client, self.server_process = local_server(session.config, config_path)
+            client = self._server(session.config, config_path)
             return f"run server restarted: {client.status()['pid']}"
 
         task = run_in_thread(work, self)
