@@ -84,6 +84,10 @@ def test_a_server_the_window_started_ends_with_it_when_no_run_is_left(qtbot, tmp
     with qtbot.waitSignal(w.run_finished, timeout=180_000):
         w.run_panel.buttons["start"].click()
     proc = w.server_process
+    # a second run joins the server this window started: it stays the window's to end
+    with qtbot.waitSignal(w.run_finished, timeout=180_000):
+        w.run_panel.buttons["start"].click()
+    assert w.server_process is proc
     w.close()
     assert proc.wait(30) == 0
     assert not (tmp_path / "runs" / ".steerlab-server.json").exists()
