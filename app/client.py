@@ -134,9 +134,11 @@ class Client:
     def queue_resume(self) -> None:
         self.call("queue_resume")
 
-    def snapshot(self) -> dict[str, Any] | None:
-        """The latest monitor snapshot the server published (None before the first)."""
-        return self.call("snapshot")
+    def snapshot(self, monitor: bool = False) -> dict[str, Any] | None:
+        """The latest ``snapshot`` event's data the server published: criteria as JSON and float32
+        images (None before the first); ``monitor``: the latest ``monitor`` event's instead, the
+        whole snapshot in wire form (app.server.snapshots.from_wire)."""
+        return self.call("snapshot", monitor=monitor)
 
     def pause(self) -> str:
         return str(self.call("run_pause"))

@@ -139,7 +139,7 @@ class RemoteRun:
         """Queue the run and wait until the server has started it (instruments connected)."""
         if self.client is None:
             raise ServerError("no run server to queue the run on")
-        sub = self.client.subscribe(["run_started", "run_finished", "state", "progress", "snapshot",
+        sub = self.client.subscribe(["run_started", "run_finished", "state", "progress", "monitor",
                                      "instruments", "server"])
         plan_toml, plan_source, out, seed = self._plan
         item = self.client.queue_add(plan_toml, plan_source=plan_source, out=out, seed=seed)
@@ -173,8 +173,8 @@ class RemoteRun:
                 self.last_progress = Progress(**run["progress"])
             except TypeError:
                 pass
-        sub = client.subscribe(["run_finished", "state", "progress", "snapshot", "instruments", "server"])
-        latest = client.snapshot()
+        sub = client.subscribe(["run_finished", "state", "progress", "monitor", "instruments", "server"])
+        latest = client.snapshot(monitor=True)
         if isinstance(latest, dict) and "monitor" in latest:
             try:
                 snap = from_wire(latest["monitor"])
@@ -286,7 +286,7 @@ class RemoteRun:
             self.last_progress = p
             for progress_fn in list(self._progress_listeners):
                 progress_fn(p)
-        elif event == "snapshot" and self._mine(data) and "monitor" in data:
+        elif event == "monitor" and self._mine(data) and "monitor" in data:
             try:
                 snap = from_wire(data["monitor"])
             except SnapshotError as exc:

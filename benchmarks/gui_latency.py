@@ -4,8 +4,9 @@ server (steerlab serve, a separate process; the window only displays), beside th
 
 Per configuration: the timer's lateness (interval - 10 ms) max, p99 and median, the window
 process's CPU time (all its threads), the run's wall time, and the shot-committed-to-shown latency
-(for each committed shot, the time until the window first showed a snapshot whose latest shot is
-that one or later; median and max). The configurations run interleaved (idle, in-process, server,
+(for each committed shot, the time until the window first showed numbers and images of a snapshot
+whose latest shot is that one or later; median and max), and the draws (each half of a snapshot's
+display, numbers and images or the visible plot tab, is one draw in one turn of the event loop). The configurations run interleaved (idle, in-process, server,
 then again in the reverse order), offscreen (QT_QPA_PLATFORM=offscreen unless set).
 
 Usage: python benchmarks/gui_latency.py [--shots 300] [--rounds 2] [--long 0]  (--long 3000 adds a
@@ -60,17 +61,26 @@ def measure(app: QtWidgets.QApplication, cfg: Path, kind: str, shots: int, idle_
     ticks: list[float] = []
     shown: list[tuple[float, int]] = []
     committed: dict[int, float] = {}
-    original_show = w.show_snapshot
+    # the window shows a snapshot over two timer ticks (MainWindow._refresh): the numbers and
+    # images (show_readouts, the "shown" time), then the plots; each half is one draw
+    original_readouts = w.show_readouts
+    original_plots = w.plots.show_snapshot
 
     render_ms: list[float] = []
 
-    def show(snap: Any) -> None:
+    def readouts(snap: Any) -> None:
         t = time.perf_counter()
-        original_show(snap)
+        original_readouts(snap)
         render_ms.append((time.perf_counter() - t) * 1e3)
         shown.append((time.time(), int(snap.latest_index)))
 
-    w.show_snapshot = show  # type: ignore[method-assign]
+    def plots(snap: Any, every_tab: bool = False) -> None:
+        t = time.perf_counter()
+        original_plots(snap, every_tab=every_tab)
+        render_ms.append((time.perf_counter() - t) * 1e3)
+
+    w.show_readouts = readouts  # type: ignore[method-assign]
+    w.plots.show_snapshot = plots  # type: ignore[method-assign]
     timer = QtCore.QTimer()
     timer.setInterval(TICK_MS)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))

@@ -46,6 +46,7 @@ def export_report(directory: Path, snap: MonitorSnapshot, window: QtWidgets.QWid
     written: list[Path] = []
     plots = getattr(window, "plots", None)
     if plots is not None:
+        plots.show_snapshot(snap, every_tab=True)
         for k in range(plots.count()):
             widget = plots.widget(k)
             name = plots.tabText(k).lower().replace(" ", "_")

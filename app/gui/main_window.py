@@ -29,7 +29,7 @@ from sequences.plan import PlanError, build_plan
 from sequences.sequencer import Progress
 
 log = logging.getLogger(__name__)
-REFRESH_MS = 200
+REFRESH_MS = 100   # a snapshot is shown over two ticks (_refresh): each panel up to 5 times a second
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -52,6 +52,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge: SessionBridge | None = None
         self.review: ReviewSource | None = None
         self._dirty = False
+        self._plots_pending: MonitorSnapshot | None = None
         self._closing = False
         self._busy = 0
         self._last_progress: Progress | None = None
@@ -382,6 +383,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _progress(self, p: Progress) -> None:
         self._last_progress = p
+        self.plots.set_planned_shots(p.planned)
         left = self.session.time_left_s() if self.session is not None else None
         self.run_panel.set_progress(p.ok_shots, p.planned, p.failed_shots, left)
 
@@ -416,17 +418,32 @@ class MainWindow(QtWidgets.QMainWindow):
         return None
 
     def _refresh(self) -> None:
+        """Timer: show a new snapshot in two halves on successive ticks, numbers and images first,
+        then the plots, so that no one turn of the event loop draws the whole window (timers,
+        clicks and drags wait for at most half of it)."""
+        if self._plots_pending is not None:
+            pending, self._plots_pending = self._plots_pending, None
+            self.plots.show_snapshot(pending)
+            return
         if not self._dirty:
             return
         self._dirty = False
         snap = self.current_snapshot()
         if snap is None:
             return
-        self.show_snapshot(snap)
+        self.show_readouts(snap)
+        self._plots_pending = snap
         if self.session is not None and self.review is None:
             self._refresh_instruments()
 
     def show_snapshot(self, snap: MonitorSnapshot) -> None:
+        """Show ``snap`` in every panel now."""
+        self._plots_pending = None
+        self.show_readouts(snap)
+        self.plots.show_snapshot(snap)
+
+    def show_readouts(self, snap: MonitorSnapshot) -> None:
+        """The numbers, the crosstalk line and the images of ``snap`` (the plots: PlotsPanel)."""
         info = (f"{snap.shots_counted} shots counted"
                 + (f" (masks centred after {snap.warmup_shots})" if snap.counter is not None else
                    f"; centring masks: {snap.shots_seen}/{snap.warmup_shots} shots")
@@ -452,7 +469,6 @@ class MainWindow(QtWidgets.QMainWindow):
                 f"{self._sigma_blur():.2f} px). A coherent state could reach E_EPR A→B = "
                 f"{xt.epr_bound_ab[0]:.4f}, B→A = {xt.epr_bound_ba[0]:.4f} from this alone.")
         self.images.show_snapshot(snap)
-        self.plots.show_snapshot(snap)
 
     def _sigma_blur(self) -> float:
         if self.review is not None:

@@ -241,13 +241,13 @@ class NumbersPanel(QtWidgets.QGroupBox):
         main = result.corrected if result is not None and result.corrected is not None else result
         warnings = result.to_dict(0).get("warnings", []) if result is not None else []
         self.info.setText("\n".join([info] + [f"⚠ {w}" for w in warnings]))
-        self.info.setStyleSheet("color: #c00000; font-weight: bold" if warnings else "")
+        _style(self.info, "color: #c00000; font-weight: bold" if warnings else "")
         for key, _ in self.ROWS:
             label, raw = self.values[key], self.raw[key]
             if result is None or main is None:
                 label.setText("—")
                 raw.setText("—")
-                label.setStyleSheet("")
+                _style(label, "")
                 if key in self.p_values:
                     self.p_values[key].setText("—")
                 continue
@@ -264,7 +264,14 @@ class NumbersPanel(QtWidgets.QGroupBox):
                 colour = verdict_colour(v, e)
             elif key == "xi_R2_dB":
                 colour = verdict_colour(10 ** (v / 10), e * math.log(10) / 10 * 10 ** (v / 10))
-            label.setStyleSheet(f"color: {colour}" if colour else "")
+            _style(label, f"color: {colour}" if colour else "")
+
+
+def _style(widget: QtWidgets.QWidget, sheet: str) -> None:
+    """Set a style sheet only if it changes (each set re-polishes the widget: milliseconds a
+    refresh on the GUI thread)."""
+    if widget.styleSheet() != sheet:
+        widget.setStyleSheet(sheet)
 
 
 class RegionEditor(QtWidgets.QGroupBox):

@@ -5,10 +5,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from analysis.criteria import CriteriaResult
 from analysis.geometries import MIN_REGION_FRACTION, Split
 from app.monitoring import MonitorSnapshot
 
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
+LEVELS_TOLERANCE = 0.1   # relative change of the image colour scale's top before it is moved
+MAX_POINTS = 400   # points per convergence curve drawn (the history is thinned beyond)
 TOP = 2.4          # upper end of the criteria plots (data up to 2, the legend row above)
 COLOURS = {"E_Ent": "#6a3d9a", "E_EPR_AB": "#1f78b4", "E_EPR_BA": "#e31a1c", "xi_R2": "#33a02c",
            "product_A": "#a6cee3", "product_B": "#fb9a99", "N_A": "#1f78b4", "N_B": "#e31a1c"}
@@ -67,6 +70,7 @@ class ImagesPanel(QtWidgets.QWidget):
         self._frame: tuple[float, float] | None = None   # (image centre, scale) along the split axis
         self._axis = "x"
         self._snapshot: MonitorSnapshot | None = None
+        self._shown_levels: tuple[float, float] | None = None
         self._mask_key: object = None
         self._zoomed: object = None
         self.mode.currentIndexChanged.connect(lambda _: self.show_snapshot(self._snapshot))
@@ -89,7 +93,11 @@ class ImagesPanel(QtWidgets.QWidget):
             if img is not None:
                 self.images[state].setImage(img, autoLevels=False)
         levels = self._levels(snap, average)
-        if levels is not None:
+        if levels is not None and (self._shown_levels is None
+                                   or abs(levels[1] / self._shown_levels[1] - 1.0) > LEVELS_TOLERANCE):
+            # the colour scale moves only when the top level drifts by > 10 %: a steady scale to
+            # read, and its axis is not redrawn at every snapshot
+            self._shown_levels = levels
             self.colorbar.setLevels(levels)
         self.caption.setText("ensemble average of %d shots" % snap.shots_seen if average else
                              f"shot {snap.latest_index} ({snap.latest_direction})")
@@ -211,6 +219,13 @@ class PlotsPanel(QtWidgets.QTabWidget):
         for p in (self.convergence.getPlotItem(), self.ratio.getPlotItem(), self.gap_epr):
             p.addLine(y=1.0, pen=pg.mkPen("k", style=QtCore.Qt.PenStyle.DashLine))
         self._items: dict[tuple[int, str], tuple[pg.PlotDataItem, _Errors]] = {}
+        self._snapshot: MonitorSnapshot | None = None
+        self._shown: dict[int, MonitorSnapshot | None] = {}     # tab index -> snapshot it shows
+        self.planned_shots = 0
+        self._conv_right = 0.0
+        # only the tab in view is drawn; the others catch up when chosen (each costs render time
+        # on the GUI thread, which a live run's timers and clicks share)
+        self.currentChanged.connect(lambda _: self.show_snapshot(self._snapshot))
         self.convergence.setBackground("w")
         self.ratio.setBackground("w")
         self.gap.setBackground("w")
@@ -246,30 +261,63 @@ class PlotsPanel(QtWidgets.QTabWidget):
                 curve.setData([], [])
                 errors.show(np.zeros(0), np.zeros(0), np.zeros(0))
 
-    def show_snapshot(self, snap: MonitorSnapshot | None) -> None:
+    def set_planned_shots(self, planned: int) -> None:
+        """The run's planned number of shots: the convergence plot's x axis spans it from the start
+        (a fixed axis is not redrawn with every snapshot)."""
+        self.planned_shots = max(0, int(planned))
+
+    def show_snapshot(self, snap: MonitorSnapshot | None, every_tab: bool = False) -> None:
+        """Draw ``snap`` on the tab in view (the others when they are chosen, or all of them now
+        with ``every_tab``, e.g. to export them)."""
+        self._snapshot = snap
         if snap is None:
             return
+        for tab in (range(self.count()) if every_tab else [self.currentIndex()]):
+            if self._shown.get(tab) is snap:
+                continue
+            self._shown[tab] = snap
+            res = snap.result.corrected if snap.result is not None and snap.result.corrected is not None \
+                else snap.result
+            if tab == 0:
+                self._show_convergence(snap)
+            elif res is None:
+                for p in ((self.ratio.getPlotItem(),) if tab == 1 else (self.gap_epr, self.gap_atoms)):
+                    self._hide(p)
+            elif tab == 1:
+                self._show_ratio(snap, res)
+            else:
+                self._show_gap(snap, res)
+
+    def _show_convergence(self, snap: MonitorSnapshot) -> None:
         conv = self.convergence.getPlotItem()
         h = snap.history
-        if "shots" in h:
-            pre = "corrected." if "corrected.E_Ent" in h else ""
-            for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
-                self._curve(conv, h["shots"], h[pre + key], h[pre + key + ".error"], key, name,
-                            band=True)
-            xi = 10 ** (h[pre + "xi_R2_dB"] / 10)
-            self._curve(conv, h["shots"], xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"], "xi_R2",
-                        "ξ_R²", band=True)
-            conv.setTitle("Convergence (chosen regions" + (", corrected)" if pre else ")"))
-            conv.setYRange(0, TOP)
-        else:
+        if "shots" not in h:
             self._hide(conv)
-        res = snap.result.corrected if snap.result is not None and snap.result.corrected is not None \
-            else snap.result
-        ratio = self.ratio.getPlotItem()
-        if res is None:
-            for p in (ratio, self.gap_epr, self.gap_atoms):
-                self._hide(p)
             return
+        shots = h["shots"]
+        # at most MAX_POINTS points per curve (every k-th and the last): a band of thousands of
+        # points costs tens of ms to fill at each redraw and shows nothing more at this width
+        keep = np.unique(np.r_[np.arange(0, shots.size, max(1, -(-shots.size // MAX_POINTS))), shots.size - 1]) \
+            if shots.size > MAX_POINTS else slice(None)
+        pre = "corrected." if "corrected.E_Ent" in h else ""
+        x = shots[keep]
+        for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
+            self._curve(conv, x, h[pre + key][keep], h[pre + key + ".error"][keep], key, name, band=True)
+        xi = 10 ** (h[pre + "xi_R2_dB"][keep] / 10)
+        self._curve(conv, x, xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"][keep], "xi_R2",
+                    "ξ_R²", band=True)
+        title = "Convergence (chosen regions" + (", corrected)" if pre else ")")
+        if conv.titleLabel.text != title:
+            conv.setTitle(title)
+        # the x axis: the planned run (or the shots so far, if more), changed only when outgrown
+        last = float(shots[-1]) if shots.size else 0.0
+        right = float(max(self.planned_shots, last, 1))
+        if right != self._conv_right:
+            self._conv_right = right
+            conv.setRange(xRange=(0.0, right), yRange=(0.0, TOP), padding=0)
+
+    def _show_ratio(self, snap: MonitorSnapshot, res: CriteriaResult) -> None:
+        ratio = self.ratio.getPlotItem()
         idx = snap.indices("ratio_scan")
         # only where both regions hold atoms (near 0 and 1 one region is nearly empty: off-scale)
         r = snap.splitting_ratios
@@ -288,6 +336,8 @@ class PlotsPanel(QtWidgets.QTabWidget):
             ratio.setXRange(MIN_REGION_FRACTION, 1 - MIN_REGION_FRACTION)
         else:
             self._hide(ratio)
+
+    def _show_gap(self, snap: MonitorSnapshot, res: CriteriaResult) -> None:
         gidx = snap.indices("gap_scan")
         if gidx.size:
             widths = np.array([snap.geometries[i].gap_px for i in gidx])

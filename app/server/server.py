@@ -4,7 +4,8 @@ sequencer, the writer and the monitor of the current run, and a persistent queue
 Sockets (app/server/endpoint.py): a REP socket for commands (every request carries the token; a
 request without it, or with a wrong one, is refused and logged), a PUB socket for events: ``state``,
 ``progress``, ``shot`` (committed to the file), ``snapshot`` (made in the monitor thread, at most
-SNAPSHOT_HZ per second: clients never compute criteria or take the monitor's lock),
+SNAPSHOT_HZ per second: clients never compute criteria or take the monitor's lock; the criteria
+as JSON with float32 images), ``monitor`` (the same snapshot whole, for windows: app.server.snapshots),
 ``instruments``, ``queue``, ``run_started``, ``run_finished``, ``log`` (WARNING and above). Bad
 messages get an error reply; nothing a client sends can stop the server except ``shutdown``.
 """
@@ -106,6 +107,7 @@ class RunServer:
         self._abort_current = False
         self.session: RunSession | None = None
         self._last_snapshot: dict[str, Any] | None = None
+        self._last_monitor: dict[str, Any] | None = None
         self._last_snapshot_t = 0.0
         self._last_instruments_t = 0.0
         self._snap_lock = threading.Lock()
@@ -307,9 +309,10 @@ class RunServer:
         threading.Thread(target=work, name="server-regions", daemon=True).start()
         return "recounting"
 
-    def cmd_snapshot(self) -> dict[str, Any] | None:
+    def cmd_snapshot(self, monitor: bool = False) -> dict[str, Any] | None:
+        """The last ``snapshot`` event's data (``monitor``: the last ``monitor`` event's instead)."""
         with self._snap_lock:
-            return self._last_snapshot
+            return self._last_monitor if monitor else self._last_snapshot
 
     def cmd_shutdown(self, abort: bool = False) -> str:
         self.request_stop(bool(abort))
@@ -398,13 +401,18 @@ class RunServer:
         snap = mon.snapshot()
         payload = snapshot_payload(mon, snap)
         payload["file"] = str(session.path)
+        monitor: dict[str, Any] | None = None
         try:
-            payload["monitor"] = to_wire(snap)    # the whole snapshot, for windows (app.server.snapshots)
+            # the whole snapshot, for windows (app.server.snapshots), on a topic of its own: a
+            # window decodes only that, other clients only the numbers and images above
+            monitor = {"file": payload["file"], "latest_index": snap.latest_index, "monitor": to_wire(snap)}
         except SnapshotError as exc:
             log.error("the snapshot cannot be sent whole (windows show the numbers only): %s", exc)
         with self._snap_lock:
-            self._last_snapshot = payload
+            self._last_snapshot, self._last_monitor = payload, monitor
         self.publish("snapshot", payload)
+        if monitor is not None:
+            self.publish("monitor", monitor)
 
     def _publish_instruments(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -15,9 +15,11 @@ import pytest
 import zmq
 
 from app.client import Client, ServerError
+from app.monitoring import MonitorSnapshot
 from app.runfile import open_run
 from app.server import protocol
 from app.server.endpoint import endpoint_file
+from app.server.snapshots import from_wire
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = (ROOT / "configs" / "plans" / "default.toml").read_text()
@@ -205,20 +207,28 @@ def test_two_clients_watch_one_run_and_a_killed_client_does_not_disturb_it(serve
 
 def test_snapshots_arrive_as_numbers_and_images(server: Server) -> None:
     c = server.start()
-    sub = c.subscribe(["snapshot"])
+    sub = c.subscribe(["snapshot", "monitor"])
     c.queue_add(PLAN, shots=60)
-    got = None
+    got, whole = None, None
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (got is None or whole is None):
         ev = sub.get(5.0)
-        if ev and ev[1].get("criteria"):
+        if ev and ev[0] == "snapshot" and ev[1].get("criteria"):
             got = ev[1]
-            break
+        elif ev and ev[0] == "monitor" and got is not None:
+            whole = ev[1]
     sub.close()
-    assert got is not None
+    assert got is not None and whole is not None
     assert got["mean_n2"].dtype.str == "<f4" and got["mean_n2"].ndim == 2
     assert got["criteria"][0]["E_Ent"]["value"] is not None
+    # the whole snapshot travels once, on the windows' topic, not inside every numbers event
+    assert "monitor" not in got
+    snap = from_wire(whole["monitor"])
+    assert isinstance(snap, MonitorSnapshot) and whole["file"] == got["file"]
+    assert snap.latest_index == whole["latest_index"] and snap.mean_n2 is not None
     assert c.snapshot()["shots_counted"] >= got["shots_counted"]
+    latest = from_wire(c.snapshot(monitor=True)["monitor"])
+    assert isinstance(latest, MonitorSnapshot) and latest.shots_counted >= snap.shots_counted
 
 
 def test_a_server_killed_mid_run_leaves_every_committed_shot_and_the_queue(server: Server) -> None:
