@@ -394,7 +394,7 @@ class PrawnDO(Instrument):
         """Drop stale input, leave any half-done text upload and read up to a fresh sync echo."""
         port = self._require_port()
         self._rx.clear()
-        self._io(lambda p: p.reset_input_buffer(), "resync")
+        self._drop_stale_input()
         token = f"{self._sync_prefix}{next(self._sync_ids)}".encode("ascii")
         self._write(b"\nend\n" + token + b"\n", "resync")
         deadline = time.monotonic() + self.timeout_s
@@ -404,10 +404,7 @@ class PrawnDO(Instrument):
                 raise InstrumentTimeout("resync", self.timeout_s, instrument=self._name)
             raw = self._read_raw_line("resync", left)
             if raw.startswith(HELD_PREFIX):
-                self._close_port()
-                raise InstrumentDisconnected(f"cannot connect to {self.address}: "
-                                             f"{raw.decode('ascii', 'replace').strip()}",
-                                             instrument=self._name)
+                raise self._refused(raw)
             if token in raw:
                 if not raw.endswith(b"\r\n"):
                     self._read_raw_line("resync", max(left, 0.01))
@@ -415,6 +412,34 @@ class PrawnDO(Instrument):
             _log.debug("%s: resync discards %r", self._name, raw)
         self._needs_resync = False
         _log.debug("%s: resynchronised on %s", self._name, port.name)
+
+    def _drop_stale_input(self) -> None:
+        """Read and drop what is waiting (replies to an abandoned exchange). A card held by another
+        host sends its refusal at once and closes, so the refusal is looked for in what is dropped:
+        pyserial's ``reset_input_buffer`` would discard it unseen and leave only the end of file."""
+        stale = bytearray()
+        lost: InstrumentDisconnected | None = None
+        try:
+            while len(stale) < 16 * _READ_BLOCK:
+                chunk = self._io(lambda p: p.read(_READ_BLOCK), "resync")
+                if not chunk:
+                    break
+                stale += chunk
+        except InstrumentDisconnected as exc:
+            lost = exc
+        i = stale.find(HELD_PREFIX)
+        if i >= 0:
+            raise self._refused(bytes(stale[i:]).split(b"\n", 1)[0]) from lost
+        if lost is not None:
+            raise lost
+        if stale:
+            _log.debug("%s: resync drops %d stale bytes", self._name, len(stale))
+
+    def _refused(self, line: bytes) -> InstrumentDisconnected:
+        """Close the port; the error naming the card's refusal ``line`` (held by another host)."""
+        self._close_port()
+        return InstrumentDisconnected(f"cannot connect to {self.address}: "
+                                      f"{line.decode('ascii', 'replace').strip()}", instrument=self._name)
 
     def _close_port(self) -> None:
         port, self._port = self._port, None

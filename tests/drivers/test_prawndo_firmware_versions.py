@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from drivers.errors import InstrumentDisconnected
+from drivers.lifecycle import open_serial
 from drivers.prawndo import PrawnDO, RunStatus
 from drivers.simulated.prawndo_emulator import BUSY_LINE, PrawnDOEmulator
 
@@ -149,6 +150,24 @@ def test_a_second_connection_is_refused_and_the_holder_keeps_the_card() -> None:
 
 def test_the_driver_names_a_held_card() -> None:
     with PrawnDOEmulator(time_scale=0.0, handover_s=0.05) as emu, PrawnDO(emu.url, timeout_s=0.3):
+        other = PrawnDO(emu.url, timeout_s=0.3)
+        with pytest.raises(InstrumentDisconnected, match="held by another host"):
+            other.connect()
+        assert not other.connected
+
+
+def test_the_refusal_is_named_when_it_arrived_before_the_driver_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's refusal and its end of file are already waiting when the driver first reads
+    (a slow host): they must not be dropped as stale input (CI failure of stop 24)."""
+    import drivers.prawndo as prawndo
+
+    def slow_open(address: str, write_timeout_s: float, instrument: str):  # type: ignore[no-untyped-def]
+        port = open_serial(address, write_timeout_s, instrument)
+        time.sleep(0.2)
+        return port
+
+    with PrawnDOEmulator(time_scale=0.0, handover_s=0.05) as emu, PrawnDO(emu.url, timeout_s=0.3):
+        monkeypatch.setattr(prawndo, "open_serial", slow_open)
         other = PrawnDO(emu.url, timeout_s=0.3)
         with pytest.raises(InstrumentDisconnected, match="held by another host"):
             other.connect()
