@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import serial
 
 from drivers.errors import InstrumentDisconnected
 from drivers.lifecycle import open_serial
@@ -161,7 +162,7 @@ def test_the_refusal_is_named_when_it_arrived_before_the_driver_read(monkeypatch
     (a slow host): they must not be dropped as stale input (CI failure of stop 24)."""
     import drivers.prawndo as prawndo
 
-    def slow_open(address: str, write_timeout_s: float, instrument: str):  # type: ignore[no-untyped-def]
+    def slow_open(address: str, write_timeout_s: float, instrument: str) -> serial.SerialBase:
         port = open_serial(address, write_timeout_s, instrument)
         time.sleep(0.2)
         return port
