@@ -140,6 +140,12 @@ class Client:
         whole snapshot in wire form (app.server.snapshots.from_wire)."""
         return self.call("snapshot", monitor=monitor)
 
+    def scan_points(self) -> dict[str, Any] | None:
+        """The latest ``scan`` event's data: ``{"file", "scan"}`` with the criteria per scan point
+        (``app.scan_monitor.ScanMonitor.results_json``); None before a scan run published one."""
+        result = self.call("scan_points")
+        return result if isinstance(result, dict) else None
+
     def pause(self) -> str:
         return str(self.call("run_pause"))
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ class RemoteRun:
         self.last_progress: Progress | None = None
         self._state = RunState.IDLE
         self._snapshot: MonitorSnapshot | None = None
+        self._scan: dict[str, Any] | None = None
+        self._time_left: tuple[float, float] | None = None     # (seconds left, time.monotonic() then)
         self._instruments: dict[str, RemoteInstrument] = {}
         self._item_id: str | None = None
         self._started = threading.Event()
@@ -140,7 +143,7 @@ class RemoteRun:
         if self.client is None:
             raise ServerError("no run server to queue the run on")
         sub = self.client.subscribe(["run_started", "run_finished", "state", "progress", "monitor",
-                                     "instruments", "server"])
+                                     "scan", "instruments", "server"])
         plan_toml, plan_source, out, seed = self._plan
         item = self.client.queue_add(plan_toml, plan_source=plan_source, out=out, seed=seed)
         self._item_id = str(item["id"])
@@ -169,11 +172,10 @@ class RemoteRun:
         except ValueError:
             self._state = RunState.RUNNING
         if run.get("progress"):
-            try:
-                self.last_progress = Progress(**run["progress"])
-            except TypeError:
-                pass
-        sub = client.subscribe(["run_finished", "state", "progress", "monitor", "instruments", "server"])
+            self._progress(run["progress"])
+        if isinstance(run.get("time_left_s"), (int, float)):
+            self._time_left = (float(run["time_left_s"]), time.monotonic())
+        sub = client.subscribe(["run_finished", "state", "progress", "monitor", "scan", "instruments", "server"])
         latest = client.snapshot(monitor=True)
         if isinstance(latest, dict) and "monitor" in latest:
             try:
@@ -181,6 +183,9 @@ class RemoteRun:
                 self._snapshot = snap if isinstance(snap, MonitorSnapshot) else None
             except SnapshotError as exc:
                 log.warning("server snapshot not shown: %s", exc)
+        scan = client.scan_points()
+        if scan is not None and self._mine(scan) and isinstance(scan.get("scan"), dict):
+            self._scan = scan["scan"]
         self._started.set()
         self._start_threads(sub)
         return self
@@ -242,7 +247,27 @@ class RemoteRun:
         return self._snapshot
 
     def time_left_s(self) -> float | None:
-        return None
+        """The server's estimate with its last ``progress`` event, counted down since."""
+        if self._time_left is None:
+            return None
+        left, at = self._time_left
+        return max(0.0, left - (time.monotonic() - at))
+
+    def scan_results(self) -> dict[str, Any] | None:
+        """The criteria per scan point the server last published (``ScanMonitor.results_json``;
+        None: not a scan run, or none yet)."""
+        return self._scan
+
+    def _progress(self, data: Any) -> Progress | None:
+        """A ``progress`` payload as Progress (the server adds keys such as ``time_left_s``)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            p = Progress(**{f.name: data[f.name] for f in dataclasses.fields(Progress)})
+        except (KeyError, TypeError):
+            return None
+        self.last_progress = p
+        return p
 
     def instrument_status(self) -> dict[str, RemoteInstrument]:
         return dict(self._instruments)
@@ -279,11 +304,11 @@ class RemoteRun:
             for state_fn in list(self._state_listeners):
                 state_fn(event_)
         elif event == "progress":
-            try:
-                p = Progress(**data)
-            except TypeError:
+            p = self._progress(data)
+            if p is None:
                 return
-            self.last_progress = p
+            if isinstance(data.get("time_left_s"), (int, float)):
+                self._time_left = (float(data["time_left_s"]), time.monotonic())
             for progress_fn in list(self._progress_listeners):
                 progress_fn(p)
         elif event == "monitor" and self._mine(data) and "monitor" in data:
@@ -296,6 +321,8 @@ class RemoteRun:
                 self._snapshot = snap
                 for fn in list(self._shot_listeners):
                     fn(snap)
+        elif event == "scan" and self._mine(data) and isinstance(data.get("scan"), dict):
+            self._scan = data["scan"]
         elif event == "instruments":
             self._instruments = {k: RemoteInstrument(str(v.get("name", k)), str(v.get("address", "")),
                                                      bool(v.get("connected")), str(v.get("last_error") or ""),

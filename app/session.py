@@ -418,6 +418,10 @@ class RunSession:
         """The live monitor's numbers, images and scans now."""
         return self.monitor.snapshot()
 
+    def scan_results(self) -> dict[str, Any] | None:
+        """The criteria per scan point now as JSON (``ScanMonitor.results_json``; None without a scan)."""
+        return self.scan_monitor.results_json() if self.scan_monitor is not None else None
+
     def scan_snapshot(self) -> list[PointSnapshot]:
         """The criteria per scan point now (empty without a scan), for a display against the
         scan axis (app/scan_monitor.py)."""

@@ -41,14 +41,20 @@ def numbers(snap: MonitorSnapshot) -> list[dict[str, Any]]:
 
 def export_report(directory: Path, snap: MonitorSnapshot, window: QtWidgets.QWidget, *,
                   source: Path | None = None) -> list[Path]:
-    """Write plots.png per view, images.png, numbers.csv and numbers.json; returns the paths."""
+    """Write a PNG per plot tab, images.png, window.png, numbers.csv and numbers.json, and for a
+    scan run scan.png and scan_points.json (the criteria per scan point); returns the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     plots = getattr(window, "plots", None)
+    scan_results = getattr(window, "scan_results", None)
+    scan = scan_results() if callable(scan_results) else None
     if plots is not None:
         plots.show_snapshot(snap, every_tab=True)
+        plots.show_scan(scan, every_tab=True)
         for k in range(plots.count()):
             widget = plots.widget(k)
+            if widget is plots.scan and scan is None:
+                continue                  # not a scan run
             name = plots.tabText(k).lower().replace(" ", "_")
             path = directory / f"{name}.png"
             if widget.size().width() < 50:
@@ -59,6 +65,10 @@ def export_report(directory: Path, snap: MonitorSnapshot, window: QtWidgets.QWid
     if images is not None:
         path = directory / "images.png"
         images.grab().save(str(path))
+        written.append(path)
+    if scan is not None:
+        path = directory / "scan_points.json"
+        path.write_text(json.dumps(scan, indent=1), encoding="utf-8")
         written.append(path)
     path = directory / "window.png"
     window.grab().save(str(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from sequences.sequencer import Progress
 
 log = logging.getLogger(__name__)
 REFRESH_MS = 100   # a snapshot is shown over two ticks (_refresh): each panel up to 5 times a second
+SCAN_EVERY_S = 1.0  # the Scan tab (criteria per scan point), when in view, at most once a second
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -53,6 +55,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review: ReviewSource | None = None
         self._dirty = False
         self._plots_pending: MonitorSnapshot | None = None
+        self._scan_t = -math.inf
         self._closing = False
         self._busy = 0
         self._last_progress: Progress | None = None
@@ -111,6 +114,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.regions.regions_changed.connect(self.change_regions)
         self.images.split_dragged.connect(self._dragged)
         self.instruments.reconnect_requested.connect(self.reconnect)
+        self.plots.currentChanged.connect(lambda _: setattr(self, "_scan_t", -math.inf))
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self._refresh)
@@ -341,6 +345,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _follow(self, session: Any) -> None:
         self.review = None
         self.session = session
+        self._new_scan()
         self.bridge = SessionBridge(session, self)
         self.bridge.state_changed.connect(self._state_changed)
         self.bridge.progress.connect(self._progress)
@@ -421,6 +426,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Timer: show a new snapshot in two halves on successive ticks, numbers and images first,
         then the plots, so that no one turn of the event loop draws the whole window (timers,
         clicks and drags wait for at most half of it)."""
+        self._refresh_scan()
         if self._plots_pending is not None:
             pending, self._plots_pending = self._plots_pending, None
             self.plots.show_snapshot(pending)
@@ -435,6 +441,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self._plots_pending = snap
         if self.session is not None and self.review is None:
             self._refresh_instruments()
+
+    def scan_results(self) -> dict[str, Any] | None:
+        """The criteria per scan point of the run in view (``ScanMonitor.results_json``): the run
+        file's final ones in review, else the live run's (None: no scan)."""
+        if self.review is not None:
+            scan = (self.review.results or {}).get("scan_points")
+            return scan if isinstance(scan, dict) else None
+        if self.session is not None:
+            return self.session.scan_results()
+        return None
+
+    def _new_scan(self) -> None:
+        """Another run in view: the Scan tab forgets the last one and is drawn at the next tick."""
+        self.plots.show_scan(None)
+        self._scan_t = -math.inf
+
+    def _refresh_scan(self) -> None:
+        """The Scan tab, when in view, at most every SCAN_EVERY_S (in-process this computes the
+        points' criteria on this thread; from a run server it is the last ``scan`` event)."""
+        if self.plots.currentWidget() is not self.plots.scan:
+            return
+        now = time.monotonic()
+        if now - self._scan_t < SCAN_EVERY_S:
+            return
+        self._scan_t = now
+        self.plots.show_scan(self.scan_results())
 
     def show_snapshot(self, snap: MonitorSnapshot) -> None:
         """Show ``snap`` in every panel now."""
@@ -538,6 +570,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.review = review
         self.session = None
+        self._new_scan()
         regions = review.default_regions()
         self.regions.set_plan(regions)
         self.run_panel.file_label.setText(f"review: {review.path} ({review.end_state}, "

@@ -1,12 +1,15 @@
 """Images with region overlays and draggable gap lines; convergence and scan plots (pyqtgraph)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.criteria import CriteriaResult
 from analysis.geometries import MIN_REGION_FRACTION, Split
+from app.gui.scan_view import ScanPlot
 from app.monitoring import MonitorSnapshot
 
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
@@ -205,8 +208,9 @@ class PlotsPanel(QtWidgets.QTabWidget):
         self.gap = pg.GraphicsLayoutWidget()
         self.gap_epr = self.gap.addPlot(row=0, col=0, title="E_EPR vs gap width")
         self.gap_atoms = self.gap.addPlot(row=1, col=0, title="atoms in A and B")
+        self.scan = ScanPlot()
         for w, name in ((self.convergence, "Convergence"), (self.ratio, "Splitting ratio"),
-                        (self.gap, "Gap width")):
+                        (self.gap, "Gap width"), (self.scan, "Scan")):
             self.addTab(w, name)
         for p, xl in ((self.convergence.getPlotItem(), "shots"), (self.ratio.getPlotItem(), "N_A / N"),
                       (self.gap_epr, "gap width (px)"), (self.gap_atoms, "gap width (px)")):
@@ -225,7 +229,9 @@ class PlotsPanel(QtWidgets.QTabWidget):
         self._conv_right = 0.0
         # only the tab in view is drawn; the others catch up when chosen (each costs render time
         # on the GUI thread, which a live run's timers and clicks share)
-        self.currentChanged.connect(lambda _: self.show_snapshot(self._snapshot))
+        self.currentChanged.connect(lambda _: self._tab_changed())
+        self._scan: dict[str, Any] | None = None
+        self._scan_shown: object = None
         self.convergence.setBackground("w")
         self.ratio.setBackground("w")
         self.gap.setBackground("w")
@@ -261,6 +267,18 @@ class PlotsPanel(QtWidgets.QTabWidget):
                 curve.setData([], [])
                 errors.show(np.zeros(0), np.zeros(0), np.zeros(0))
 
+    def _tab_changed(self) -> None:
+        self.show_snapshot(self._snapshot)
+        self.show_scan(self._scan)
+
+    def show_scan(self, data: dict[str, Any] | None, every_tab: bool = False) -> None:
+        """The scan monitor's per-point results (``ScanMonitor.results_json``; None: no scan),
+        drawn when the Scan tab is in view (or now with ``every_tab``)."""
+        self._scan = data
+        if (every_tab or self.currentWidget() is self.scan) and self._scan_shown is not data:
+            self._scan_shown = data
+            self.scan.show_scan(data)
+
     def set_planned_shots(self, planned: int) -> None:
         """The run's planned number of shots: the convergence plot's x axis spans it from the start
         (a fixed axis is not redrawn with every snapshot)."""
@@ -272,8 +290,8 @@ class PlotsPanel(QtWidgets.QTabWidget):
         self._snapshot = snap
         if snap is None:
             return
-        for tab in (range(self.count()) if every_tab else [self.currentIndex()]):
-            if self._shown.get(tab) is snap:
+        for tab in (range(3) if every_tab else [self.currentIndex()]):
+            if tab > 2 or self._shown.get(tab) is snap:
                 continue
             self._shown[tab] = snap
             res = snap.result.corrected if snap.result is not None and snap.result.corrected is not None \

@@ -3,9 +3,10 @@ sequencer, the writer and the monitor of the current run, and a persistent queue
 
 Sockets (app/server/endpoint.py): a REP socket for commands (every request carries the token; a
 request without it, or with a wrong one, is refused and logged), a PUB socket for events: ``state``,
-``progress``, ``shot`` (committed to the file), ``snapshot`` (made in the monitor thread, at most
+``progress`` (with ``time_left_s``), ``shot`` (committed to the file), ``snapshot`` (made in the monitor thread, at most
 SNAPSHOT_HZ per second: clients never compute criteria or take the monitor's lock; the criteria
 as JSON with float32 images), ``monitor`` (the same snapshot whole, for windows: app.server.snapshots),
+``scan`` (a scan run's criteria per scan point, at most once per SCAN_EVERY_S),
 ``instruments``, ``queue``, ``run_started``, ``run_finished``, ``log`` (WARNING and above). Bad
 messages get an error reply; nothing a client sends can stop the server except ``shutdown``.
 """
@@ -41,6 +42,7 @@ from sequences.shot import ShotRecord
 
 log = logging.getLogger("steerlab.server")
 SNAPSHOT_HZ = 5.0
+SCAN_EVERY_S = 1.0   # the criteria per scan point (one small monitor each) at most once a second
 INSTRUMENTS_EVERY_S = 2.0
 LOG_NAME = "steerlab-server.log"
 
@@ -109,6 +111,8 @@ class RunServer:
         self._last_snapshot: dict[str, Any] | None = None
         self._last_monitor: dict[str, Any] | None = None
         self._last_snapshot_t = 0.0
+        self._last_scan: dict[str, Any] | None = None
+        self._last_scan_t = 0.0
         self._last_instruments_t = 0.0
         self._snap_lock = threading.Lock()
         self._runner = threading.Thread(target=self._run_queue, name="server-runner", daemon=False)
@@ -314,6 +318,12 @@ class RunServer:
         with self._snap_lock:
             return self._last_monitor if monitor else self._last_snapshot
 
+    def cmd_scan_points(self) -> dict[str, Any] | None:
+        """The last ``scan`` event's data: ``{"file", "scan"}``, the criteria per scan point of the
+        current (or last) scan run (``ScanMonitor.results_json``); None before the first."""
+        with self._snap_lock:
+            return self._last_scan
+
     def cmd_shutdown(self, abort: bool = False) -> str:
         self.request_stop(bool(abort))
         return "stopping"
@@ -381,7 +391,10 @@ class RunServer:
         self._publish_instruments(force=True)
 
     def _on_progress(self, p: Progress) -> None:
-        self.publish("progress", dataclasses.asdict(p))
+        data: dict[str, Any] = dataclasses.asdict(p)
+        s = self.session
+        data["time_left_s"] = s.time_left_s() if s is not None else None
+        self.publish("progress", data)
         self._publish_instruments()
 
     def _on_written(self, shot: ShotRecord) -> None:
@@ -413,6 +426,12 @@ class RunServer:
         self.publish("snapshot", payload)
         if monitor is not None:
             self.publish("monitor", monitor)
+        if session.scan_monitor is not None and (force or now - self._last_scan_t >= SCAN_EVERY_S):
+            self._last_scan_t = now
+            scan = {"file": payload["file"], "scan": session.scan_monitor.results_json()}
+            with self._snap_lock:
+                self._last_scan = scan
+            self.publish("scan", scan)
 
     def _publish_instruments(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -15,11 +15,14 @@ import pytest
 import zmq
 
 from app.client import Client, ServerError
+from app.labconfig import load_lab_config
+from app.remote import RemoteRun
 from app.monitoring import MonitorSnapshot
 from app.runfile import open_run
 from app.server import protocol
 from app.server.endpoint import endpoint_file
 from app.server.snapshots import from_wire
+from sequences.control import RunState
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = (ROOT / "configs" / "plans" / "default.toml").read_text()
@@ -229,6 +232,57 @@ def test_snapshots_arrive_as_numbers_and_images(server: Server) -> None:
     assert c.snapshot()["shots_counted"] >= got["shots_counted"]
     latest = from_wire(c.snapshot(monitor=True)["monitor"])
     assert isinstance(latest, MonitorSnapshot) and latest.shots_counted >= snap.shots_counted
+
+
+SCAN_PLAN = """
+[run]
+cycles = 8
+[state]
+atom_number_sd = 0.0
+[scan]
+order = "interleaved"
+[[scan.axes]]
+field = "imaging.tof_s"
+values = [2.2e-3, 2.4e-3]
+"""
+
+
+def test_a_scan_run_publishes_its_criteria_per_point_and_progress_its_time_left(server: Server) -> None:
+    c = server.start()
+    assert c.scan_points() is None
+    sub = c.subscribe(["scan", "progress"])
+    # a window's view of the run: RemoteRun on a client of its own
+    remote = RemoteRun(Client(data_dir=server.tmp / "runs", timeout_s=10), load_lab_config(server.config),
+                       SCAN_PLAN, plan_source="tof.toml", out="tof.h5", seed=3)
+    remote.start()
+    seen_left: list[float] = []
+    scans: list[dict] = []
+    left: list[float] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (scans and len(left) > 3):
+        ev = sub.get(5.0)
+        if ev and ev[0] == "scan":
+            scans.append(ev[1])
+        elif ev and ev[0] == "progress" and ev[1].get("time_left_s") is not None:
+            left.append(ev[1]["time_left_s"])
+            if (t := remote.time_left_s()) is not None:
+                seen_left.append(t)
+    sub.close()
+    assert remote.wait(120) is RunState.COMPLETED
+    assert seen_left and remote.last_progress is not None
+    assert scans and scans[0]["file"].endswith("tof.h5")
+    assert [a["field"] for a in scans[0]["scan"]["axes"]] == ["imaging.tof_s"]
+    assert len(left) > 3 and all(x >= 0 for x in left) and left[-1] < left[0]
+    (h,) = wait_history(c, 1)
+    # after the run, the last published points are those the run file keeps as its final results
+    last = c.scan_points()
+    assert last is not None and last["file"] == h["file"]
+    with open_run(h["file"]) as run:
+        stored = run.results["scan_points"]
+    assert [p["values"] for p in last["scan"]["points"]] == [{"imaging.tof_s": 2.2e-3}, {"imaging.tof_s": 2.4e-3}]
+    assert last["scan"] == stored
+    assert remote.scan_results() == stored
+    remote.close()
 
 
 def test_a_server_killed_mid_run_leaves_every_committed_shot_and_the_queue(server: Server) -> None:

@@ -64,12 +64,15 @@ def test_a_run_through_the_server_shows_the_servers_numbers(qtbot, tmp_path: Pat
     w.run_panel.shots_spin.setValue(3000)
     w.run_panel.buttons["start"].click()
     qtbot.waitUntil(lambda: w.session.is_running and w.session.last_progress is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.session.time_left_s() is not None, timeout=10_000)
+    assert w.session.time_left_s() > 0                       # the server's estimate, counted down
     w.close()
     status = Client(data_dir=tmp_path / "runs", timeout_s=5).status()
     assert status["run"]["running"] and status["run"]["file"] == str(w.session.path)
     # a new window follows the run in progress
     w2 = window(qtbot, tmp_path, lab, confirm=lambda title, text: True)     # closing: stop it
     assert w2.session is not None and w2.session.path == w.session.path
+    assert w2.session.time_left_s() is not None and w2.session.time_left_s() > 0   # from the status
     qtbot.waitUntil(lambda: w2.session.snapshot() is not None, timeout=20_000)
     with qtbot.waitSignal(w2.run_finished, timeout=60_000) as finished:
         w2.run_panel.buttons["stop"].click()
