@@ -1,13 +1,16 @@
 """The TTL program of one shot, in physical terms (channel -> pulses), from the plan and the direction.
 
-Times in seconds from the start of the card's program (t = 0: trap switch-off). Channels (names
-mapped to card outputs by configuration):
+Times in seconds from the start of the card's program: t = 0 is the trap switch-off, unless the
+plan has steps before it (``sequences/steps.py``), when the program starts ``program_lead_s``
+earlier and every time below is that much later. Channels (names mapped to card outputs by
+configuration):
 - ``mw_gate``: the microwave switch; one pulse of the axis' length at ``pulse_start_s`` (z: none);
 - ``probe``: the imaging light; ``probe_pulse_s`` pulses for atoms2, atoms1, ref2, ref1 (no pulse
   for the dark frame);
 - ``camera``: one trigger per frame, opening ``camera_lead_s`` before its probe pulse and lasting
   ``camera_exposure_s`` (the rising edge starts the exposure);
-- ``tof_marker`` (optional, only if mapped): high during the time of flight, 0..tof_s;
+- ``tof_marker`` (optional, only if mapped; required with steps before the switch-off): high
+  during the time of flight, from the switch-off for tof_s;
 - the lab's own channels: the plan's ``[[steps]]`` (``sequences/steps.py``), timed from the events
   of this sequence.
 """
@@ -45,8 +48,11 @@ def shot_program(plan: RunPlan, direction: str, channels: Mapping[str, int]) -> 
     if TOF_MARKER in channels:
         program[TOF_MARKER] = [(0.0, im.tof_s)]
     if plan.steps:
-        from sequences.steps import step_pulses
+        from sequences.steps import check_lead, step_pulses
         program.update(step_pulses(plan, direction))
+        lead = check_lead(plan, direction, channels)
+        if lead > 0:
+            program = {ch: [(start + lead, d) for start, d in pulses] for ch, pulses in program.items()}
     return program
 
 

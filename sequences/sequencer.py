@@ -40,7 +40,7 @@ from sequences.imaging_program import check_channels, shot_program
 from sequences.instruments import Instruments, SequencerConfig, flat_settings
 from sequences.plan import RunPlan, Slot
 from sequences.scan import shot_settings
-from sequences.steps import check_programs, idle_word
+from sequences.steps import check_programs, idle_word, program_lead_s
 from sequences.publish import ConsumerFailed, ShotPublisher
 from sequences.shot import Direction, ShotClock, ShotRecord
 from sequences.verify import VERIFIED_CAMERA_KEYS, SettingsMismatch, check_shot
@@ -102,7 +102,6 @@ class Sequencer:
         self._state_applied: Any = None                         # the virtual lab's prepared state
         self._camera_trigger: Literal["hardware", "software"] = "hardware"
         self._first_frame_id: int | None = None
-        self._exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
         self._scans_state = plan.scan is not None and any(
             f.startswith("state.") for f in plan.scan.fields)
         self.error: BaseException | None = None
@@ -307,6 +306,7 @@ class Sequencer:
         compiled = self._programs[(slot.point if self.plan.point_plans else -1, slot.direction)]
         pulse = plan.microwave.pulse(slot.direction)
         exposure_starts = sorted(plan.imaging.exposure_starts_s().values())
+        lead = program_lead_s(plan, slot.direction)     # the program starts before the switch-off
         n = len(self.frame_names)
         try:
             self._step("camera", "disarm", cam.stop)
@@ -322,7 +322,7 @@ class Sequencer:
             start = card.start if self.config.start_mode == "software" else card.arm
             self._step("timing_card", "start", start)
             if self._camera_trigger == "software":
-                self._software_triggers(time.monotonic(), exposure_starts)
+                self._software_triggers(time.monotonic(), [t + lead for t in exposure_starts])
             frames = self._collect(n, compiled.duration_s)
             gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
             if gap is not None:
@@ -342,6 +342,7 @@ class Sequencer:
             "card.status": str(getattr(status.run, "name", status)), "card.upload": str(upload),
             "card.instructions": len(compiled.instructions),
             "card.program_duration_s": compiled.duration_s,
+            "card.trap_off_s": lead,
             "card.max_rounding_error_s": compiled.max_rounding_error_s,
             "pulse.mw_gate_s": pulse.pulse_s, "pulse.mw_phase_deg": pulse.phase_deg,
             "pulse.mw_start_s": plan.microwave.pulse_start_s,

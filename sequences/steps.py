@@ -4,8 +4,10 @@ A plan's ``[[steps]]`` entries (format: docs/run-plans.md) put pulses on the tim
 that the lab configuration names beyond the built-in ones (``[timing_card.channels]``). A step is
 ``name``, ``channel``, ``at`` (an event) + ``offset_s`` (may be negative), and either
 ``duration_s`` (a pulse) or ``until`` (an event) + ``until_offset_s`` (an edge pair: active from
-the first time to the second). Times are seconds from the trap switch-off (t = 0); a step may not
-start before it, because the card's program starts there.
+the first time to the second). Times are seconds from the trap switch-off (t = 0). A step may
+start before it (loading, evaporation, a trap ramp): the card's program then starts that much
+earlier (:func:`program_lead_s`) and the switch-off is the rising edge of ``tof_marker``, which
+such a plan needs mapped (the lab's trap switch, or the virtual lab, takes the release from it).
 
 Events of a shot (seconds from the trap switch-off, per direction):
 ``trap_off`` 0; ``mw_start``/``mw_end`` the Rabi pulse (z: both at ``pulse_start_s``);
@@ -101,8 +103,9 @@ def events_s(plan: RunPlan, direction: str) -> dict[str, float]:
 
 
 def step_pulses(plan: RunPlan, direction: str) -> dict[str, list[tuple[float, float]]]:
-    """Channel -> pulses ``(start_s, duration_s)`` of the plan's steps in a ``direction`` shot;
-    StepError naming the step if it starts before the trap switch-off or ends before it starts."""
+    """Channel -> pulses ``(start_s, duration_s)`` (s from the trap switch-off, negative before it)
+    of the plan's steps in a ``direction`` shot; StepError naming the step if it ends before it
+    starts."""
     ev = events_s(plan, direction)
     out: dict[str, list[tuple[float, float]]] = {}
     for s in plan.steps:
@@ -113,14 +116,33 @@ def step_pulses(plan: RunPlan, direction: str) -> dict[str, list[tuple[float, fl
             assert s.until is not None
             duration = ev[s.until] + s.until_offset_s - start
         where = f"{plan.source}: step {s.name!r} ({s.channel}, {direction} shot)"
-        if start < -1e-12:
-            raise StepError(f"{where}: starts at {start:.9g} s ({s.at} + offset_s); expected >= 0 s "
-                            f"(the card's program starts at the trap switch-off)")
         if not duration > 0:
             raise StepError(f"{where}: ends at {start + duration:.9g} s, not after its start at "
                             f"{start:.9g} s; expected until + until_offset_s after at + offset_s")
-        out.setdefault(s.channel, []).append((max(start, 0.0), duration))
+        out.setdefault(s.channel, []).append((start if start < -1e-12 else max(start, 0.0), duration))
     return out
+
+
+def program_lead_s(plan: RunPlan, direction: str) -> float:
+    """How long (s) before the trap switch-off the card's program of a ``direction`` shot starts:
+    the earliest step start before it, else 0 (the program starts at the switch-off)."""
+    starts = [start for pulses in step_pulses(plan, direction).values() for start, _ in pulses]
+    return max(0.0, -min(starts, default=0.0))
+
+
+def check_lead(plan: RunPlan, direction: str, channels: Mapping[str, int]) -> float:
+    """``program_lead_s``; StepError naming the earliest step if it is > 0 and ``tof_marker`` (the
+    output marking the switch-off in the card's program) is not mapped."""
+    lead = program_lead_s(plan, direction)
+    if lead > 0 and "tof_marker" not in channels:
+        ev = events_s(plan, direction)
+        first = min(plan.steps, key=lambda s: ev[s.at] + s.offset_s)
+        raise StepError(f"{plan.source}: step {first.name!r} ({first.channel}, {direction} shot): "
+                        f"starts {lead:.9g} s before the trap switch-off; expected a "
+                        f"tof_marker output in the lab configuration's [timing_card.channels] "
+                        f"(it marks the switch-off when the card's program starts earlier), or "
+                        f"a start >= 0 s")
+    return lead
 
 
 def check_step_channels(plan: RunPlan, channels: Mapping[str, int]) -> None:

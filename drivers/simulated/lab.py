@@ -1,8 +1,9 @@
 """The virtual lab: emulated instruments on 127.0.0.1 joined to the simulated atoms.
 
 What the instruments really did decides what the atoms undergo. After every program the emulated
-PrawnDO card runs, the lab reads the card's emitted edges (times in s from the program start =
-trap switch-off) and the settings the emulated SMA100B really held while it ran (its change
+PrawnDO card runs, the lab reads the card's emitted edges (times in s from the trap switch-off:
+the program start, or the first rising edge of ``tof_marker`` when the program starts earlier for
+steps before the switch-off) and the settings the emulated SMA100B really held while it ran (its change
 notifications mapped onto the program's time axis; with ``time_scale`` 0 the program takes no
 real time and the settings at its end held throughout):
 
@@ -201,12 +202,19 @@ class VirtualLab:
             with self._lock:
                 self.render_seconds += time.perf_counter() - t0
 
-    def _render_shot(self, edges: Edges) -> None:
+    def _render_shot(self, card_edges: Edges) -> None:
         end_r = time.monotonic()        # the card calls back as soon as its program has ended
         with self._lock:
             self._sequences += 1
             seq = self._sequences
         ch = self.config.channels
+        # the release: tof_marker's first rising edge where a program starts before it (steps
+        # before the switch-off, sequences/steps.py), else the program's start; times from it
+        release = 0.0
+        if "tof_marker" in ch:
+            marks = high_intervals(card_edges, ch["tof_marker"])
+            release = marks[0][0] if marks else 0.0
+        edges = [(t - release, w) for t, w in card_edges]
         end = edges[-1][0] if edges else 0.0
         cams = high_intervals(edges, ch["camera"], end_s=end)
         probes = high_intervals(edges, ch["probe"], end_s=end)
@@ -225,8 +233,9 @@ class VirtualLab:
         lengths += [default.atoms2_pulse_s] * (4 - len(lengths))
         exposures = Exposures(times[0], max(times[1], times[0] + lengths[0]), *lengths[:4])
         records = self.card_emulator.records
-        end_t = records[-1].end_s if records and records[-1].edges == edges else end
-        timeline = self.microwave_timeline.program_timeline(end_r, end_t, self.card_emulator.time_scale)
+        end_t = records[-1].end_s if records and records[-1].edges == card_edges else end + release
+        timeline = [(t - release, st) for t, st in
+                    self.microwave_timeline.program_timeline(end_r, end_t, self.card_emulator.time_scale)]
         mw = state_in_force(timeline, exposures.atoms2_time_s)
         try:
             pulses = pulses_from_timeline(edges, timeline, exposures.atoms2_time_s,
@@ -252,7 +261,7 @@ class VirtualLab:
             frames = shot.frames
             start_r = end_r - end_t * self.card_emulator.time_scale     # the program's start
             self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
-                                [start_r + c[0] for c in cams])          # stamped at their edges
+                                [start_r + release + c[0] for c in cams])   # stamped at their edges
 
     def set_simulation(self, simulation: Any) -> None:
         """The simulated atoms from the next program run on: ``simulation`` (a SimulationConfig,

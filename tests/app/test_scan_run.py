@@ -3,6 +3,7 @@ recorded in the run file's typed columns, the edges the emulated card really emi
 physics the simulated atoms underwent agree shot by shot."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -192,3 +193,45 @@ values = [500e-6, 1.5e-3]
         assert low[0][0] == pytest.approx(2.2e-3 - 300e-6, abs=1e-8)
         back_high = [t for t, w in rec.edges if t > low[0][0] and w >> ch["shutter"] & 1][0]
         assert back_high == pytest.approx(2.2e-3 + 1.5e-3 + 100e-6, abs=1e-8)
+
+
+def test_a_step_before_the_switch_off_leaves_the_atoms_physics_unchanged(tmp_path: Path) -> None:
+    """A trap light from 30 ms before the release: the card's program starts then and tof_marker
+    rises at the switch-off; the virtual lab takes the release from it, so the atoms undergo and
+    the camera records exactly what the same seed gives without the step."""
+    from app.labconfig import parse_lab_config
+    from tests.app.test_session import CONFIG, SMALL_LAB
+    text = CONFIG.read_text().replace('data_dir = "../../runs"', f'data_dir = "{tmp_path}"')
+    text = text.replace("[virtual_lab]\n", SMALL_LAB.strip() + "\n", 1)
+    cfg = parse_lab_config(text.replace("tof_marker = 5\n", "tof_marker = 5\ntrap = 6\n"),
+                           "trap-lab.toml", base_dir=CONFIG.parent)
+    base = PLAN.split("[scan]")[0]
+    runs = {}
+    for name, steps in (("plain", ""), ("trap", '[[steps]]\nname = "dipole_trap"\nchannel = "trap"\n'
+                                                'at = "trap_off"\noffset_s = -30e-3\nuntil = "trap_off"\n')):
+        plan = parse_plan(base + steps, f"{name}.toml", cfg.microwave_calibration)
+        with RunSession(cfg, plan, f"{name}.h5", seed=8) as s:
+            s.start()
+            assert s.wait(120) is RunState.COMPLETED
+            runs[name] = (s.path, list(s.lab.card_emulator.records), list(s.lab.truths))
+    ch = cfg.sequencer.channels
+    (plain_path, plain_rec, plain_truth), (trap_path, trap_rec, trap_truth) = runs["plain"], runs["trap"]
+    assert len(trap_rec) == len(plain_rec) == 3
+    for a, b in zip(plain_rec, trap_rec):
+        pa, pb = edges_to_pulses(a.edges, ch), edges_to_pulses(b.edges, ch)
+        assert pb["trap"] == [pytest.approx((0.0, 30e-3), abs=1e-8)]
+        assert pb["tof_marker"][0][0] == pytest.approx(30e-3, abs=1e-8)
+        for name in ("mw_gate", "probe", "camera"):
+            assert [(t + 30e-3, d) for t, d in pa[name]] == [pytest.approx(x, abs=1e-8) for x in pb[name]]
+    for a, b in zip(plain_truth, trap_truth):
+        # equal up to the float rounding of t + 30 ms - 30 ms (the card's clock grid is the same)
+        assert dataclasses.astuple(a.truth.exposures) == pytest.approx(dataclasses.astuple(b.truth.exposures),
+                                                                      abs=1e-15)
+        assert [dataclasses.astuple(p) for p in a.pulses] == \
+            [pytest.approx(dataclasses.astuple(p), rel=1e-9) for p in b.pulses]
+        assert (a.truth.n1, a.truth.n2) == (b.truth.n1, b.truth.n2)
+    with open_run(plain_path) as pr, open_run(trap_path) as tr:
+        for i in range(3):
+            assert np.array_equal(pr.frames(i), tr.frames(i))
+            assert tr.shot(i).settings["card.trap_off_s"] == pytest.approx(30e-3)
+            assert pr.shot(i).settings["card.trap_off_s"] == 0.0

@@ -142,7 +142,8 @@ def test_steps_are_timed_from_the_events_and_compiled_with_the_imaging() -> None
     (("duration_s = 1e-3", "duration_s = 2e-8"),
      r"^steps\.toml: step 'coil_off': the x shot's timing-card program: instruction at 0 s would last 2 cycles .*50 ns between edges\)$"),
     (('at = "trap_off"\noffset_s = 0.0', 'at = "mw_start"\noffset_s = -2e-4'),
-     r"^steps\.toml: step 'coil_off' \(coil, x shot\): starts at -0\.0001 s"),
+     r"^steps\.toml: step 'coil_off' \(coil, x shot\): starts 0\.0001 s before the trap switch-off; "
+     r"expected a tof_marker output"),
     (('channel = "coil"', 'channel = "coils"'),
      r"step 'coil_off': channel 'coils' is not in the lab configuration's"),
 ])
@@ -152,6 +153,32 @@ def test_a_step_outside_the_cards_limits_is_refused_before_the_run(edit: tuple[s
     with pytest.raises(StepError, match=match) as err:
         check_programs(p, CHANNELS, clock_hz=100e6, max_instructions=30_000)
     assert "\n" not in str(err.value)
+
+
+def test_steps_before_the_switch_off_start_the_program_earlier_and_tof_marker_marks_it() -> None:
+    """A trap step from 200 ms before the release: the card's program starts then, everything of
+    the imaging sequence is 200 ms later in it, and tof_marker rises at the switch-off."""
+    channels = dict(CHANNELS, tof_marker=5)
+    plain = check_programs(parse_plan(BASE, "plain.toml", CAL), channels, clock_hz=100e6,
+                           max_instructions=30_000)
+    p = parse_plan(BASE + """
+[[steps]]
+name = "trap"
+channel = "coil"
+at = "trap_off"
+offset_s = -0.2
+until = "trap_off"
+""", "trap.toml", CAL)
+    assert step_pulses(p, "x")["coil"] == [pytest.approx((-0.2, 0.2))]
+    programs = check_programs(p, channels, clock_hz=100e6, max_instructions=30_000)
+    for d in ("x", "y", "z"):
+        before = edges_to_pulses(plain[(-1, d)].edges(), channels)
+        after = edges_to_pulses(programs[(-1, d)].edges(), channels)
+        assert after["coil"] == [pytest.approx((0.0, 0.2))]
+        assert after["tof_marker"][0][0] == pytest.approx(0.2) == before["tof_marker"][0][0] + 0.2
+        for ch in ("mw_gate", "probe", "camera", "tof_marker"):
+            assert [(a + 0.2, b) for a, b in before[ch]] == [pytest.approx(x) for x in after[ch]]
+        assert programs[(-1, d)].duration_s == pytest.approx(plain[(-1, d)].duration_s + 0.2)
 
 
 def test_too_many_steps_for_the_cards_memory() -> None:
