@@ -114,10 +114,12 @@ class Client:
         return dict(self.call("status"))
 
     def queue_add(self, plan_toml: str, *, plan_source: str = "<client>", shots: int | None = None,
-                  state: str | None = None, seed: int | None = None, out: str | None = None) -> dict[str, Any]:
-        """Queue a run of a plan (TOML text); returns the queued item (with its ``id``)."""
+                  state: str | None = None, seed: int | None = None, out: str | None = None,
+                  regions: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a run of a plan (TOML text); returns the queued item (with its ``id``).
+        ``regions``: the chosen split it starts with, ``{axis, position_px, gap_px, a_side}`` (px)."""
         return dict(self.call("queue_add", plan_toml=plan_toml, plan_source=plan_source, shots=shots,
-                              state=state, seed=seed, out=out))
+                              state=state, seed=seed, out=out, regions=regions))
 
     def queue(self) -> dict[str, Any]:
         return dict(self.call("queue_list"))

@@ -29,7 +29,7 @@ from typing import Any
 from app.client import Client, ServerError, ServerUnavailable
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RegionPlan
-from app.server.snapshots import SnapshotError, from_wire
+from app.server.snapshots import SnapshotError, from_wire, split_to_wire
 from analysis.geometries import Split
 from sequences.control import RunState
 from sequences.sequencer import Progress
@@ -145,7 +145,8 @@ class RemoteRun:
         sub = self.client.subscribe(["run_started", "run_finished", "state", "progress", "monitor",
                                      "scan", "instruments", "server"])
         plan_toml, plan_source, out, seed = self._plan
-        item = self.client.queue_add(plan_toml, plan_source=plan_source, out=out, seed=seed)
+        item = self.client.queue_add(plan_toml, plan_source=plan_source, out=out, seed=seed,
+                                     regions=self.monitor.start_split())
         self._item_id = str(item["id"])
         self._start_threads(sub)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -223,7 +224,7 @@ class RemoteRun:
         g = regions.chosen
         if not isinstance(g, Split):
             raise ServerError("the run server switches to splits only (axis, position, gap)")
-        self._call("set_regions", axis=g.axis, position_px=g.position_px, gap_px=g.gap_px)
+        self._call("set_regions", **split_to_wire(g))
 
     def close(self, timeout: float = 30.0) -> RunState | None:
         """Stop following (the run goes on on the server)."""
@@ -367,9 +368,9 @@ class RemoteRun:
 
 
 class _Regions:
-    """``session.monitor.regions = plan`` of the in-process session, for a remote run: only
-    remembered. The server's run starts with the configuration's regions; the window's Apply
-    sends a split to it (``RemoteRun.switch_regions``)."""
+    """``session.monitor.regions = plan`` of the in-process session, for a remote run: set before
+    ``start`` its chosen split goes with the queued run (the server's run starts with it); the
+    window's Apply sends a split to the running one (``RemoteRun.switch_regions``)."""
 
     def __init__(self, run: RemoteRun) -> None:
         self._run = run
@@ -382,3 +383,15 @@ class _Regions:
     @regions.setter
     def regions(self, plan: RegionPlan) -> None:
         self._regions = plan
+
+    def start_split(self) -> dict[str, Any] | None:
+        """The chosen split to start the server's run with (None: the configuration's). The
+        server's monitor takes splits only: another chosen pattern is logged and not sent."""
+        chosen = self._regions.chosen if self._regions is not None else None
+        if chosen is None:
+            return None
+        if not isinstance(chosen, Split):
+            log.warning("the run server starts runs with a split only; %s is not sent (the run "
+                        "starts with the configuration's split)", chosen.name)
+            return None
+        return split_to_wire(chosen)

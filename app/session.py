@@ -290,7 +290,7 @@ class RunSession:
         monitor = self.monitor
         if monitor.snapshot(crosstalk=False).shots_seen < written_ok:
             log.info("the live monitor skipped shots: recomputing the results from %s", self.path)
-            monitor = self.recompute(region_plan(self.config))
+            monitor = self.recompute(self.monitor.regions)      # the regions of the run now
         self._final_monitor = monitor
         out = monitor.results_json()
         out["source"] = "live monitor" if monitor is self.monitor else "recomputed from the run file"

@@ -35,11 +35,13 @@ class QueueItem:
     seed: int | None = None
     out: str | None = None
     added_at: float = field(default_factory=time.time)
+    #: the chosen split the run starts with ({axis, position_px, gap_px, a_side}; None: the config's)
+    regions: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> QueueItem:
         return cls(**{k: d[k] for k in ("id", "plan_toml", "plan_source", "shots", "state", "seed", "out",
-                                         "added_at") if k in d})
+                                         "added_at", "regions") if k in d})
 
 
 class RunQueue:

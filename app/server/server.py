@@ -25,13 +25,12 @@ from typing import Any
 
 import zmq
 
-from analysis.geometries import Split
 from app.labconfig import LabConfig
 from app.monitoring import MonitorSnapshot, RunMonitor
 from app.preflight import InputError, checked_plan
 from app.server import protocol
 from app.server.endpoint import Endpoint, endpoint_file, new_token, private_dir
-from app.server.snapshots import SnapshotError, to_wire
+from app.server.snapshots import SnapshotError, split_from_wire, split_to_wire, to_wire
 from app.server.queue import STATE_FILE, QueueError, QueueItem, RunQueue
 from app.session import RunSession, SessionError, region_plan
 from drivers.errors import DriverError
@@ -241,10 +240,15 @@ class RunServer:
                 "chosen_criteria": chosen, "refused_requests": self.refused}
 
     def cmd_queue_add(self, plan_toml: str, plan_source: str = "<client>", shots: int | None = None,
-                      state: str | None = None, seed: int | None = None, out: str | None = None) -> dict[str, Any]:
+                      state: str | None = None, seed: int | None = None, out: str | None = None,
+                      regions: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a run (checked now); ``regions``: the chosen split it starts with
+        (``{axis, position_px, gap_px, a_side}``; default: the configuration's)."""
         if not isinstance(plan_toml, str):
             raise ValueError("plan_toml: expected the plan's TOML text")
-        item = QueueItem("", plan_toml, str(plan_source), shots, state, seed, out)
+        split = None if regions is None else split_from_wire(regions)
+        item = QueueItem("", plan_toml, str(plan_source), shots, state, seed, out,
+                         regions=None if split is None else split_to_wire(split))
         # checked now, so that a bad plan is refused to the client, not found later
         self._plan(item)
         added = self.queue.add(item)
@@ -297,10 +301,11 @@ class RunServer:
         self._current().reconnect(instrument)
         return f"{instrument} reconnected"
 
-    def cmd_set_regions(self, axis: str = "x", position_px: float = 0.0, gap_px: float = 1.0) -> str:
+    def cmd_set_regions(self, axis: str = "x", position_px: float = 0.0, gap_px: float = 1.0,
+                        a_side: str = "low") -> str:
         """Recount the current run with another chosen split (in the background) and go on live."""
         s = self._current()
-        split = Split(str(axis), float(position_px), float(gap_px))
+        split = split_from_wire({"axis": axis, "position_px": position_px, "gap_px": gap_px, "a_side": a_side})
         plan = region_plan(self.config, split)
 
         def work() -> None:
@@ -354,6 +359,8 @@ class RunServer:
             self.queue.finished("refused", None, str(exc))
             log.warning("queued run %s refused: %s", item.id, exc)
             return
+        if item.regions is not None:
+            session.monitor.regions = region_plan(self.config, split_from_wire(item.regions))
         session.add_state_listener(self._on_state)
         session.add_progress_listener(self._on_progress)
         session.add_written_listener(self._on_written)

@@ -148,3 +148,25 @@ def _key(k: Any) -> Any:
     if isinstance(k, (str, int, float, bool, tuple)) or k is None:
         return k
     raise SnapshotError(f"dict key of type {type(k).__name__}")
+
+
+def split_from_wire(d: Any) -> Split:
+    """A chosen split from a client's ``{axis, position_px, gap_px, a_side}`` (px); ValueError
+    naming the field otherwise."""
+    if not isinstance(d, dict):
+        raise ValueError(f"regions = {str(d)[:60]!r}: expected {{axis, position_px, gap_px, a_side}}")
+    unknown = set(d) - {"axis", "position_px", "gap_px", "a_side"}
+    if unknown:
+        raise ValueError(f"regions: unknown field(s) {', '.join(sorted(map(str, unknown)))}; expected "
+                         "axis, position_px, gap_px, a_side")
+    for k in ("position_px", "gap_px"):
+        v = d.get(k, 0.0 if k == "position_px" else 3.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"regions.{k} = {v!r}: expected a number of pixels")
+    return Split(str(d.get("axis", "x")), float(d.get("position_px", 0.0)), float(d.get("gap_px", 3.0)),
+                 a_side=str(d.get("a_side", "low")))
+
+
+def split_to_wire(s: Split) -> dict[str, Any]:
+    """The JSON form of a chosen split (what ``split_from_wire`` reads)."""
+    return {"axis": s.axis, "position_px": s.position_px, "gap_px": s.gap_px, "a_side": s.a_side}

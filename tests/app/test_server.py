@@ -285,6 +285,22 @@ def test_a_scan_run_publishes_its_criteria_per_point_and_progress_its_time_left(
     remote.close()
 
 
+def test_a_queued_run_starts_with_the_clients_regions_and_bad_ones_are_refused(server: Server) -> None:
+    c = server.start()
+    for bad, match in (({"axis": "q"}, "axis"), ({"gap_px": "wide"}, r"regions\.gap_px = 'wide': expected a number"),
+                       ({"position": 2.0}, "unknown field"), ("x", "expected {axis")):
+        with pytest.raises(ServerError, match=match):
+            c.queue_add(PLAN, shots=30, regions=bad)
+    assert c.queue()["queue"] == []
+    c.queue_add(PLAN, shots=30, out="split.h5", seed=2,
+                regions={"axis": "x", "position_px": 2.0, "gap_px": 5.0, "a_side": "high"})
+    (h,) = wait_history(c, 1)
+    assert h["end_state"] == "completed"
+    with open_run(h["file"]) as run:
+        chosen = run.results["regions"][0]
+    assert (chosen["axis"], chosen["position_px"], chosen["gap_px"], chosen["a_side"]) == ("x", 2.0, 5.0, "high")
+
+
 def test_a_server_killed_mid_run_leaves_every_committed_shot_and_the_queue(server: Server) -> None:
     c = server.start()
     sub = c.subscribe(["shot"])

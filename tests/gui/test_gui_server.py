@@ -46,6 +46,8 @@ def window(qtbot, tmp_path: Path, cfg: Path, **kw) -> MainWindow:
 def test_a_run_through_the_server_shows_the_servers_numbers(qtbot, tmp_path: Path, lab: Path) -> None:
     w = window(qtbot, tmp_path, lab, confirm=lambda title, text: False)     # closing: leave it running
     w.run_panel.shots_spin.setValue(45)
+    w.regions.position.setValue(1.0)                         # regions chosen before Start ...
+    w.regions.gap.setValue(4.0)
     with qtbot.waitSignal(w.run_finished, timeout=180_000) as finished:
         w.run_panel.buttons["start"].click()
     assert finished.args == ["completed"]
@@ -56,6 +58,9 @@ def test_a_run_through_the_server_shows_the_servers_numbers(qtbot, tmp_path: Pat
     with open_run(w.session.path) as run:
         assert run.n_shots == 45 and run.end_state == "completed"
         saved = run.results["criteria"][0]
+        chosen = run.results["regions"][0]
+    assert (chosen["position_px"], chosen["gap_px"]) == (1.0, 4.0)     # ... are the server run's
+    assert snap.geometries[0].position_px == 1.0 and snap.geometries[0].gap_px == 4.0
     assert snap.result.to_dict(0)["E_Ent"]["value"] == pytest.approx(saved["E_Ent"]["value"], rel=1e-12)
     w._dirty = True
     w._refresh()
