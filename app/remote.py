@@ -28,7 +28,7 @@ from typing import Any
 
 from app.client import Client, ServerError, ServerUnavailable
 from app.labconfig import LabConfig
-from app.monitoring import MonitorSnapshot, RegionPlan
+from analysis.monitor import MonitorSnapshot, RegionPlan
 from app.server.snapshots import SnapshotError, from_wire, split_to_wire
 from analysis.geometries import Split
 from sequences.control import RunState

@@ -1,4 +1,4 @@
-"""Live criteria per scan point: one small :class:`app.monitoring.RunMonitor` per point.
+"""Live criteria per scan point: one small :class:`analysis.monitor.RunMonitor` per point.
 
 A scan changes what the camera sees from point to point (a time of flight moves and grows the
 cloud, an atom number changes it), so each point's masks are centred on that point's own first
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from analysis.criteria import CriteriaResult
 from analysis.geometries import Geometry
 from analysis.imaging import ImagingCalibration
-from app.monitoring import RegionPlan, RunMonitor
+from analysis.monitor import RegionPlan, RunMonitor
 from sequences.scan import point_indices
 
 

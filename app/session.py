@@ -26,7 +26,8 @@ from analysis.geometries import Split
 from app.heap import HeapTrimmer
 from app.lab import Lab, open_lab, sequencer_config, virtual_lab_settings  # noqa: F401 (re-export)
 from app.labconfig import LabConfig
-from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name, recount_file
+from analysis.monitor import MonitorSnapshot, RegionPlan, RunMonitor, frames_by_name
+from app.monitoring import recount_file
 from app.scan_monitor import PointSnapshot, ScanMonitor
 from app.offline.exports import explicit_columns
 from app.runfile import RunFileError

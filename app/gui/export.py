@@ -10,7 +10,7 @@ from typing import Any
 from PySide6 import QtWidgets
 
 from analysis.geometries import Split
-from app.monitoring import MonitorSnapshot
+from analysis.monitor import MonitorSnapshot
 from app.offline.exports import explicit_columns
 
 

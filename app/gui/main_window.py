@@ -1,7 +1,7 @@
 """The operator's window: run control, instruments, images with regions, live criteria and scans.
 
 The window only displays and commands: runs go through :class:`app.session.RunSession` (sequencer
-in its own threads), numbers come from :mod:`app.monitoring` / :mod:`analysis`. Display updates
+in its own threads), numbers come from :mod:`analysis.monitor` / :mod:`analysis`. Display updates
 are throttled to 5 per second; recounts and file loading run in background threads with progress.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app.gui.sources import QueueWatcher, ReviewSource, SessionBridge, run_in_th
 from app.gui.views import ImagesPanel, PlotsPanel
 from app.labconfig import LabConfigError, load_lab_config
 from app.paths import default_config
-from app.monitoring import MonitorSnapshot, RegionPlan
+from analysis.monitor import MonitorSnapshot, RegionPlan
 from app.preflight import check_run
 from app.remote import SERVER_STOPPED, RemoteRun, local_server
 from app.client import Client, ServerError

@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.criteria import CERTIFYING, CriteriaResult
 from analysis.geometries import Checkerboard, Geometry, RandomCells, Split, Stripes
-from app.monitoring import RegionPlan
+from analysis.monitor import RegionPlan
 
 GREEN, AMBER, RED, GREY = "#1b7f3b", "#b36b00", "#b3261e", "#666666"
 LIVE_STATES = ("running", "pausing", "paused", "stopping", "aborting")

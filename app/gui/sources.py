@@ -1,6 +1,6 @@
 """What the window shows: a live run (RunSession) or a finished run file under review.
 
-Both give a :class:`app.monitoring.MonitorSnapshot` and can recount every shot with other regions.
+Both give a :class:`analysis.monitor.MonitorSnapshot` and can recount every shot with other regions.
 Listeners of the session run in its threads; :class:`SessionBridge` turns them into Qt signals
 (queued to the GUI thread). Long work runs in :func:`run_in_thread` with progress signals.
 """
@@ -16,7 +16,8 @@ from PySide6 import QtCore
 
 from analysis.imaging import ImagingCalibration
 from app.offline.analysis import run_calibration
-from app.monitoring import MonitorSnapshot, RegionPlan, RunMonitor, recount_file
+from analysis.monitor import MonitorSnapshot, RegionPlan, RunMonitor
+from app.monitoring import recount_file
 from app.runfile import open_run
 from app.remote import RemoteRun, RemoteStateEvent
 from app.session import RunSession

@@ -10,7 +10,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from analysis.criteria import CriteriaResult
 from analysis.geometries import MIN_REGION_FRACTION, Split
 from app.gui.scan_view import ScanPlot
-from app.monitoring import MonitorSnapshot
+from analysis.monitor import MonitorSnapshot
 
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
 LEVELS_TOLERANCE = 0.1   # relative change of the image colour scale's top before it is moved

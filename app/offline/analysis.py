@@ -4,7 +4,7 @@ Two passes over the ok shots, in chunks (never all frames in memory): (1) the en
 atom-number images of |1> and |2> (the masks are centred on them, physics.md), (2) the region
 counts of every geometry, accumulated as grouped power sums (analysis.moments.GroupedSums, the
 k-th shot of a direction in jackknife group k % 20, as in the live monitor), plus the atom-free
-counts of the same masks moved onto empty pixels (detection noise, see app.monitoring). Pass (2)
+counts of the same masks moved onto empty pixels (detection noise, see analysis.monitor). Pass (2)
 counts several sets of geometries at once (``RunAnalysis.analyse_sets``: ratio scan, patterns and
 gap scan of ``steerlab analyze`` in one pass) and computes the atom-number images only on the
 pixels its masks read (the ROI boxes and a 1-pixel border for the bad-pixel repair). Each chunk's
@@ -33,16 +33,13 @@ from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio
 from analysis.imaging import (CalibrationError, ImagingCalibration, atom_number_image, shot_atom_images,
                               split_frames)
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
+from analysis.monitor import frames_by_name
 from analysis.regions import CloudShape, RegionCounter, atom_free_clouds, cloud_shape, default_roi_half_px
 from app.offline.exports import explicit_columns
 from app.runfile import RunFileError, open_run
 
 Progress = Callable[[int, int], None]
 DEFAULT_CHUNK = 64
-
-
-def _frames_dict(frames: NDArray[Any], names: Sequence[str]) -> dict[str, NDArray[Any]]:
-    return {n: frames[i] for i, n in enumerate(names)}
 
 
 _READERS = threading.local()        # per thread: the open run file, the last counters built
@@ -77,7 +74,7 @@ def mean_images_chunk(path: str, rows: tuple[int, int], calibration: dict[str, f
         for k, frames in _shots(run, rows):
             if _status(status[k]) != "ok":
                 continue
-            im = shot_atom_images(_frames_dict(frames, names), cal)
+            im = shot_atom_images(frames_by_name(frames, names), cal)
             if s1 is None or s2 is None:
                 s1, s2 = np.zeros_like(im.n1.atoms), np.zeros_like(im.n2.atoms)
             s1 += im.n1.atoms
@@ -138,7 +135,7 @@ def count_chunk(path: str, rows: tuple[int, int], offsets: tuple[int, int, int],
         for k, frames in _shots(run, rows):
             if _status(status[k]) != "ok":
                 continue
-            f = split_frames(_frames_dict(frames, names))
+            f = split_frames(frames_by_name(frames, names))
             for state, (r, col) in boxes.items():
                 images[state][r, col] = atom_number_image(f[f"atoms{state}"][r, col], f[f"ref{state}"][r, col],
                                                           f["dark"][r, col], cal, state).atoms

@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from app.labconfig import LabConfig
-from app.monitoring import MonitorSnapshot, RunMonitor
+from analysis.monitor import MonitorSnapshot, RunMonitor
 from app.preflight import InputError, checked_plan
 from app.server import protocol
 from app.server.endpoint import Endpoint, endpoint_file, new_token, private_dir

@@ -1,4 +1,4 @@
-"""Monitor snapshots across the process boundary: a :class:`app.monitoring.MonitorSnapshot`
+"""Monitor snapshots across the process boundary: a :class:`analysis.monitor.MonitorSnapshot`
 (criteria with errors and verdicts, geometries, crosstalk, clouds, images, history) as plain data
 for the wire format of :mod:`app.server.protocol` (JSON + numpy buffers), and back.
 
@@ -24,7 +24,7 @@ from analysis.crosstalk import Crosstalk, PartitionTerms
 from analysis.geometries import Checkerboard, RandomCells, Split, Stripes, UserPattern
 from analysis.imaging import AtomImage, ShotImages
 from analysis.regions import RegionCounter
-from app.monitoring import MonitorSnapshot
+from analysis.monitor import MonitorSnapshot
 
 CLASSES: dict[str, type] = {c.__name__: c for c in (
     MonitorSnapshot, CriteriaResult, Estimate, DetectionNoise, Crosstalk, PartitionTerms, CloudShape,

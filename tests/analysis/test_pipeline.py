@@ -62,9 +62,9 @@ def test_optimal_references_lower_the_detection_noise_of_virtual_lab_images(shot
 
 
 def test_the_live_monitor_equals_the_batch_analysis(shots):
-    """The run's one streaming monitor (app.monitoring.RunMonitor) against a batch analysis of the
+    """The run's one streaming monitor (analysis.monitor.RunMonitor) against a batch analysis of the
     same shots with the same masks (centred on the warm-up's mean images): identical raw criteria."""
-    from app.monitoring import RegionPlan, RunMonitor
+    from analysis.monitor import RegionPlan, RunMonitor
     from conventions.frames import FRAME_NAMES
 
     live = RunMonitor(CAL, RegionPlan(Split("x", 0.0, 1.0), 1.0, ()), warmup_shots=9, roi_sigmas=3.0,
@@ -89,7 +89,7 @@ def test_the_live_monitor_equals_the_batch_analysis(shots):
 
 
 def test_the_live_monitor_rejects_bad_input(shots):
-    from app.monitoring import RegionPlan, RunMonitor
+    from analysis.monitor import RegionPlan, RunMonitor
     from conventions.frames import FRAME_NAMES
 
     live = RunMonitor(CAL, RegionPlan(), warmup_shots=3)

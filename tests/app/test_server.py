@@ -17,7 +17,7 @@ import zmq
 from app.client import Client, ServerError
 from app.labconfig import load_lab_config
 from app.remote import RemoteRun
-from app.monitoring import MonitorSnapshot
+from analysis.monitor import MonitorSnapshot
 from app.runfile import open_run
 from app.server import protocol
 from app.server.endpoint import endpoint_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.monitoring import RegionPlan, RunMonitor
+from analysis.monitor import RegionPlan, RunMonitor
 from app.server.protocol import decode, encode
 from app.server.snapshots import SnapshotError, from_wire, to_wire
 from conventions.frames import FRAME_NAMES

@@ -12,6 +12,7 @@ import pytest
 from analysis.geometries import gap_width_scan
 from analysis.imaging import ImagingCalibration, shot_atom_images
 from analysis.moments import GroupedSums, spin_components
+from analysis.monitor import frames_by_name
 from app.commands.analyze import DEFAULT_WIDTHS, patterns
 from app.offline import analysis as offline
 from app.offline import open_analysis
@@ -36,7 +37,7 @@ def full_frame_count_chunk(path: str, rows: tuple[int, int], offsets: tuple[int,
         for k, frames in offline._shots(run, rows):
             if offline._status(status[k]) != "ok":
                 continue
-            im = shot_atom_images(offline._frames_dict(frames, names), cal)
+            im = shot_atom_images(frames_by_name(frames, names), cal)
             c = counter.count(im.n1.atoms, im.n2.atoms)
             sa, sb, ntot = spin_components(c.n1a, c.n2a, c.n1b, c.n2b)
             sums.add_shot(offline._status(dirs[k]), sa, sb, ntot)

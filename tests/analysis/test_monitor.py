@@ -10,7 +10,7 @@ import pytest
 
 from analysis.criteria import evaluate
 from analysis.geometries import Split
-from app.monitoring import RegionPlan, RunMonitor, frames_by_name
+from analysis.monitor import RegionPlan, RunMonitor, frames_by_name
 from drivers.simulated.atoms import (FRAME_NAMES, SimulatedAtoms, SimulationConfig,
                                      paper_measurement_pulses)
 from drivers.simulated.cloud import CloudConfig
