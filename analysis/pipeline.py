@@ -6,7 +6,7 @@
   and uses the optimal reference of each atom exposure (analysis.reference) instead of its own.
 * :func:`image_stack` runs an imager over many shots (offline, two-pass analyses: the masks need the
   ensemble average first).
-* The streaming form is the run's monitor (app.monitoring.RunMonitor: masks centred on the warm-up's
+* The streaming form is the run's monitor (analysis.monitor.RunMonitor: masks centred on the warm-up's
   mean images, then every shot counted once for all geometries into
   :class:`analysis.criteria.StreamingCriteria`), tested equal to a batch analysis.
 """

@@ -35,6 +35,7 @@ from app.gui.main_window import MainWindow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK_MS = 10
+TRACE: list[list[float]] | None = None    # set to a list to keep each run's tick times (profiling)
 
 
 def lab(tmp: Path) -> Path:
@@ -128,6 +129,8 @@ def measure(app: QtWidgets.QApplication, cfg: Path, kind: str, shots: int, idle_
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     timer.stop()
     late = [(b - a) * 1e3 - TICK_MS for a, b in zip(ticks, ticks[1:])]
+    if TRACE is not None:
+        TRACE.append(list(ticks))
     lat = []
     for k, t_commit in committed.items():
         first = next((t for t, idx in shown if idx >= k and t >= t_commit), None)
