@@ -86,6 +86,14 @@ class Estimate:
         optimised over its split, else the plain jackknife error."""
         return self.error if self.test_error is None else self.test_error
 
+    def shown(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(value, error) as plots and the convergence history show it: a criterion optimised over
+        its gains sits about one error low, so it is shown bias-corrected (split-sample) with the
+        error that goes with it, as in the paper's figures; any other quantity as it is."""
+        if self.test_error is not None:
+            return self.bias_corrected, self.test_error
+        return self.value, self.error
+
     def sigma_below_one(self) -> NDArray[np.float64]:
         """How many standard errors the bias-corrected value lies below 1 (negative: above).
 

@@ -305,6 +305,10 @@ class RunMonitor:
                 est = r[name]
                 h.setdefault(prefix + name, []).append(float(est.value[0]))
                 h.setdefault(prefix + name + ".error", []).append(float(est.error[0]))
+                if est.test_error is not None:     # minimised over the gains: about one error low
+                    value, error = est.shown()
+                    h.setdefault(prefix + name + ".bias_corrected", []).append(float(value[0]))
+                    h.setdefault(prefix + name + ".bias_corrected_error", []).append(float(error[0]))
 
     # --- output -----------------------------------------------------------------------------------
     @property

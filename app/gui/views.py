@@ -15,6 +15,7 @@ from analysis.monitor import MonitorSnapshot
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major")
 LEVELS_TOLERANCE = 0.1   # relative change of the image colour scale's top before it is moved
 MAX_POINTS = 400   # points per convergence curve drawn (the history is thinned beyond)
+
 TOP = 2.4          # upper end of the criteria plots (data up to 2, the legend row above)
 COLOURS = {"E_Ent": "#6a3d9a", "E_EPR_AB": "#1f78b4", "E_EPR_BA": "#e31a1c", "xi_R2": "#33a02c",
            "product_A": "#a6cee3", "product_B": "#fb9a99", "N_A": "#1f78b4", "N_B": "#e31a1c"}
@@ -320,7 +321,10 @@ class PlotsPanel(QtWidgets.QTabWidget):
         pre = "corrected." if "corrected.E_Ent" in h else ""
         x = shots[keep]
         for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
-            self._curve(conv, x, h[pre + key][keep], h[pre + key + ".error"][keep], key, name, band=True)
+            # bias-corrected (split-sample) where the history has it, as the ratio plot and figures
+            k = pre + key + (".bias_corrected" if pre + key + ".bias_corrected" in h else "")
+            self._curve(conv, x, h[k][keep], h[k + ("_error" if k.endswith("bias_corrected") else ".error")][keep],
+                        key, name, band=True)
         xi = 10 ** (h[pre + "xi_R2_dB"][keep] / 10)
         self._curve(conv, x, xi, xi * np.log(10) / 10 * h[pre + "xi_R2_dB.error"][keep], "xi_R2",
                     "ξ_R²", band=True)
@@ -344,11 +348,7 @@ class PlotsPanel(QtWidgets.QTabWidget):
             x = r[idx]
             for key, name in (("E_Ent", "E_Ent"), ("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A"),
                               ("product_A", "product A"), ("product_B", "product B")):
-                est = res[key]
-                # the criteria minimised over the split sit about one error low: plot them
-                # bias-corrected (split-sample), as the paper's figures (app/offline/figures.py)
-                value, error = ((est.bias_corrected, est.bias_corrected_error) if est.test_error is not None
-                                else (est.value, est.error))
+                value, error = res[key].shown()
                 self._curve(ratio, x, value[idx], error[idx], key, name)
             ratio.setYRange(0, TOP)
             ratio.setXRange(MIN_REGION_FRACTION, 1 - MIN_REGION_FRACTION)
@@ -360,8 +360,8 @@ class PlotsPanel(QtWidgets.QTabWidget):
         if gidx.size:
             widths = np.array([snap.geometries[i].gap_px for i in gidx])
             for key, name in (("E_EPR_AB", "E_EPR A→B"), ("E_EPR_BA", "E_EPR B→A")):
-                est = res[key]
-                self._curve(self.gap_epr, widths, est.value[gidx], est.error[gidx], key, name)
+                value, error = res[key].shown()
+                self._curve(self.gap_epr, widths, value[gidx], error[gidx], key, name)
             self.gap_epr.setYRange(0, TOP)
             if snap.counter is not None and snap.mean_n1 is not None and snap.mean_n2 is not None:
                 counts = snap.counter.count(snap.mean_n1, snap.mean_n2)

@@ -36,11 +36,7 @@ def plotted(a: Analysis, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     split-sample error for the optimised criteria, the plain value otherwise (corrected result
     when the run has a detection-noise estimate); verdict "" for quantities without one."""
     res = a.best
-    est = res[key]
-    if est.test_error is not None:
-        value, error = est.bias_corrected, est.bias_corrected_error
-    else:
-        value, error = est.value, est.error
+    value, error = res[key].shown()
     verdict = res.verdicts(key) if key in CERTIFYING else np.full(value.shape, "")
     return value, error, verdict
 

@@ -45,6 +45,15 @@ def test_monitor_equals_the_batch_analysis(shots) -> None:
     batch = evaluate(np.array(dirs), c.n1a, c.n2a, c.n1b, c.n2b)
     for q in ("E_Ent", "E_EPR_AB", "xi_R2"):
         np.testing.assert_allclose(snap.result[q].value, batch[q].value, rtol=1e-9)
+    # the convergence history keeps the optimised criteria bias-corrected too (what plots show)
+    h = snap.history
+    assert h["shots"][-1] == 150
+    for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA"):
+        value, error = snap.result[q].shown()
+        assert h[q + ".bias_corrected"][-1] == pytest.approx(value[0], rel=1e-12)
+        assert h[q + ".bias_corrected_error"][-1] == pytest.approx(error[0], rel=1e-12)
+        assert value[0] != snap.result[q].value[0]
+    assert "xi_R2_dB.bias_corrected" not in h            # not optimised: nothing to correct
     results = mon.results_json()
     json.dumps(results, allow_nan=False)
     assert results["regions"][0]["position_px"] == 0.5 and len(results["criteria"]) == len(snap.geometries)

@@ -93,6 +93,13 @@ def test_review_shows_the_runs_numbers_and_regions_recount(qtbot, settings: QtCo
     assert snap is not None and snap.result is not None
     assert snap.result["E_Ent"].value[0] == pytest.approx(stored["E_Ent"]["value"], rel=1e-9)
     assert w.images.images[2].image is not None and w.images.overlays[2].isVisible()
+    # the convergence plot shows the optimised criteria bias-corrected (corrected result's history)
+    w.plots.setCurrentIndex(0)
+    w.plots.show_snapshot(snap)
+    conv = w.plots.convergence.getPlotItem()
+    _, y = w.plots._items[(id(conv), "E_Ent")][0].getData()
+    assert y[-1] == pytest.approx(snap.history["corrected.E_Ent.bias_corrected"][-1], rel=1e-12)
+    assert y[-1] != snap.history["corrected.E_Ent"][-1]
     # move the gap by entry: every shot is recounted with the new split
     w.regions.position.setValue(2.0)
     w.regions.gap.setValue(3.0)
