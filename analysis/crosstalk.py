@@ -21,7 +21,7 @@ Two effects of blur, both computed per geometry from the ensemble-average densit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -30,7 +30,9 @@ from scipy.special import ndtr
 
 from analysis.formulas import all_criteria
 from analysis.geometries import A, B, Split
+from analysis.imaging import ImagingCalibration, ImagingUncertainty
 from analysis.moments import Moments
+from analysis.noise import DetectionNoise
 from analysis.regions import RegionCounter
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
@@ -214,6 +216,59 @@ def partition_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLi
             out[1, i] += float((rm.density * rm.w_b * (1 - rm.w_b)).sum())
             out[2, i] += float((rm.density * rm.w_a * rm.w_b).sum())
     return PartitionTerms(out[0], out[1], out[2])
+
+
+@dataclass(frozen=True)
+class ImagingTerms:
+    """What the imaging adds to the detection noise the corrected criteria subtract: the PSF
+    partition terms (the smear of each atom over a region edge) and, from the PSF's calibration
+    uncertainty, the covariance (G, 3, 3), hbar^4, of the correction (-D_A/4, -D_B/4, W_AB/4)
+    they give (None: the PSF is known exactly)."""
+
+    partition: PartitionTerms
+    covariance: NDArray[np.float64] | None = None
+
+    def apply(self, noise: DetectionNoise) -> DetectionNoise:
+        """The detection noise combined with these terms (variances minus D_R/4, covariance plus
+        W_AB/4), their uncertainty added to the noise's own."""
+        pt = self.partition
+        return noise.shifted(-pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4, covariance=self.covariance)
+
+
+def imaging_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
+                  calibration: ImagingCalibration, uncertainty: ImagingUncertainty | None = None
+                  ) -> ImagingTerms:
+    """The partition terms of every geometry at the calibration's deterministic smear
+    (``ImagingCalibration.partition_sigma_px``: PSF and the recoil's share) and the covariance of
+    the correction from the PSF's standard errors (independent in x and y): linear propagation by
+    central differences of one standard error each way (two more partition computations per
+    uncertain axis), used live (analysis.monitor) and offline (app/offline/analysis.py)."""
+    pt = partition_terms(counter, mean_n1, mean_n2, calibration.partition_sigma_px)
+    if uncertainty is None or uncertainty.psf_known:
+        return ImagingTerms(pt)
+
+    def correction(cal: ImagingCalibration) -> NDArray[np.float64]:
+        p = partition_terms(counter, mean_n1, mean_n2, cal.partition_sigma_px)
+        return np.stack([-p.d_a / 4, -p.d_b / 4, p.w_ab / 4], axis=-1)      # (G, 3)
+
+    cov = np.zeros((counter.n_geometries, 3, 3))
+    for name in ("psf_sigma_x_px", "psf_sigma_y_px"):
+        u = float(getattr(uncertainty, name))
+        if u == 0:
+            continue
+        v = float(getattr(calibration, name))
+        lo = replace(calibration, **{name: max(v - u, 0.0)})
+        hi = replace(calibration, **{name: v + u})
+        j = (correction(hi) - correction(lo)) / (getattr(hi, name) - getattr(lo, name))   # per px
+        cov += u * u * j[:, :, None] * j[:, None, :]
+    return ImagingTerms(pt, cov)
+
+
+def guard_blur_px(calibration: ImagingCalibration, uncertainty: ImagingUncertainty | None = None) -> float:
+    """The blur (px) the crosstalk guard assumes: sigma_blur plus one standard error (a larger
+    blur shares more atoms between the regions, so the bound a coherent state could reach is
+    higher and the guard stricter)."""
+    return calibration.sigma_blur_px + (uncertainty.sigma_blur_px if uncertainty is not None else 0.0)
 
 
 #: The criteria a crosstalk bound is computed for (the three whose violation certifies something).

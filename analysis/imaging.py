@@ -183,6 +183,44 @@ class ImagingCalibration:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class ImagingUncertainty:
+    """Standard errors (px) of the calibrated blurs, taken as independent. The PSF's enter the
+    corrected criteria's errors (through the partition terms, analysis.crosstalk.imaging_terms);
+    sigma_blur's makes the crosstalk guard conservative (bounds at sigma_blur + its error)."""
+
+    psf_sigma_x_px: float = 0.0
+    psf_sigma_y_px: float = 0.0
+    sigma_blur_px: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise CalibrationError(f"imaging uncertainty {f.name!r} must be a finite number >= 0 "
+                                       f"(one standard error, px), got {v!r}")
+
+    @classmethod
+    def from_record(cls, uncertainty: Any, *, source: str = "calibration uncertainty"
+                    ) -> "ImagingUncertainty":
+        """From a calibration record's ``uncertainty`` table (``{"imaging": {name: error}}``; other
+        names and sections are for other uses); absent: every blur known exactly."""
+        imaging = uncertainty.get("imaging") if isinstance(uncertainty, Mapping) else None
+        if imaging is None:
+            return cls()
+        if not isinstance(imaging, Mapping):
+            raise CalibrationError(f"{source}: uncertainty.imaging = {imaging!r}: expected a table")
+        try:
+            return cls(**{f.name: imaging[f.name] for f in fields(cls) if f.name in imaging})
+        except CalibrationError as exc:
+            raise CalibrationError(f"{source}: {exc}") from None
+
+    @property
+    def psf_known(self) -> bool:
+        """True if the PSF carries no uncertainty (nothing to propagate)."""
+        return self.psf_sigma_x_px == 0 and self.psf_sigma_y_px == 0
+
+
 def _check_state(state: int) -> int:
     if state not in STATES:
         raise ValueError(f"state must be 1 or 2, got {state!r}")

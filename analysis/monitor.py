@@ -17,7 +17,8 @@ errs on the small side (a slight under-correction, never a false violation from 
 Per geometry: Var(S^A), Var(S^B), Cov(S^A, S^B) of S = (c1 - c2)/2 over the shots (ddof = 1).
 The optical point-spread function also spreads each atom over a region edge deterministically,
 which lowers Var(S^R) by D_R/4 and raises Cov(S^A, S^B) by W_AB/4 compared with whole atoms
-(analysis.crosstalk.partition_terms, from the warm-up's mean images and the calibration's PSF).
+(analysis.crosstalk.partition_terms, from the warm-up's mean images and the calibration's PSF;
+with the PSF's standard errors, their uncertainty joins the noise's: analysis.crosstalk.imaging_terms).
 The correction subtracted is detection noise - D/4 (variances) and detection noise + W_AB/4
 (covariance) (analysis.detection_noise.imaging_correction); the criteria are reported raw and
 corrected, side by side.
@@ -37,10 +38,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaError, CriteriaResult, DetectionNoise, StreamingCriteria
-from analysis.crosstalk import (Crosstalk, PartitionTerms, imaging_crosstalk_bounds, partition_terms,
-                               region_crosstalk)
+from analysis.crosstalk import (Crosstalk, ImagingTerms, guard_blur_px, imaging_crosstalk_bounds,
+                                imaging_terms, region_crosstalk)
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
-from analysis.imaging import ImagingCalibration, ShotImages
+from analysis.imaging import ImagingCalibration, ImagingUncertainty, ShotImages
 from analysis.pipeline import AtomImager, fit_mask_around_clouds
 from analysis.regions import CloudShape, RegionCounter, atom_free_clouds, cloud_shape
 
@@ -118,16 +119,19 @@ class RunMonitor:
 
     ``reference_basis`` > 0 uses optimal references (a basis of that many recent reference frames,
     fitted outside the clouds found in the warm-up). ``history_every``: the chosen geometry's
-    criteria are recorded every that many counted shots (convergence plots).
+    criteria are recorded every that many counted shots (convergence plots). ``uncertainty``:
+    the standard errors of the calibrated blurs (the PSF's go into the corrected errors, the
+    blur's into the crosstalk guard; analysis.crosstalk.imaging_terms, guard_blur_px).
     """
 
     def __init__(self, calibration: ImagingCalibration, regions: RegionPlan | None = None, *,
                  warmup_shots: int = 20, reference_basis: int = 0, confidence: float = 0.95,
                  roi_sigmas: float = 3.5, history_every: int = 5,
-                 detection_noise: bool = True) -> None:
+                 detection_noise: bool = True, uncertainty: ImagingUncertainty | None = None) -> None:
         if warmup_shots < 3:
             raise ValueError(f"warmup_shots = {warmup_shots}: expected >= 3")
         self.calibration = calibration
+        self.uncertainty = uncertainty
         self.regions = regions or RegionPlan()
         self.warmup_shots = int(warmup_shots)
         self.reference_basis = int(reference_basis)
@@ -137,7 +141,7 @@ class RunMonitor:
         self.use_detection_noise = detection_noise
         self._det_sums: NDArray[np.float64] | None = None   # (n, sums of S^A S^B, squares, product)
         self._empty: RegionCounter | None = None
-        self._partition: PartitionTerms | None = None
+        self._terms: ImagingTerms | None = None
         self._lock = threading.RLock()
         self._plain = AtomImager(calibration)
         self._imager = self._plain
@@ -199,12 +203,12 @@ class RunMonitor:
         self._ratios = self._counter.splitting_ratios(m1, m2)
         self._empty = self._empty_counter(self._counter) if self.use_detection_noise else None
         if self._empty is not None:
-            cal = self.calibration
-            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
-            self._partition = partition_terms(self._counter, m1, m2, cal.partition_sigma_px)
+            # the deterministic smear (optics PSF and the recoil's share), with its uncertainty
+            self._terms = imaging_terms(self._counter, m1, m2, self.calibration, self.uncertainty)
         # the crosstalk guard of every verdict: what a coherent state shows through this imaging
-        bounds = imaging_crosstalk_bounds(self._counter, m1, m2, self.calibration.sigma_blur_px,
-                                          psf_terms=self._partition)
+        bounds = imaging_crosstalk_bounds(self._counter, m1, m2,
+                                          guard_blur_px(self.calibration, self.uncertainty),
+                                          psf_terms=self._terms.partition if self._terms else None)
         self._criteria = StreamingCriteria(len(geoms), confidence=self.confidence,
                                            crosstalk_bounds=dict(bounds.raw),
                                            corrected_crosstalk_bounds=dict(bounds.corrected))
@@ -272,10 +276,9 @@ class RunMonitor:
         partition terms (what the corrected criteria subtract); None before 3 shots or without
         room for the atom-free masks. :meth:`raw_detection_noise` is the noise alone."""
         det = self.raw_detection_noise()
-        if det is None or self._partition is None:
+        if det is None or self._terms is None:
             return det
-        pt = self._partition
-        return det.shifted(-pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
+        return self._terms.apply(det)
 
     def raw_detection_noise(self) -> DetectionNoise | None:
         """Per-geometry detection-noise (co)variance of S^A, S^B from the atom-free masks, hbar^2,

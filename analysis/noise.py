@@ -54,12 +54,17 @@ class DetectionNoise:
                       np.stack([2 * va * c, 2 * vb * c, va * vb + c * c], -1)], -2) * f[..., None, None]
         return cls(va, vb, c, m)
 
-    def shifted(self, var_a: ArrayLike = 0.0, var_b: ArrayLike = 0.0, cov_ab: ArrayLike = 0.0
-                ) -> "DetectionNoise":
-        """The same noise with known (exact) terms added, e.g. minus the PSF partition terms."""
+    def shifted(self, var_a: ArrayLike = 0.0, var_b: ArrayLike = 0.0, cov_ab: ArrayLike = 0.0,
+                covariance: NDArray[np.float64] | None = None) -> "DetectionNoise":
+        """The same noise with terms added, e.g. minus the PSF partition terms; ``covariance``
+        (hbar^4, (3, 3) or (G, 3, 3)): the added terms' own uncertainty, independent of the
+        noise's, so the two covariances add (None: the added terms are exact)."""
+        total = self.covariance
+        if covariance is not None:
+            total = np.asarray(covariance, dtype=np.float64) if total is None else total + covariance
         return DetectionNoise(np.asarray(self.var_a) + np.asarray(var_a),
                               np.asarray(self.var_b) + np.asarray(var_b),
-                              np.asarray(self.cov_ab) + np.asarray(cov_ab), self.covariance)
+                              np.asarray(self.cov_ab) + np.asarray(cov_ab), total)
 
     def at(self, geometry: int) -> tuple[float, float, float]:
         """(var_a, var_b, cov_ab) of one geometry."""

@@ -8,13 +8,14 @@ Run files are only ever written inside ``lab.data_dir`` (:meth:`LabConfig.output
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.geometries import Split
-from analysis.imaging import CalibrationError, ImagingCalibration
+from analysis.imaging import CalibrationError, ImagingCalibration, ImagingUncertainty
 from calibration.record import RecordError, load_record
 from drivers.registry import available
 from sequences.instruments import SequencerConfig
@@ -116,6 +117,12 @@ class LabConfig:
         if create:
             resolved.parent.mkdir(parents=True, exist_ok=True)
         return resolved
+
+    @property
+    def imaging_uncertainty(self) -> ImagingUncertainty:
+        """The blurs' standard errors from the calibration record (``[uncertainty.imaging]`` of a
+        record file, or ``[calibration.uncertainty.imaging]`` inline); none: known exactly."""
+        return ImagingUncertainty.from_record(self.calibration_record.get("uncertainty"), source=self.source)
 
     def as_json_dict(self) -> dict[str, Any]:
         """What the run file records about the configuration (the TOML text and key facts)."""
@@ -252,6 +259,7 @@ def _calibration(t: Table, base: Path, source: str) -> tuple[MicrowaveCalibratio
         return rec.microwave_calibration(), rec.imaging_calibration(), rec.to_json_dict() | {"source": str(rec_path)}
     mw_raw = t.raw("microwave", None)
     im_raw = t.raw("imaging", None)
+    unc_raw = t.raw("uncertainty", None)
     ident = t.string("id", "")
     t.done()
     if not isinstance(mw_raw, Mapping):
@@ -266,7 +274,13 @@ def _calibration(t: Table, base: Path, source: str) -> tuple[MicrowaveCalibratio
         im = ImagingCalibration.from_dict(im_raw, source=f"{source}: calibration.imaging")
     except CalibrationError as exc:
         raise LabConfigError(str(exc)) from None
-    record = {"id": ident, "source": source, "microwave": dict(mw_raw), "imaging": im.to_dict()}
+    record: dict[str, Any] = {"id": ident, "source": source, "microwave": dict(mw_raw), "imaging": im.to_dict()}
+    if unc_raw is not None:
+        try:
+            unc = ImagingUncertainty.from_record(unc_raw, source=f"{source}: calibration")
+        except CalibrationError as exc:
+            raise LabConfigError(str(exc)) from None
+        record["uncertainty"] = {"imaging": {k: v for k, v in dataclasses.asdict(unc).items() if v}}
     return mw, im, record
 
 

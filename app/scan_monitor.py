@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaResult
 from analysis.geometries import Geometry
-from analysis.imaging import ImagingCalibration
+from analysis.imaging import ImagingCalibration, ImagingUncertainty
 from analysis.monitor import RegionPlan, RunMonitor
 from sequences.scan import point_indices
 
@@ -41,13 +41,14 @@ class ScanMonitor:
 
     def __init__(self, calibration: ImagingCalibration, chosen: Geometry, scan: Mapping[str, Any],
                  *, shots_per_point: int, warmup_shots: int = 20, reference_basis: int = 0,
-                 confidence: float = 0.95) -> None:
+                 confidence: float = 0.95, uncertainty: ImagingUncertainty | None = None) -> None:
         self.calibration = calibration
         self.chosen = chosen
         self.scan = dict(scan)
         self.warmup_shots = max(3, min(int(warmup_shots), int(shots_per_point) // 2))
         self.reference_basis = reference_basis
         self.confidence = confidence
+        self.uncertainty = uncertainty
         self._monitors: dict[int, RunMonitor] = {}
         self._lock = threading.Lock()
 
@@ -66,7 +67,7 @@ class ScanMonitor:
                 mon = RunMonitor(self.calibration, RegionPlan(self.chosen, None, ()),
                                  warmup_shots=self.warmup_shots,
                                  reference_basis=self.reference_basis, confidence=self.confidence,
-                                 history_every=10**9)
+                                 history_every=10**9, uncertainty=self.uncertainty)
                 self._monitors[point] = mon
         mon.add(index, direction, frames)
 

@@ -93,13 +93,15 @@ class RunSession:
         self.monitor = RunMonitor(config.imaging_calibration, region_plan(config),
                                   warmup_shots=config.monitor.warmup_shots,
                                   reference_basis=config.monitor.reference_basis,
-                                  confidence=config.monitor.confidence)
+                                  confidence=config.monitor.confidence,
+                                  uncertainty=config.imaging_uncertainty)
         # a scan plan: the chosen split's criteria per scan point too (app/scan_monitor.py)
         self.scan_monitor = ScanMonitor(
             config.imaging_calibration, region_plan(config).chosen, plan.to_dict()["scan"],
             shots_per_point=plan.n_shots // len(plan.scan.points),
             warmup_shots=config.monitor.warmup_shots, reference_basis=config.monitor.reference_basis,
-            confidence=config.monitor.confidence) if plan.scan is not None else None
+            confidence=config.monitor.confidence, uncertainty=config.imaging_uncertainty
+        ) if plan.scan is not None else None
         self.lab: Any = None
         self._lab: Lab | None = None
         self.instruments: Instruments | None = None
@@ -311,7 +313,7 @@ class RunSession:
         m = self.config.monitor
         return recount_file(self.path, self.config.imaging_calibration, regions, progress,
                             warmup_shots=m.warmup_shots, reference_basis=m.reference_basis,
-                            confidence=m.confidence)
+                            confidence=m.confidence, uncertainty=self.config.imaging_uncertainty)
 
     def switch_regions(self, regions: RegionPlan, progress: Callable[[int, int], None] | None = None
                        ) -> RunMonitor:

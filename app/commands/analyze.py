@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from analysis.geometries import Checkerboard, GeometryError, RandomCells, Split, Stripes, gap_width_scan
-from analysis.imaging import CalibrationError, ImagingCalibration
+from analysis.imaging import CalibrationError, ImagingCalibration, ImagingUncertainty
 from app.offline.analysis import Analysis, RunAnalysis
 from app.offline.scan_points import write_scan_points
 from app.runfile import RunFileError
@@ -81,14 +81,17 @@ class _Bar:
         return progress
 
 
-def load_calibration(path: str) -> ImagingCalibration:
-    """An imaging calibration from a record file ([imaging] table, or the fields at top level)."""
+def load_calibration(path: str) -> tuple[ImagingCalibration, ImagingUncertainty]:
+    """An imaging calibration from a record file ([imaging] table, or the fields at top level),
+    with the blurs' standard errors of its [uncertainty.imaging] table (none: known exactly)."""
     data = parse_toml(read_text(path), path)
     table = data.get("imaging", data)
     if "calibration" in data and isinstance(data["calibration"], dict):
         table = data["calibration"].get("imaging", table)
-    return ImagingCalibration.from_dict({k: v for k, v in table.items()
-                                         if k not in ("id", "microwave", "record")}, source=path)
+    cal = ImagingCalibration.from_dict({k: v for k, v in table.items()
+                                        if k not in ("id", "microwave", "record", "uncertainty", "origin",
+                                                     "created_utc")}, source=path)
+    return cal, ImagingUncertainty.from_record(data.get("uncertainty"), source=path)
 
 
 def patterns(axis: str, gap: float) -> list[Any]:
@@ -177,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: --workers and --chunk must be >= 1", file=sys.stderr)
         return 2
     try:
-        cal = load_calibration(args.calibration) if args.calibration else None
+        cal, unc = load_calibration(args.calibration) if args.calibration else (None, None)
     except (FieldError, CalibrationError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -197,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.workers > 1:
             executor = ProcessPoolExecutor(max_workers=args.workers, initializer=ignore_interrupts_in_worker)
         bar = _Bar(not args.no_progress)
-        runs = [RunAnalysis(p, cal, executor=executor, chunk=args.chunk) for p in paths]
+        runs = [RunAnalysis(p, cal, executor=executor, chunk=args.chunk, uncertainty=unc) for p in paths]
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         scans = []

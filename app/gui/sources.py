@@ -15,7 +15,7 @@ from typing import Any
 from PySide6 import QtCore
 
 from analysis.imaging import ImagingCalibration
-from app.offline.analysis import run_calibration
+from app.offline.analysis import run_calibration, run_uncertainty
 from analysis.monitor import MonitorSnapshot, RegionPlan, RunMonitor
 from app.monitoring import recount_file
 from app.runfile import open_run
@@ -86,6 +86,7 @@ class ReviewSource:
             self.end_state = run.end_state
             self.n_shots = run.n_shots
         self.calibration = calibration or run_calibration(record, self.path)
+        self.uncertainty = run_uncertainty(record, self.path) if calibration is None else None
         self.warmup = int((self.results or {}).get("warmup_shots", 20))
         self.reference_basis = int((self.results or {}).get("reference_basis", 0))
         self.monitor: RunMonitor | None = None
@@ -104,7 +105,8 @@ class ReviewSource:
 
     def recount(self, regions: RegionPlan, progress: Callable[[int, int], None]) -> RunMonitor:
         self.monitor = recount_file(self.path, self.calibration, regions, progress,
-                                    warmup_shots=self.warmup, reference_basis=self.reference_basis)
+                                    warmup_shots=self.warmup, reference_basis=self.reference_basis,
+                                    uncertainty=self.uncertainty)
         return self.monitor
 
     def snapshot(self) -> MonitorSnapshot | None:

@@ -28,10 +28,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analysis.criteria import CriteriaResult, DetectionNoise, result_from_sums
-from analysis.crosstalk import Crosstalk, CrosstalkBounds, imaging_crosstalk_bounds, partition_terms, region_crosstalk
+from analysis.crosstalk import (Crosstalk, CrosstalkBounds, guard_blur_px, imaging_crosstalk_bounds, imaging_terms,
+                                region_crosstalk)
 from analysis.geometries import Geometry, Split, gap_width_scan, splitting_ratio_scan
-from analysis.imaging import (CalibrationError, ImagingCalibration, atom_number_image, shot_atom_images,
-                              split_frames)
+from analysis.imaging import (CalibrationError, ImagingCalibration, ImagingUncertainty, atom_number_image,
+                              shot_atom_images, split_frames)
 from analysis.moments import DIRECTION_INDEX, GroupedSums, spin_components
 from analysis.monitor import frames_by_name
 from analysis.regions import CloudShape, RegionCounter, atom_free_clouds, cloud_shape, default_roi_half_px
@@ -186,6 +187,16 @@ def run_calibration(record: Any, path: Path) -> ImagingCalibration:
         raise RunFileError(str(exc)) from None
 
 
+def run_uncertainty(record: Any, path: Path) -> ImagingUncertainty:
+    """The blurs' standard errors of the calibration record embedded in a run file (none recorded:
+    known exactly)."""
+    try:
+        return ImagingUncertainty.from_record(record.get("uncertainty") if isinstance(record, dict) else None,
+                                              source=f"{path}: calibration")
+    except CalibrationError as exc:
+        raise RunFileError(str(exc)) from None
+
+
 @dataclass
 class Analysis:
     """Criteria for a list of geometries of one run (arrays of shape (G,) inside ``result``)."""
@@ -255,7 +266,7 @@ class RunAnalysis:
 
     def __init__(self, path: str | Path, calibration: ImagingCalibration | None = None, *,
                  executor: Any = None, chunk: int = DEFAULT_CHUNK, confidence: float = 0.95,
-                 rows: NDArray[np.bool_] | None = None) -> None:
+                 rows: NDArray[np.bool_] | None = None, uncertainty: ImagingUncertainty | None = None) -> None:
         self.path = Path(path)
         with open_run(self.path) as run:
             table = run.table()
@@ -264,6 +275,10 @@ class RunAnalysis:
             self.end_state = run.end_state
             self.frame_shape = run.frame_shape
         self.calibration = calibration or run_calibration(record, self.path)
+        # the blurs' standard errors: given, else the run's record's (another calibration without
+        # them: known exactly)
+        self.uncertainty = uncertainty if uncertainty is not None else (
+            run_uncertainty(record, self.path) if calibration is None else ImagingUncertainty())
         self.executor = executor
         self.chunk = max(1, int(chunk))
         self.confidence = confidence
@@ -401,13 +416,13 @@ class RunAnalysis:
             mean = det[1:3] / k
             var = np.maximum((det[3:5] - k * mean ** 2) / (k - 1), 0.0)
             cov = (det[5] - k * mean[0] * mean[1]) / (k - 1)
-            # the deterministic smear: optics PSF and the recoil's share (ImagingCalibration)
-            pt = partition_terms(counter, m1, m2, self.calibration.partition_sigma_px)
+            # the deterministic smear (optics PSF and the recoil's share) with its uncertainty
+            terms = imaging_terms(counter, m1, m2, self.calibration, self.uncertainty)
+            pt = terms.partition
             # the atom-free (co)variances with their sampling uncertainty (propagated into the
             # corrected errors and p-values), minus the PSF partition terms
-            dn = DetectionNoise.from_samples(k, var[0], var[1], cov).shifted(
-                -pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4)
-        bounds = imaging_crosstalk_bounds(counter, m1, m2, self.calibration.sigma_blur_px,
+            dn = terms.apply(DetectionNoise.from_samples(k, var[0], var[1], cov))
+        bounds = imaging_crosstalk_bounds(counter, m1, m2, guard_blur_px(self.calibration, self.uncertainty),
                                           psf_terms=pt)
         result = result_from_sums(sums, detection_noise=dn, confidence=self.confidence,
                                   crosstalk_bounds=dict(bounds.raw),

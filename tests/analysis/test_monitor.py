@@ -10,6 +10,7 @@ import pytest
 
 from analysis.criteria import evaluate
 from analysis.geometries import Split
+from analysis.imaging import ImagingUncertainty
 from analysis.monitor import RegionPlan, RunMonitor, frames_by_name
 from drivers.simulated.atoms import (FRAME_NAMES, SimulatedAtoms, SimulationConfig,
                                      paper_measurement_pulses)
@@ -89,3 +90,20 @@ def test_no_room_beside_the_clouds_means_raw_values_only(shots) -> None:
     for i, (d, f) in enumerate(zip(dirs[:60], narrow[:60])):
         mon.add(i, d, frames_by_name(f, FRAME_NAMES))
     assert mon.detection_noise() is None and mon.result().corrected is None
+
+
+def test_the_psfs_uncertainty_widens_the_corrected_errors_and_nothing_else(shots) -> None:
+    dirs, frames, _ = shots
+    cal = lab_calibration(CONFIG)
+    plan = RegionPlan(Split("x", 0.0, 3.0), None, ())
+    mons = [RunMonitor(cal, plan, warmup_shots=20, uncertainty=u)
+            for u in (None, ImagingUncertainty(psf_sigma_x_px=0.2, psf_sigma_y_px=0.2))]
+    for i, (d, f) in enumerate(zip(dirs, frames)):
+        for m in mons:
+            m.add(i, d, frames_by_name(f, FRAME_NAMES))
+    exact, uncertain = (m.result() for m in mons)
+    assert exact.corrected is not None and uncertain.corrected is not None
+    for q in ("E_Ent", "E_EPR_AB", "E_EPR_BA", "product_A"):
+        assert uncertain[q].value[0] == exact[q].value[0] and uncertain[q].error[0] == exact[q].error[0]
+        assert uncertain.corrected[q].value[0] == pytest.approx(exact.corrected[q].value[0], rel=1e-12)
+        assert uncertain.corrected[q].error[0] > exact.corrected[q].error[0]
