@@ -11,7 +11,7 @@ from drivers.simulated.atoms import SimulationConfig, SpinConfig, paper_measurem
 from drivers.simulated.ensemble import sample_outcomes
 from drivers.simulated.spin import RabiPulse, outcome_probabilities, rotate, rotate_z, spin_moments, wineland_xi2
 
-CONFIG = SimulationConfig()
+CONFIG = SimulationConfig(spin=SpinConfig(dephasing_rms_rad=0.0))  # no technical noise: exact rotations of the pure state
 N = 530
 STATE = prepared_state(CONFIG.spin, N)
 MOM = spin_moments(STATE)
