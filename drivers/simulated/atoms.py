@@ -28,10 +28,12 @@ __all__ = ["PAPER_DEPHASING_RMS_RAD", "SpinConfig", "SimulationConfig", "Exposur
            "counting_region", "count_atoms_plain", "apply_pulse_noise", "draw_atom_number", "FRAME_NAMES", "RabiPulse"]
 
 
-#: Default common-mode phase noise (rad rms per shot, rotation about z before the readout pulse): the
-#: value whose closed-form E_EPR(A -> B) is strongest at N_A/N = 0.77 with the paper's -3.2 dB
-#: (analysis.exact_model; docs/virtual-lab-atoms.md, "Technical noise and the shape of Fig. 3a").
-PAPER_DEPHASING_RMS_RAD = 0.055
+#: Default common-mode phase noise (rad rms per shot, rotation about z before the readout pulse): a
+#: realistic 10 mrad. With the paper's 3 px gap the closed-form E_EPR(A -> B) is then strongest at
+#: N_A/N ~ 0.73 and no ratio steers both ways; above ~0.015 rad no ratio steers at all (the gap's atom
+#: loss and this noise both weaken it). analysis.exact_model; docs/virtual-lab-atoms.md, "Technical
+#: noise and the shape of Fig. 3a".
+PAPER_DEPHASING_RMS_RAD = 0.01
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,8 @@ class SpinConfig:
     random rotation about z per shot (Gaussian angle, rad) between state preparation and the readout
     pulse, i.e. the mixture whose contrast is exp(-rms^2/2) and whose Var(S_y) grows by about
     <S_x>^2 rms^2 (extra anti-squeezing) while Var(S_z) is unchanged. Default
-    PAPER_DEPHASING_RMS_RAD (0.055 rad = 3.2 deg, for both states): the technical noise that gives the
-    paper's Fig. 3a shape (docs/virtual-lab-atoms.md, "Technical noise and the shape of Fig. 3a");
+    PAPER_DEPHASING_RMS_RAD (0.01 rad, for both states): technical noise the detection-noise
+    calibration cannot see (docs/virtual-lab-atoms.md, "Technical noise and the shape of Fig. 3a");
     set 0 for the noiseless model of physics.md. The other technical-noise terms are 0 by default:
     atom_number_rms (paper: 40; N = round(Normal(mean, rms)), at least 1), phase_noise_rms_rad (added
     to each pulse's phase: for the x and y readouts the same as dephasing, variances add),

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.exact_model import Readout, StateMoments, readout, region_moments
+from analysis.exact_model import Readout, StateMoments, physics_md_e_epr, readout, region_moments
 from drivers.simulated.atoms import (PAPER_DEPHASING_RMS_RAD, Exposures, SimulationConfig, SpinConfig,
                                      paper_measurement_pulses, prepared_state)
 from drivers.simulated.cloud import cloud_geometry, pixel_probabilities
@@ -155,9 +155,11 @@ def test_region_counts_match_exact_model(state: str, dephasing: float) -> None:
             assert e == pytest.approx(xi2 * eta2 / (c * c * (1 - p + p * xi2) * (1 - p + p * eta2)), rel=0.01)
         assert e_epr_mc[1] < 1.0 - 3 * e_epr_mc[1] * 2 / math.sqrt(N_SHOTS)  # steering resolved at p = 0.5
     else:
-        # the default phase noise: no steering A -> B at p = 0.5, steering at 0.77 (Fig. 3a's shape)
-        assert e_epr_model[1] > 1.0 > e_epr_model[2]
-        assert e_epr_mc[2] < e_epr_mc[1] - 2 * 2 * e_epr_mc[1] / math.sqrt(N_SHOTS)
+        # the phase noise adds <S_x>^2 sin^2(phi) to the y readout: weaker steering than the pure state
+        mom = spin_moments(prepared_state(config.spin, n))
+        xi2, eta2, c = 4 * mom.var_z / n, 4 * mom.var_y / n, 2 * mom.mean_x / n
+        for p, e in zip(P_VALUES, e_epr_model[:3]):
+            assert e > 1.005 * physics_md_e_epr(xi2, eta2, c, p)
 
 
 def test_counts_with_technical_noise_off_are_fixed_n() -> None:
