@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from analysis.formulas import e_ent, epr
 
@@ -179,7 +180,9 @@ def criteria(mom: dict[str, RegionMoments]) -> dict[str, float]:
     Uses analysis.formulas (the engine of the measured criteria); |<S^R_x>| from the x readout.
     """
     z, y, x = mom["z"], mom["y"], mom["x"]
-    f = np.float64
+
+    def f(v: float) -> NDArray[np.float64]:
+        return np.array(v, dtype=np.float64)
     e_ab = epr(f(z.var_a), f(z.var_b), f(z.cov), f(y.var_a), f(y.var_b), f(y.cov), f(x.mean_b))[0]
     e_ba = epr(f(z.var_b), f(z.var_a), f(z.cov), f(y.var_b), f(y.var_a), f(y.cov), f(x.mean_a))[0]
     ent = e_ent(f(z.var_a), f(z.var_b), f(z.cov), f(y.var_a), f(y.var_b), f(y.cov), f(x.mean_a),
