@@ -159,7 +159,7 @@ def test_region_counts_match_exact_model(state: str, dephasing: float) -> None:
         mom = spin_moments(prepared_state(config.spin, n))
         xi2, eta2, c = 4 * mom.var_z / n, 4 * mom.var_y / n, 2 * mom.mean_x / n
         for p, e in zip(P_VALUES, e_epr_model[:3]):
-            assert e > 1.005 * physics_md_e_epr(xi2, eta2, c, p)
+            assert e > 1.001 * physics_md_e_epr(xi2, eta2, c, p)
 
 
 def test_counts_with_technical_noise_off_are_fixed_n() -> None:
