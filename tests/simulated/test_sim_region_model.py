@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from analysis.exact_model import Readout, StateMoments, physics_md_e_epr, readout, region_moments
-from drivers.simulated.atoms import (PAPER_DEPHASING_RMS_RAD, Exposures, SimulationConfig, SpinConfig,
-                                     paper_measurement_pulses, prepared_state)
+from drivers.simulated.atoms import Exposures, SimulationConfig, SpinConfig, paper_measurement_pulses, prepared_state
 from drivers.simulated.cloud import cloud_geometry, pixel_probabilities
 from drivers.simulated.ensemble import sample_outcomes, sample_region_counts
 from drivers.simulated.spin import outcome_probabilities, rotate, spin_moments
@@ -98,7 +97,9 @@ def _masks(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray, dict[int, 
     return stacks[1], stacks[2], probs
 
 
-@pytest.mark.parametrize("dephasing", [0.0, PAPER_DEPHASING_RMS_RAD], ids=["noiseless", "default-noise"])
+# 0.05 rad (5x the default) makes the phase-noise terms of the closed form (+2.5 % of Var(S_y) at the
+# default, within the Monte-Carlo error) large enough to be tested: +60 % of Var(S_y)
+@pytest.mark.parametrize("dephasing", [0.0, 0.05], ids=["noiseless", "phase-noise"])
 @pytest.mark.parametrize("state", ["coherent", "squeezed"])
 def test_region_counts_match_exact_model(state: str, dephasing: float) -> None:
     config = SimulationConfig(spin=SpinConfig(state=state, dephasing_rms_rad=dephasing))  # type: ignore[arg-type]
