@@ -23,9 +23,17 @@ from drivers.simulated.imaging import (FRAME_NAMES, ExposurePlan, ImagingConfig,
 from drivers.simulated.spin import (RabiPulse, coherent_state_x, rotate, rotate_z, sample_n1, solve_twist_for_wineland,
                                     squeezed_state)
 
-__all__ = ["SpinConfig", "SimulationConfig", "Exposures", "ShotTruth", "Shot", "simulate_shot", "SimulatedAtoms",
-           "paper_measurement_pulses", "prepared_state", "twist_strength", "counting_region", "count_atoms_plain",
-           "apply_pulse_noise", "draw_atom_number", "FRAME_NAMES", "RabiPulse"]
+__all__ = ["PAPER_DEPHASING_RMS_RAD", "SpinConfig", "SimulationConfig", "Exposures", "ShotTruth", "Shot",
+           "simulate_shot", "SimulatedAtoms", "paper_measurement_pulses", "prepared_state", "twist_strength",
+           "counting_region", "count_atoms_plain", "apply_pulse_noise", "draw_atom_number", "FRAME_NAMES", "RabiPulse"]
+
+
+#: Default common-mode phase noise (rad rms per shot, rotation about z before the readout pulse): a
+#: realistic 10 mrad. With the paper's 3 px gap the closed-form E_EPR(A -> B) is then strongest at
+#: N_A/N ~ 0.73 and no ratio steers both ways; above ~0.015 rad no ratio steers at all (the gap's atom
+#: loss and this noise both weaken it). analysis.exact_model; docs/virtual-lab-atoms.md, "Technical
+#: noise and the shape of Fig. 3a".
+PAPER_DEPHASING_RMS_RAD = 0.01
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,21 @@ class SpinConfig:
 
     state "squeezed": one-axis twisting of the coherent state along +x, then the x rotation putting the
     minimal variance on S_z; the twist is solved so that the ensemble (after dephasing) has
-    Wineland squeezing wineland_squeezing_db. dephasing_rms_rad: a random rotation about z per shot
-    (Gaussian angle), i.e. the mixture whose contrast is exp(-rms^2/2) and whose Var(S_y) grows by
-    about <S_x>^2 rms^2 (extra anti-squeezing) while Var(S_z) is unchanged. Technical noise terms are
-    0 by default: atom_number_rms (paper: 40; N = round(Normal(mean, rms)), at least 1),
-    phase_noise_rms_rad (added to each pulse's phase), rabi_area_rel_rms (relative error of each area).
+    Wineland squeezing wineland_squeezing_db. dephasing_rms_rad: the common-mode phase noise, a
+    random rotation about z per shot (Gaussian angle, rad) between state preparation and the readout
+    pulse, i.e. the mixture whose contrast is exp(-rms^2/2) and whose Var(S_y) grows by about
+    <S_x>^2 rms^2 (extra anti-squeezing) while Var(S_z) is unchanged. Default
+    PAPER_DEPHASING_RMS_RAD (0.01 rad, for both states): technical noise the detection-noise
+    calibration cannot see (docs/virtual-lab-atoms.md, "Technical noise and the shape of Fig. 3a");
+    set 0 for the noiseless model of physics.md. The other technical-noise terms are 0 by default:
+    atom_number_rms (paper: 40; N = round(Normal(mean, rms)), at least 1), phase_noise_rms_rad (added
+    to each pulse's phase: for the x and y readouts the same as dephasing, variances add),
+    rabi_area_rel_rms (relative error of each area).
     """
 
     state: Literal["coherent", "squeezed"] = "squeezed"
     wineland_squeezing_db: float = -3.2
-    dephasing_rms_rad: float = 0.0
+    dephasing_rms_rad: float = PAPER_DEPHASING_RMS_RAD
     atom_number_mean: int = 530
     atom_number_rms: float = 0.0
     phase_noise_rms_rad: float = 0.0

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.exact_model import Readout, physics_md_e_epr, region_moments
+
 
 @dataclass(frozen=True)
 class ModelState:
@@ -69,20 +71,22 @@ def sample(rng: np.random.Generator, state: ModelState, shots_per_direction: int
 
 
 def model_moments(state: ModelState, p: float) -> dict[str, float]:
-    """physics.md's closed forms for the region moments and E_EPR(A -> B)."""
+    """physics.md's closed forms for the region moments and E_EPR, from analysis.exact_model
+    (region_moments for the moments, physics_md_e_epr for E_EPR). The x readout here is +S_x
+    (the sampler's x outcomes have mean +C N/2)."""
     n, xi2, eta2, c = state.n_atoms, state.xi2, state.eta2, state.contrast
     q = 1 - p
-    out = {
-        "var_z_a": n / 4 * (p * q + p * p * xi2), "var_z_b": n / 4 * (p * q + q * q * xi2),
-        "cov_z": n / 4 * p * q * (xi2 - 1),
-        "var_y_a": n / 4 * (p * q + p * p * eta2), "var_y_b": n / 4 * (p * q + q * q * eta2),
-        "cov_y": n / 4 * p * q * (eta2 - 1),
-        "mean_x_a": p * c * n / 2, "mean_x_b": q * c * n / 2,
-        "inferred_z_b": n / 4 * q * xi2 / (q + p * xi2),
-        "E_EPR_AB": xi2 * eta2 / (c * c * (q + p * xi2) * (q + p * eta2)),
-        "E_EPR_BA": xi2 * eta2 / (c * c * (p + q * xi2) * (p + q * eta2)),
-        "product_B": 4 * (n / 4 * (p * q + q * q * xi2)) * (n / 4 * (p * q + q * q * eta2))
-        / (q * c * n / 2) ** 2,
+    split = ((p, p), (q, q))
+    z = region_moments(n, Readout(0.0, xi2 * n / 4), *split)
+    y = region_moments(n, Readout(0.0, eta2 * n / 4), *split)
+    x = region_moments(n, Readout(c * n / 2, 0.0), *split)
+    return {
+        "var_z_a": z.var_a, "var_z_b": z.var_b, "cov_z": z.cov,
+        "var_y_a": y.var_a, "var_y_b": y.var_b, "cov_y": y.cov,
+        "mean_x_a": x.mean_a, "mean_x_b": x.mean_b,
+        "inferred_z_b": z.inferred_b,
+        "E_EPR_AB": physics_md_e_epr(xi2, eta2, c, p),
+        "E_EPR_BA": physics_md_e_epr(xi2, eta2, c, q),
+        "product_B": 4 * z.var_b * y.var_b / x.mean_b ** 2,
         "xi_R2": xi2 / c**2,
     }
-    return out

@@ -67,8 +67,10 @@ def test_analyze_writes_the_criteria_per_scan_point(tmp_path: Path) -> None:
     for p in points:
         # each point's own cloud: a split at ratio 0.5 of that point's mean images
         assert abs(p["splitting_ratios"]["half"] - 0.5) < 0.05
-        # -3.2 dB prepared: squeezed at every time of flight
-        assert p["xi_R2_corrected"] + 2 * p["xi_R2_corrected_error"] < 1.0
+        # -3.2 dB prepared: squeezed at every time of flight, the value consistent with it (20 shots
+        # per direction: a relative error of ~0.4, so "below 1 by 2 errors" held only for a lucky draw)
+        assert p["xi_R2_corrected"] < 1.0
+        assert abs(p["xi_R2_corrected"] - 10 ** (-3.2 / 10)) < 3 * p["xi_R2_corrected_error"]
         assert p["E_Ent_corrected_verdict"] in ("certified", "unresolved", "not certified")
     with stem.with_suffix(".csv").open() as fh:
         rows = list(csv.reader(fh))

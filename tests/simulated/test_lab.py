@@ -20,7 +20,10 @@ from sequences.plan import AxisPulse, MicrowaveCalibration, parse_plan
 from sequences.publish import Overflow, ShotPublisher
 from sequences.sequencer import Sequencer
 
-SMALL = {"frame_shape": [224, 64], "cloud_centre_px": [32.0, 60.0], "atom_number_rms": 0.0}
+# technical noise off (as atom_number_rms): these tests check the plumbing with shot-noise-limited
+# thresholds for 50 shots per direction, set on the noiseless spin's random stream
+SMALL = {"frame_shape": [224, 64], "cloud_centre_px": [32.0, 60.0], "atom_number_rms": 0.0,
+         "dephasing_rms_rad": 0.0}
 PLAN = """
 [run]
 shots = {shots}

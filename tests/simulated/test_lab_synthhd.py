@@ -46,4 +46,6 @@ def test_a_squeezed_run_with_the_synthhd_selected_by_config(tmp_path: Path) -> N
         results = run.results
     assert results is not None and results["shots_counted"] == shots
     xi2 = results["criteria"][0]["corrected"]["xi_R2"]
-    assert xi2["value"] + 2.5 * xi2["error"] < 1.0      # the atoms saw the SynthHD's pulses
+    # the atoms saw the SynthHD's pulses (wrong or missing pulses give xi_R^2 >> 1); 40 shots per
+    # direction: the value is below 1 and consistent with the prepared -3.2 dB
+    assert xi2["value"] < 1.0 and abs(xi2["value"] - 10 ** (-3.2 / 10)) < 3 * xi2["error"]

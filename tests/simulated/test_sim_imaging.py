@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from drivers.simulated.atoms import (Exposures, SimulationConfig, count_atoms_plain, counting_region,
+from drivers.simulated.atoms import (Exposures, SimulationConfig, SpinConfig, count_atoms_plain, counting_region,
                                      paper_measurement_pulses, simulate_shot)
 from drivers.simulated.imaging import (ImagingConfig, column_atoms_image, photons_per_pixel_at_isat,
                                        recoil_variance_px2, transmitted_intensity)
 
-CONFIG = SimulationConfig()
+CONFIG = SimulationConfig(spin=SpinConfig(dephasing_rms_rad=0.0))  # imaging tests: the spin's phase noise plays no part
 
 
 def with_imaging(**changes: object) -> SimulationConfig:

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from drivers.simulated.atoms import (FRAME_NAMES, Exposures, RabiPulse, SimulatedAtoms, SimulationConfig, SpinConfig,
+from drivers.simulated.atoms import (FRAME_NAMES, PAPER_DEPHASING_RMS_RAD, Exposures, RabiPulse, SimulatedAtoms, SimulationConfig, SpinConfig,
                                      counting_region, paper_measurement_pulses, simulate_shot)
 from drivers.simulated.imaging import atom_number_image
 
@@ -112,8 +112,11 @@ def test_atom_free_shot() -> None:
     assert abs(diff.mean()) < 1.0  # only shot noise and fringe jitter
 
 
-def test_technical_noise_is_off_by_default_and_has_the_configured_size() -> None:
-    assert CONFIG.spin.noiseless
+def test_default_technical_noise_is_the_fig3a_dephasing_and_has_the_configured_size() -> None:
+    # default: only the common-mode phase noise that shapes Fig. 3a (docs/virtual-lab-atoms.md)
+    assert CONFIG.spin.dephasing_rms_rad == PAPER_DEPHASING_RMS_RAD > 0
+    assert CONFIG.spin.atom_number_rms == CONFIG.spin.phase_noise_rms_rad == CONFIG.spin.rabi_area_rel_rms == 0
+    assert not CONFIG.spin.noiseless and with_spin(dephasing_rms_rad=0.0).spin.noiseless
     pulses = (RabiPulse(math.pi / 2, 0.3),)
     noisy = with_spin(state="coherent", phase_noise_rms_rad=0.1, rabi_area_rel_rms=0.05)
     shots = [simulate_shot(noisy, seed=s, pulses=pulses, render=False).truth for s in range(300)]
