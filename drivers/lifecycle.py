@@ -87,8 +87,23 @@ def open_serial(address: str, write_timeout_s: float, instrument: str) -> serial
     fails at once). InstrumentDisconnected names the address if it cannot be opened.
 
     Reads use timeout 0 because on ``socket://`` pyserial's ``in_waiting`` is only 0 or 1, and
-    blocking reads would go byte by byte; callers poll with their own deadline."""
+    blocking reads would go byte by byte; callers poll with their own deadline.
+
+    Nothing the instrument sends on connection is dropped: pyserial's ``socket://`` open ends with
+    ``reset_input_buffer()``, which would discard what arrived in the meantime, e.g. the refusal a
+    card held by another host sends at once (seen as a bare "socket disconnected" instead). Drivers
+    drop stale input themselves, where they can look at it first."""
     try:
-        return serial.serial_for_url(address, timeout=0, write_timeout=write_timeout_s, exclusive=True)
+        port = serial.serial_for_url(address, timeout=0, write_timeout=write_timeout_s,
+                                     exclusive=True, do_not_open=True)
+        if address.startswith("socket://"):
+            port.reset_input_buffer = lambda: None
+            try:
+                port.open()
+            finally:
+                del port.reset_input_buffer
+        else:
+            port.open()
+        return port
     except (serial.SerialException, OSError, ValueError) as exc:
         raise InstrumentDisconnected(f"cannot open {address}: {exc}", instrument=instrument) from exc

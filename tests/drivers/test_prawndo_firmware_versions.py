@@ -175,6 +175,30 @@ def test_the_refusal_is_named_when_it_arrived_before_the_driver_read(monkeypatch
         assert not other.connected
 
 
+def test_the_refusal_is_named_when_it_arrived_while_the_port_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal arrives before pyserial's open has finished (its ``socket://`` open ends with
+    ``reset_input_buffer``, which discarded it and left a bare "socket disconnected": the CI
+    failure of stop 25). The connection is made to wait until the card's line is readable."""
+    import select
+
+    import serial.urlhandler.protocol_socket as protocol_socket
+
+    real = socket.create_connection
+
+    def connect_and_wait(*args: object, **kwargs: object) -> socket.socket:
+        s = real(*args, **kwargs)        # type: ignore[arg-type]
+        select.select([s], [], [], 2.0)
+        return s
+
+    with PrawnDOEmulator(time_scale=0.0, handover_s=0.05) as emu, PrawnDO(emu.url, timeout_s=0.3):
+        monkeypatch.setattr(protocol_socket.socket, "create_connection", connect_and_wait)
+        for _ in range(3):
+            other = PrawnDO(emu.url, timeout_s=0.3)
+            with pytest.raises(InstrumentDisconnected, match="held by another host"):
+                other.connect()
+            assert not other.connected
+
+
 def test_eighty_connection_attempts_during_a_run_do_not_disturb_it() -> None:
     with PrawnDOEmulator(time_scale=1.0, handover_s=0.0) as emu, PrawnDO(emu.url, timeout_s=0.5) as card:
         card.program(shot().instructions)
