@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.procedures import (FrameStack, Result, detection_noise_from_frames,
+from calibration.procedures import (REGION_SHOTS, FrameStack, Result, detection_noise_from_frames,
                                     detectivity_areas, detectivity_from_frames,
                                     POINT_CLOUD_UM, projection_noise_from_frames, psf_from_frames,
                                     reinaudi_from_frames)
@@ -93,10 +93,10 @@ class PlanShots:
                 "offset_s": 0.0, "duration_s": self.blast_s}
 
     def detection_noise(self, plot: Any = None, *, shots: int = 120) -> Result:
-        """Atom-free shots (the push beam) through the instruments; the clouds' regions from 20
-        shots with atoms."""
+        """Atom-free shots (the push beam) through the instruments; the clouds' regions from
+        REGION_SHOTS shots with atoms."""
         blast = self._blast_step("detection-noise")
-        with_atoms = self.run("detection-noise-atoms", 20, direction="z")[0]
+        with_atoms = self.run("detection-noise-atoms", REGION_SHOTS, direction="z")[0]
         atom_free = self.run("detection-noise-empty", shots, direction="z", steps=[blast])[0]
         return detection_noise_from_frames(with_atoms, atom_free, self.record, plot)
 

@@ -44,8 +44,10 @@ def test_rabi_frequency_and_pi2_pulses(tmp_path: Path) -> None:
 
 def test_reinaudi_alpha(tmp_path: Path) -> None:
     start = record(alpha=1.3)                            # a wrong starting value
-    r = P.reinaudi(VirtualAtoms(CONFIG, seed=2), start, tmp_path / "r.png")
-    check(r, {"alpha": 1 / 0.68}, 0.02)
+    # each intensity images other clouds (imaging is destructive): with 12 shots per intensity
+    # the reported error is 1-5 % (10 seeds), so 30 shots and a 4 % bound on it
+    r = P.reinaudi(VirtualAtoms(CONFIG, seed=2), start, tmp_path / "r.png", shots=30)
+    check(r, {"alpha": 1 / 0.68}, 0.04)
 
 
 def test_differential_detectivity(tmp_path: Path) -> None:
@@ -146,4 +148,5 @@ def test_detection_noise_recovers_the_shipped_truth_record_on_the_default_virtua
     for _, key, value, err in r.updates:
         assert abs(value - getattr(truth, key)) < 3 * err and err < 0.08 * value, (key, value, err)
     for state, px in zip((1, 2), r.details["region_px"]):
-        assert px == pytest.approx(int(counting_region(src.config, state).sum()), rel=0.06)
+        # the region's size is a second-moment estimate: +-4.5 % (1 sd) from REGION_SHOTS shots
+        assert px == pytest.approx(int(counting_region(src.config, state).sum()), rel=0.15)
