@@ -32,6 +32,10 @@ from sequences.sequencer import Progress
 log = logging.getLogger(__name__)
 REFRESH_MS = 100   # a snapshot is shown over two ticks (_refresh): each panel up to 5 times a second
 SCAN_EVERY_S = 1.0  # the Scan tab (criteria per scan point), when in view, at most once a second
+#: the plot tab in view is redrawn at most this often during a run (s): a convergence plot's paint
+#: takes 10-60 ms of the GUI thread on a busy 2-core host (benchmarks/gui_latency.py), the numbers
+#: and images follow every snapshot (<= 5 Hz)
+PLOTS_EVERY_S = 1.0
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -55,6 +59,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review: ReviewSource | None = None
         self._dirty = False
         self._plots_pending: MonitorSnapshot | None = None
+        self._plots_t = -math.inf
         self._scan_t = -math.inf
         self._closing = False
         self._busy = 0
@@ -402,6 +407,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.server_process.poll()      # reap it (see restart_server)
         self.run_panel.state_label.setText(f"{final} (file closed)")
         self._dirty = True
+        self._plots_t = -math.inf          # the final numbers' plots at the next tick
         self._refresh()
         self.run_finished.emit(final)
         if self._closing:
@@ -423,12 +429,15 @@ class MainWindow(QtWidgets.QMainWindow):
         return None
 
     def _refresh(self) -> None:
-        """Timer: show a new snapshot in two halves on successive ticks, numbers and images first,
-        then the plots, so that no one turn of the event loop draws the whole window (timers,
-        clicks and drags wait for at most half of it)."""
+        """Timer: show a new snapshot in two halves on different ticks, numbers and images first,
+        then the plots (at most every PLOTS_EVERY_S, the newest snapshot waiting), so that no one
+        turn of the event loop draws the whole window (timers, clicks and drags wait for at most
+        half of it)."""
         self._refresh_scan()
-        if self._plots_pending is not None:
+        now = time.monotonic()
+        if self._plots_pending is not None and now - self._plots_t >= PLOTS_EVERY_S:
             pending, self._plots_pending = self._plots_pending, None
+            self._plots_t = now
             self.plots.show_snapshot(pending)
             return
         if not self._dirty:
