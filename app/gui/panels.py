@@ -186,6 +186,11 @@ class InstrumentsPanel(QtWidgets.QGroupBox):
             self.table.setRowHeight(i, max(label.heightForWidth(width), label.sizeHint().height()) + 4)
 
 
+#: the widest texts of the numbers' columns (value +- error; a p-value with its verdict note)
+VALUE_TEMPLATE = "-000.000 ± 00.000"
+P_TEMPLATE = "1.2e-05 unresolved"
+
+
 class NumbersPanel(QtWidgets.QGroupBox):
     """N, xi_R^2 (dB), E_Ent, E_EPR A->B and B->A with errors, colour-coded against 1."""
 
@@ -202,7 +207,9 @@ class NumbersPanel(QtWidgets.QGroupBox):
         grid.addWidget(QtWidgets.QLabel("corrected (detection noise, PSF)"), 0, 1)
         p_head = QtWidgets.QLabel("p")
         p_head.setToolTip("one-sided p-value of 'true value >= 1' (bias-corrected value, split-sample "
-                          "error for the optimised criteria); certified when p < 1 - confidence")
+                          "error for the optimised criteria); certified when p < 1 - confidence; "
+                          "'unresolved': the imaging's crosstalk alone could give a violation "
+                          "this large, so none is claimed")
         grid.addWidget(p_head, 0, 2)
         grid.addWidget(QtWidgets.QLabel("raw"), 0, 3)
         self.values: dict[str, QtWidgets.QLabel] = {}
@@ -228,6 +235,16 @@ class NumbersPanel(QtWidgets.QGroupBox):
         self.info = QtWidgets.QLabel("waiting for shots")
         self.info.setWordWrap(True)
         grid.addWidget(self.info, len(self.ROWS) + 1, 0, 1, 4)
+        # columns of a fixed width, wide enough for every value: labels sized by their text made
+        # the whole right-hand column (and with it the images and plots) change width at every
+        # refresh, and each resize repaints every plot with its axes (tens of ms on the GUI thread)
+        bold, plain = QtGui.QFontMetrics(font), self.fontMetrics()
+        for labels, metrics, widest in ((self.values, bold, VALUE_TEMPLATE),
+                                        (self.raw, plain, VALUE_TEMPLATE),
+                                        (self.p_values, plain, P_TEMPLATE)):
+            width = metrics.horizontalAdvance(widest) + 6
+            for lab in labels.values():
+                lab.setFixedWidth(width)
 
     @staticmethod
     def _text(result: CriteriaResult, key: str) -> tuple[str, float, float]:
@@ -259,7 +276,7 @@ class NumbersPanel(QtWidgets.QGroupBox):
                 colour = verdict_colour(v, e, bool(main.certified(key)[0]))
                 p = float(main[key].p_value()[0])
                 unresolved = str(main.verdicts(key)[0]) == "unresolved"
-                self.p_values[key].setText(f"{p:.2g}" + (" unresolved (crosstalk)" if unresolved else ""))
+                self.p_values[key].setText(f"{p:.2g}" + (" unresolved" if unresolved else ""))
             elif key in ("xi_R2", "product_A", "product_B"):
                 colour = verdict_colour(v, e)
             elif key == "xi_R2_dB":
