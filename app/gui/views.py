@@ -185,7 +185,13 @@ class _Band:
         fill.setAlpha(55)
         # PlotCurveItem, not PlotDataItem: the latter drops its data when drawn without a pen
         self.lo, self.hi = pg.PlotCurveItem(pen=pg.mkPen(edge)), pg.PlotCurveItem(pen=pg.mkPen(edge))
-        self.fill = pg.FillBetweenItem(self.lo, self.hi, brush=pg.mkBrush(fill))
+        # one closed polygon per update: pyqtgraph's FillBetweenItem rebuilds its path from both
+        # curves' paths at each of their changes (twice per update), the largest cost of a
+        # convergence-plot refresh in a 3000-shot run (benchmarks/gui_latency.py)
+        self.fill = QtWidgets.QGraphicsPathItem()
+        self.fill.setBrush(pg.mkBrush(fill))
+        self.fill.setPen(pg.mkPen(None))
+        self.fill.setZValue(-1)
         plot.addItem(self.lo)
         plot.addItem(self.hi)
         plot.addItem(self.fill)
@@ -193,6 +199,8 @@ class _Band:
     def show(self, x: np.ndarray, y: np.ndarray, err: np.ndarray) -> None:
         self.lo.setData(x, y - err)
         self.hi.setData(x, y + err)
+        if x.size:
+            self.fill.setPath(pg.arrayToQPath(np.r_[x, x[::-1]], np.r_[y + err, (y - err)[::-1]]))
         self.fill.setVisible(bool(x.size))
 
 
