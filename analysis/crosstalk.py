@@ -36,7 +36,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
 from analysis.formulas import all_criteria
-from analysis.geometries import A, B, Split
+from analysis.geometries import Split
 from analysis.imaging import ImagingCalibration, ImagingUncertainty
 from analysis.moments import Moments
 from analysis.noise import DetectionNoise
@@ -229,6 +229,11 @@ class PartitionTerms:
     d_b: NDArray[np.float64]
     w_ab: NDArray[np.float64]
 
+    def correction(self) -> NDArray[np.float64]:
+        """(G, 3), hbar^2: what these terms add to the (var_a, var_b, cov_ab) the corrected
+        criteria subtract: -D_A/4, -D_B/4, +W_AB/4."""
+        return np.stack([-self.d_a / 4, -self.d_b / 4, self.w_ab / 4], axis=-1)
+
 
 def partition_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
                     psf_sigma_px: tuple[float, float], *, oversample: int = 4) -> PartitionTerms:
@@ -260,8 +265,8 @@ class ImagingTerms:
     def apply(self, noise: DetectionNoise) -> DetectionNoise:
         """The detection noise combined with these terms (variances minus D_R/4, covariance plus
         W_AB/4), their uncertainty added to the noise's own."""
-        pt = self.partition
-        return noise.shifted(-pt.d_a / 4, -pt.d_b / 4, pt.w_ab / 4, covariance=self.covariance)
+        c = self.partition.correction()
+        return noise.shifted(c[:, 0], c[:, 1], c[:, 2], covariance=self.covariance)
 
 
 def imaging_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike,
@@ -277,8 +282,7 @@ def imaging_terms(counter: RegionCounter, mean_n1: ArrayLike, mean_n2: ArrayLike
         return ImagingTerms(pt)
 
     def correction(cal: ImagingCalibration) -> NDArray[np.float64]:
-        p = partition_terms(counter, mean_n1, mean_n2, cal.partition_sigma_px)
-        return np.stack([-p.d_a / 4, -p.d_b / 4, p.w_ab / 4], axis=-1)      # (G, 3)
+        return partition_terms(counter, mean_n1, mean_n2, cal.partition_sigma_px).correction()
 
     cov = np.zeros((counter.n_geometries, 3, 3))
     for name in ("psf_sigma_x_px", "psf_sigma_y_px"):

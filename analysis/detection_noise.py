@@ -4,8 +4,8 @@ Atom-free shots (probe and reference with no atoms) go through the same image pi
 the real shots. Their region "atom numbers" are pure detection noise; the spin components
 S^R = (N^R_1 - N^R_2)/2 then give, per geometry, the variances Var(S^A), Var(S^B) and Cov(S^A, S^B)
 (units of hbar^2, ddof = 1 over the frames) that the criteria engine may subtract
-(analysis.criteria.DetectionNoise, one geometry at a time). :func:`imaging_correction` adds the
-partition-weight terms of the point-spread function (analysis.crosstalk.partition_terms).
+(analysis.criteria.DetectionNoise, one geometry at a time); analysis.crosstalk.ImagingTerms adds
+the partition-weight terms of the point-spread function to them.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from analysis.crosstalk import PartitionTerms
 from analysis.regions import RegionCounter
 
 
@@ -55,24 +54,3 @@ def region_detection_noise(counter: RegionCounter, n1_images: ArrayLike, n2_imag
         cov_ab=(da * db).sum(axis=0) / (f - 1), n_frames=f,
         rms_atoms_1=(c.n1a + c.n1b).std(axis=0, ddof=1),
         rms_atoms_2=(c.n2a + c.n2b).std(axis=0, ddof=1))
-
-
-@dataclass(frozen=True)
-class ImagingCorrection:
-    """Per geometry (G,), hbar^2: what to subtract from Var(S^A), Var(S^B), Cov(S^A, S^B) of image
-    counts to compare with whole-atom counts: detection noise minus the partition-weight deficit
-    (var) and plus the partition-weight covariance (cov). Variances may be negative."""
-
-    var_a: NDArray[np.float64]
-    var_b: NDArray[np.float64]
-    cov_ab: NDArray[np.float64]
-
-    def for_geometry(self, index: int) -> dict[str, float]:
-        return {"var_a": float(self.var_a[index]), "var_b": float(self.var_b[index]),
-                "cov_ab": float(self.cov_ab[index])}
-
-
-def imaging_correction(noise: RegionDetectionNoise, partition: PartitionTerms) -> ImagingCorrection:
-    """Detection noise and partition weights (analysis.crosstalk.partition_terms) combined."""
-    return ImagingCorrection(noise.var_a - partition.d_a / 4, noise.var_b - partition.d_b / 4,
-                             noise.cov_ab + partition.w_ab / 4)

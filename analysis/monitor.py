@@ -20,7 +20,7 @@ which lowers Var(S^R) by D_R/4 and raises Cov(S^A, S^B) by W_AB/4 compared with 
 (analysis.crosstalk.partition_terms, from the warm-up's mean images and the calibration's PSF;
 with the PSF's standard errors, their uncertainty joins the noise's: analysis.crosstalk.imaging_terms).
 The correction subtracted is detection noise - D/4 (variances) and detection noise + W_AB/4
-(covariance) (analysis.detection_noise.imaging_correction); the criteria are reported raw and
+(covariance) (analysis.crosstalk.ImagingTerms.apply); the criteria are reported raw and
 corrected, side by side.
 The estimate needs room beside the clouds (a frame at least ~3 ROI widths wide); otherwise only
 raw values are reported.

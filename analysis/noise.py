@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 class DetectionNoise:
     """The (co)variance to subtract from Var(S^A), Var(S^B), Cov(S^A, S^B), in hbar^2: detection
     noise, possibly combined with imaging terms (a negative variance adds a deficit back, e.g.
-    analysis.detection_noise.imaging_correction). Scalars (the same for every geometry) or arrays
+    analysis.crosstalk.ImagingTerms). Scalars (the same for every geometry) or arrays
     of shape (G,), one value per geometry.
     """
 

@@ -174,8 +174,7 @@ class RemoteRun:
             self._state = RunState.RUNNING
         if run.get("progress"):
             self._progress(run["progress"])
-        if isinstance(run.get("time_left_s"), (int, float)):
-            self._time_left = (float(run["time_left_s"]), time.monotonic())
+        self._note_time_left(run)
         sub = client.subscribe(["run_finished", "state", "progress", "monitor", "scan", "instruments", "server"])
         latest = client.snapshot(monitor=True)
         if isinstance(latest, dict) and "monitor" in latest:
@@ -259,6 +258,13 @@ class RemoteRun:
         None: not a scan run, or none yet)."""
         return self._scan
 
+    def _note_time_left(self, data: dict[str, Any]) -> None:
+        """Keep the server's ``time_left_s`` estimate (s) of a status or ``progress`` payload, with
+        when it arrived (time_left_s counts down from it)."""
+        left = data.get("time_left_s")
+        if isinstance(left, (int, float)):
+            self._time_left = (float(left), time.monotonic())
+
     def _progress(self, data: Any) -> Progress | None:
         """A ``progress`` payload as Progress (the server adds keys such as ``time_left_s``)."""
         if not isinstance(data, dict):
@@ -308,8 +314,7 @@ class RemoteRun:
             p = self._progress(data)
             if p is None:
                 return
-            if isinstance(data.get("time_left_s"), (int, float)):
-                self._time_left = (float(data["time_left_s"]), time.monotonic())
+            self._note_time_left(data)
             for progress_fn in list(self._progress_listeners):
                 progress_fn(p)
         elif event == "monitor" and self._mine(data) and "monitor" in data:

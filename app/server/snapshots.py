@@ -159,11 +159,11 @@ def split_from_wire(d: Any) -> Split:
     if unknown:
         raise ValueError(f"regions: unknown field(s) {', '.join(sorted(map(str, unknown)))}; expected "
                          "axis, position_px, gap_px, a_side")
-    for k in ("position_px", "gap_px"):
-        v = d.get(k, 0.0 if k == "position_px" else 3.0)
+    px = {"position_px": d.get("position_px", 0.0), "gap_px": d.get("gap_px", 3.0)}
+    for k, v in px.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"regions.{k} = {v!r}: expected a number of pixels")
-    return Split(str(d.get("axis", "x")), float(d.get("position_px", 0.0)), float(d.get("gap_px", 3.0)),
+    return Split(str(d.get("axis", "x")), float(px["position_px"]), float(px["gap_px"]),
                  a_side=str(d.get("a_side", "low")))
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from analysis.criteria import (CERTIFIED, NOT_CERTIFIED, RESOLUTION_FLOOR, UNRESOLVED, DetectionNoise,
                                evaluate)
-from analysis.crosstalk import (coherent_crosstalk_bounds, imaging_crosstalk_bounds, partition_terms,
-                                region_maps)
+from analysis.crosstalk import (ImagingTerms, coherent_crosstalk_bounds, imaging_crosstalk_bounds,
+                                partition_terms, region_maps)
 from analysis.geometries import Checkerboard, RandomCells, Split, Stripes
 from analysis.regions import RegionCounter
 from tests.analysis.test_regions import CLOUD1, CLOUD2, H, W, gaussian_image
@@ -141,7 +141,7 @@ def test_coherent_fine_patterns_are_never_certified_over_20_seeds():
     assert xb.n_ab[-1] < 4.0 and 0.6 < xb.raw["E_Ent"][-1] < xb.corrected["E_Ent"][-1]
     assert xb.corrected["E_Ent"][-1] > 0.85
     # the correction the analysis applies: the PSF partition terms added back
-    dn = DetectionNoise(-psf.d_a / 4, -psf.d_b / 4, psf.w_ab / 4)
+    dn = ImagingTerms(psf).apply(DetectionNoise(0.0, 0.0, 0.0))
     g = counter.n_geometries
     violated = {v: np.zeros(g, dtype=int) for v in ("raw", "corrected")}
     certified = {v: np.zeros(g, dtype=int) for v in ("raw", "corrected")}
