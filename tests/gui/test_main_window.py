@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -207,3 +208,80 @@ def test_instrument_errors_stay_in_sight(qtbot) -> None:
     # the row is tall enough for the wrapped text
     assert panel.table.rowHeight(0) >= label.heightForWidth(panel.table.columnWidth(2))
     assert "last error" not in panel.details["camera"].text()
+
+
+def test_plots_are_redrawn_at_most_every_plots_every_s_and_the_last_snapshot_at_the_end(
+        qtbot, settings: QtCore.QSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numbers and images follow every snapshot; the plot tab waits PLOTS_EVERY_S between draws
+    (the newest snapshot waiting), and the run's end draws the last one at once."""
+    from app.gui import main_window as mw
+    w = make_window(qtbot, settings)
+    snaps = iter(range(100))
+    current = {"snap": None}
+    readouts, plots = [], []
+    monkeypatch.setattr(w, "current_snapshot", lambda: current["snap"])
+    monkeypatch.setattr(w, "show_readouts", lambda s: readouts.append(s))
+    monkeypatch.setattr(w.plots, "show_snapshot", lambda s, every_tab=False: plots.append(s))
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(mw, "time", SimpleNamespace(monotonic=lambda: clock["t"]))   # the window's clock only
+
+    def new_snapshot() -> None:
+        current["snap"] = next(snaps)
+        w._dirty = True
+        w._refresh()                       # the numbers and images of it
+
+    new_snapshot()
+    w._refresh()                           # the plots: the first draw is not held back
+    assert readouts == [0] and plots == [0]
+    for k in (1, 2):
+        clock["t"] += 0.2
+        new_snapshot()
+        w._refresh()                       # within PLOTS_EVERY_S of the last draw: waits
+    assert readouts == [0, 1, 2] and plots == [0]
+    clock["t"] += mw.PLOTS_EVERY_S
+    w._refresh()
+    assert plots == [0, 2]                 # the newest waiting snapshot, not every one
+    clock["t"] += 0.1
+    new_snapshot()                         # 3: its plots wait ...
+    w._plots_t = -np.inf                   # ... until the run ends (what _ended does)
+    w._refresh()
+    assert plots == [0, 2, 3]
+
+
+def test_the_numbers_columns_keep_their_width_whatever_the_values(qtbot) -> None:
+    """Labels sized by their text resized the whole right-hand column (and every plot) at each
+    refresh; the columns have fixed widths that hold the widest values."""
+    from app.gui.panels import P_TEMPLATE, VALUE_TEMPLATE, NumbersPanel
+    n = NumbersPanel()
+    qtbot.addWidget(n)
+    n.show()
+    widths = []
+    for value, p in (("—", "—"), ("0.4 ± 0.1", "0.1"), (VALUE_TEMPLATE, P_TEMPLATE)):
+        for label in n.values.values():
+            label.setText(value)
+        for label in n.raw.values():
+            label.setText(value)
+        for label in n.p_values.values():
+            label.setText(p)
+        n.layout().activate()
+        widths.append(n.minimumSizeHint().width())
+    assert widths[0] == widths[1] == widths[2]
+    for label in list(n.values.values()) + list(n.raw.values()) + list(n.p_values.values()):
+        assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
+
+
+def test_a_convergence_band_is_one_polygon_between_its_edges(qtbot) -> None:
+    from app.gui.views import PlotsPanel
+    p = PlotsPanel()
+    qtbot.addWidget(p)
+    conv = p.convergence.getPlotItem()
+    x = np.arange(1.0, 51.0)
+    y, err = 0.7 + 0.3 / np.sqrt(x), 0.5 / np.sqrt(x)
+    p._curve(conv, x, y, err, "E_Ent", "E_Ent", band=True)
+    band = p._series(conv, "E_Ent", "E_Ent", band=True)[1]
+    r = band.fill.path().boundingRect()
+    assert (r.left(), r.right()) == pytest.approx((1.0, 50.0))
+    assert (r.top(), r.bottom()) == pytest.approx(((y - err).min(), (y + err).max()))
+    assert band.fill.path().elementCount() == 2 * x.size and band.fill.isVisible()
+    p._curve(conv, x[:0], y[:0], err[:0], "E_Ent", "E_Ent", band=True)
+    assert not band.fill.isVisible()

@@ -3,6 +3,9 @@ from what the instruments really did."""
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 
 from drivers.prawndo import PrawnDO
 from drivers.simulated.atoms import count_atoms_plain
-from drivers.simulated.lab import (VirtualLab, VirtualLabConfig, VirtualLabConfigError,
+from drivers.simulated.lab import (PHYSICS_NICE, VirtualLab, VirtualLabConfig, VirtualLabConfigError,
                                    high_intervals, pulses_from_instruments)
 from drivers.simulated.sma100b_emulator import MicrowaveState
 from drivers.sma100b import SMA100B
@@ -195,3 +198,15 @@ def test_config_from_mapping_sets_the_simulation() -> None:
     assert cfg.simulation.spin.state == "coherent" and cfg.simulation.spin.atom_number_mean == 400
     assert cfg.frame_shape == (224, 64) and cfg.simulation.cloud.centre_px == (32.0, 60.0)
     assert cfg.pi2_pulse_s() == pytest.approx(250e-6)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_atoms_are_simulated_on_a_lower_priority_thread(lab: VirtualLab) -> None:
+    """The simulation (the stand-in for the physical world) runs on its own thread at nice
+    +PHYSICS_NICE, so that on a busy host it yields to the acquisition and the window."""
+    run(lab, 3, calibration(lab.config))
+    physics = [t for t in threading.enumerate() if t.name.startswith("virtual-lab-physics")]
+    assert len(physics) == 1 and physics[0].native_id is not None
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, physics[0].native_id) == min(base + PHYSICS_NICE, 19)
+    assert lab.errors == [] and len(lab.truths) >= 3
