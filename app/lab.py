@@ -145,8 +145,7 @@ def open_lab(config: LabConfig, plan: RunPlan, seed: int = 0) -> Lab:
         mw_address, card_address, camera = virtual.microwave_address, virtual.card_address, virtual.camera
     else:
         mw_address, card_address = config.microwave_address, config.card_address
-        camera = load("camera", config.camera.kind)(cti_files=list(config.camera.cti),
-                                                    serial_number=config.camera.serial_number or None)
+        camera = load("camera", config.camera.kind)(**config.camera.options())
     # on the virtual lab the drivers wait for the host's and the simulation's own lateness
     # (drivers/patience.py); a real lab keeps its configured timeouts exactly
     patience = virtual.lateness.patience if virtual is not None else no_patience

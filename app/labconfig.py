@@ -28,18 +28,29 @@ class LabConfigError(FieldError):
 
 
 KINDS = ("virtual", "real")
-CAMERA_KINDS = ("virtual", "genicam")
+CAMERA_KINDS = ("virtual", "genicam", "pylon")
 COMPRESSIONS = ("none", "blosc-lz4")
 
 
 @dataclass(frozen=True)
 class CameraSettings:
-    """Camera selection: the virtual lab's camera, or a GenICam device through .cti producers."""
+    """Camera selection: the virtual lab's camera, a GenICam device through .cti producers, or
+    a Basler camera through pylon (``image_dir``: the image files of pylon's camera emulator)."""
 
     kind: str = "virtual"
     cti: tuple[str, ...] = ()
     serial_number: str = ""
     timeout_s: float = 5.0
+    image_dir: str = ""
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of the camera factory (drivers/registry.py) for this kind."""
+        out: dict[str, Any] = {"serial_number": self.serial_number or None}
+        if self.cti or self.kind == "genicam":
+            out["cti_files"] = list(self.cti)
+        if self.image_dir:
+            out["image_dir"] = self.image_dir
+        return out
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,10 @@ class CalibrationPlans:
     blast_s: float = 300e-6
     atom_number_field: str = ""
     atom_number_values: tuple[float, ...] = ()
+    atom_number_step: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The user step whose duration ``atom_number_field`` (``steps.<name>.duration_s``) scans, as a
+    plan's [[steps]] entry without name and duration (e.g. ``{channel = "load", at = "trap_off",
+    offset_s = -0.1}``); empty when the field is not a step's."""
 
 
 def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> CalibrationPlans:
@@ -162,8 +177,15 @@ def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> Cali
                                         for v in raw) or (fld and len(raw) < 3):
         raise t.fail("atom_number_values", raw, "a list of at least 3 numbers (values of "
                      "atom_number_field)")
+    step = t.raw("atom_number_step", {})
+    if not isinstance(step, Mapping) or any(k in step for k in ("name", "duration_s")):
+        raise t.fail("atom_number_step", step, "a table like a plan's [[steps]] entry without name "
+                     "and duration_s (channel, at, offset_s)")
+    if step and not (fld.startswith("steps.") and fld.endswith(".duration_s")):
+        raise t.fail("atom_number_step", dict(step), "no step unless atom_number_field is "
+                     "steps.<name>.duration_s")
     t.done()
-    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw))
+    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw), dict(step))
 
 
 def _path(base: Path, value: str) -> Path:
@@ -212,9 +234,16 @@ def _camera(t: Table, base: Path, kind: str) -> tuple[CameraSettings, dict[str, 
     for c in cti_raw:
         if not _path(base, c).is_file():
             raise t.fail("cti", c, f"an existing GenTL producer file (.cti); {_path(base, c)} is not a file")
+    image_dir = t.string("image_dir", "")
+    if image_dir and ckind != "pylon":
+        raise t.fail("image_dir", image_dir, "no image_dir (only pylon's camera emulator reads "
+                     "image files: kind = 'pylon')")
+    if image_dir and not _path(base, image_dir).is_dir():
+        raise t.fail("image_dir", image_dir, f"an existing directory; {_path(base, image_dir)} is not one")
     settings = CameraSettings(ckind, tuple(str(_path(base, c)) for c in cti_raw),
                               t.string("serial_number", ""),
-                              t.number("timeout_s", 5.0, minimum=0.01, maximum=600.0, unit="s"))
+                              t.number("timeout_s", 5.0, minimum=0.01, maximum=600.0, unit="s"),
+                              str(_path(base, image_dir)) if image_dir else "")
     roi = {"camera_width": t.integer("width", 0, minimum=0, maximum=100_000),
            "camera_height": t.integer("height", 0, minimum=0, maximum=100_000),
            "camera_offset_x": t.integer("offset_x", 0, minimum=0, maximum=100_000),
@@ -313,7 +342,9 @@ def parse_lab_config(text: str, source: str = "<lab config>", *, base_dir: Path 
         card_margin_s=seq.number("card_margin_s", 2.0, minimum=0.001, maximum=600.0, unit="s"),
         fetch_slice_s=seq.number("fetch_slice_s", 0.1, minimum=0.001, maximum=10.0, unit="s"),
         rf_off_at_end=seq.boolean("rf_off_at_end", True),
-        allow_software_trigger=seq.boolean("allow_software_trigger", False))
+        allow_software_trigger=seq.boolean("allow_software_trigger", False),
+        software_trigger_at=seq.string("software_trigger_at", "exposures",
+                                       choices=("exposures", "program_end")))
     seq.done()
     virtual = dict(top.raw("virtual_lab", {})) if top.has("virtual_lab") else {}
     if kind == "real" and virtual:

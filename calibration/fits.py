@@ -64,6 +64,30 @@ def linear(x: ArrayLike, y: ArrayLike, sigma: ArrayLike | None = None) -> Fit:
                {"slope": float(err[0]), "intercept": float(err[1])}, res)
 
 
+def instrumental_linear(x: ArrayLike, y: ArrayLike, z: ArrayLike) -> Fit:
+    """y = slope x + intercept by instrumental variables: ``z`` is a variable known without noise
+    (e.g. the programmed pulse area of each shot) that moves x and y but is independent of their
+    noise. Unlike least squares it stays unbiased when x and y share noise (e.g. shot-to-shot
+    atom-number fluctuations scale both populations): slope = cov(z, y) / cov(z, x); the slope's
+    error is the usual IV one, sqrt(s_e^2 var(z) / (n cov(z, x)^2)), with s_e the residual rms."""
+    x, y, z = (np.asarray(v, float) for v in (x, y, z))
+    n = len(x)
+    if n < 3 or not (len(y) == len(z) == n):
+        raise ValueError(f"instrumental_linear: need >= 3 equal-length samples, got {len(x)}, {len(y)}, {len(z)}")
+    zc = z - z.mean()
+    cxz = float(zc @ (x - x.mean())) / (n - 1)
+    if cxz == 0.0:
+        raise ValueError("instrumental_linear: the instrument does not move x (cov(z, x) = 0)")
+    slope = float(zc @ (y - y.mean())) / (n - 1) / cxz
+    intercept = float(y.mean() - slope * x.mean())
+    res = y - (slope * x + intercept)
+    s2 = float(res @ res) / (n - 2)
+    var_z = float(zc @ zc) / (n - 1)
+    err_slope = math.sqrt(s2 * var_z / (n * cxz ** 2))
+    err_intercept = math.sqrt(s2 / n + (x.mean() * err_slope) ** 2)
+    return Fit({"slope": slope, "intercept": intercept}, {"slope": err_slope, "intercept": err_intercept}, res)
+
+
 def reinaudi_alpha(od_sums: ArrayLike, intensity_sums: ArrayLike, isat_counts: float,
                    sigma: ArrayLike | None = None) -> Fit:
     """alpha from images of the same atom number at several probe intensities (Reinaudi 2007).

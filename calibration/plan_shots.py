@@ -50,6 +50,8 @@ class PlanShots:
     atom_number_field: str = ""
     atom_number_values: Sequence[float] = ()
     progress: Callable[[str], None] | None = None
+    atom_number_step: Mapping[str, Any] | None = None
+    """The step (without name and duration) whose duration ``atom_number_field`` scans."""
 
     def run(self, name: str, shots: int, *, direction: str, scan: tuple[str, Sequence[Any]] | None = None,
             steps: Sequence[Mapping[str, Any]] = (), state: Mapping[str, Any] | None = None
@@ -104,9 +106,10 @@ class PlanShots:
         """Coherent states rotated to populations 0.1 .. 0.9 by x pulses of those areas."""
         mw = self.record.microwave
         f = float(mw.get("rabi_frequency_hz", 1.0 / (4 * float(mw["x"]["pulse_s"]))))
-        lengths = [float(a) / (2 * math.pi * f) for a in detectivity_areas(points)]
+        areas = detectivity_areas(points)
+        lengths = [float(a) / (2 * math.pi * f) for a in areas]
         frames = self.run("detectivity", shots, direction="x", scan=("microwave.x.pulse_s", lengths))
-        return detectivity_from_frames(np.concatenate(frames), self.record, plot)
+        return detectivity_from_frames(frames, areas, self.record, plot)
 
     def reinaudi(self, plot: Any = None, *, saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0),
                  shots: int = 12) -> Result:
@@ -149,6 +152,10 @@ class PlanShots:
                 f"steps.<loading>.duration_s) and atom_number_values")
         values = [int(v) if self.atom_number_field == "state.atom_number" else v
                   for v in self.atom_number_values]
+        steps: list[dict[str, Any]] = []
+        if self.atom_number_step:
+            name = self.atom_number_field.split(".")[1]
+            steps.append({"name": name, **dict(self.atom_number_step), "duration_s": values[0]})
         groups = self.run("projection-noise", shots, direction="z",
-                          scan=(self.atom_number_field, values))
+                          scan=(self.atom_number_field, values), steps=steps)
         return projection_noise_from_frames(groups, self.record, plot)

@@ -208,9 +208,9 @@ def detectivity(src: AtomSource, record: CalibrationRecord, plot: Path | None = 
                 points: int = 12, shots: int = 6) -> Result:
     """d1/d2 such that the detected total does not depend on the population (Rabi-rotated states)."""
     coh = src.with_spin(state="coherent", atom_number_rms=0.0)
-    frames = np.concatenate([src.shots(shots, pulses=(src.rabi_pulse(th),), config=coh)
-                             for th in detectivity_areas(points)])
-    return detectivity_from_frames(frames, record, plot)
+    areas = detectivity_areas(points)
+    groups = [src.shots(shots, pulses=(src.rabi_pulse(th),), config=coh) for th in areas]
+    return detectivity_from_frames(groups, areas, record, plot)
 
 
 def detectivity_areas(points: int = 12) -> NDArray[np.float64]:
@@ -218,13 +218,28 @@ def detectivity_areas(points: int = 12) -> NDArray[np.float64]:
     return np.linspace(0.2, math.pi - 0.2, points)
 
 
-def detectivity_from_frames(frames: FrameStack, record: CalibrationRecord,
-                            plot: Path | None = None) -> Result:
-    """``detectivity`` from shots of coherent states rotated to several populations."""
+def detectivity_from_frames(groups: Sequence[FrameStack], areas_rad: Sequence[float],
+                            record: CalibrationRecord, plot: Path | None = None) -> Result:
+    """``detectivity`` from shots of coherent states rotated to several populations: one stack
+    of frames per Rabi pulse area (rad) of the scan.
+
+    n1 = d1 N - (d1/d2) n2 holds for every shot, but N fluctuates from shot to shot on a real
+    lab and moves n1 and n2 together, which biases a least-squares slope (by about
+    -(d1/d2) sigma_N^2 <p> / (N^2 var p): -0.045 at the paper's 40 atoms rms). The slope is
+    therefore fitted with an instrumental variable that follows the population but not a shot's
+    own noise: the mean n2 of the other shots of the same scan point (a jackknife instrument;
+    it needs no model of how the pulse area sets the population, and at least 2 shots per point)."""
+    if len(groups) != len(areas_rad):
+        raise ValueError(f"detectivity: {len(groups)} frame stacks for {len(areas_rad)} pulse areas")
     cal = record.imaging_calibration()
     raw = dataclasses.replace(cal, detectivity_1=1.0, detectivity_2=1.0)
-    n1, n2, _ = state_totals(frames, raw)
-    fit = fits.linear(n2, n1)                      # n1 = d1 N - (d1/d2) n2
+    sizes = [len(g) for g in groups]
+    if min(sizes) < 2:
+        raise ValueError("detectivity: every scan point needs at least 2 shots")
+    n1, n2, _ = state_totals(np.concatenate(groups), raw)   # the regions from all the shots
+    parts = np.split(n2, np.cumsum(sizes)[:-1])
+    others = np.concatenate([(q.sum() - q) / (len(q) - 1) for q in parts])
+    fit = fits.instrumental_linear(n2, n1, others)   # n1 = d1 N - (d1/d2) n2
     ratio, dratio = -fit["slope"], fit.errors["slope"]
 
     def draw(ax: Any) -> None:

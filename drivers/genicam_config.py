@@ -111,7 +111,8 @@ def set_trigger(nm: NodeMap, cfg: CameraConfig, feats: CameraFeatures) -> str:
         log.warning("camera has no hardware trigger (TriggerSelector FrameStart/FrameBurstStart on "
                     "a line): falling back to software trigger")
     if feats.software_trigger:
-        selector = next(s for s in feats.trigger_selectors if "Software" in nm.trigger_sources(s))
+        ordered = [s for s in HARDWARE_SELECTORS if s in feats.trigger_selectors]   # FrameStart first
+        selector = next(s for s in ordered if "Software" in nm.trigger_sources(s))
         _arm_selector(nm, selector, "Software")
         return "software"
     log.warning("camera has no trigger at all: it runs free, fetch_frames returns the next frames "

@@ -23,17 +23,21 @@ HARDWARE_SELECTORS = ("FrameStart", "FrameBurstStart")
 
 
 class NodeMap:
-    """A thin checked wrapper around a genicam ``NodeMap``."""
+    """A thin checked wrapper around a genicam ``NodeMap`` (harvesters' API: ``has_node``,
+    ``get_node``, nodes with ``value``, ``get_access_mode()``, ``symbolics``, ``min``/``max``/
+    ``inc``, ``execute()``); ``errors``: the GenApi exception classes of that binding (pypylon
+    has its own, drivers/pylon_camera.py)."""
 
-    def __init__(self, node_map: Any) -> None:
+    def __init__(self, node_map: Any, errors: tuple[type[BaseException], ...] = (GenApiError,)) -> None:
         self._nm = node_map
+        self._errors = errors
 
     def _node(self, name: str) -> Any | None:
         try:
             if not self._nm.has_node(name):
                 return None
             return self._nm.get_node(name)
-        except GenApiError:
+        except self._errors:
             return None
 
     def _mode(self, name: str) -> int:
@@ -42,7 +46,7 @@ class NodeMap:
             return _NI
         try:
             return int(node.get_access_mode())
-        except GenApiError:
+        except self._errors:
             return _NA
 
     def readable(self, name: str) -> bool:
@@ -57,7 +61,7 @@ class NodeMap:
             return default
         try:
             return self._nm.get_node(name).value
-        except GenApiError as e:
+        except self._errors as e:
             log.debug("reading %s failed: %s", name, e)
             return default
 
@@ -67,7 +71,7 @@ class NodeMap:
             raise ValueError(f"camera node {name!r} is not writable (absent or locked)")
         try:
             self._nm.get_node(name).value = value
-        except GenApiError as e:
+        except self._errors as e:
             raise ValueError(f"camera refused {name}={value!r}: {_short(e)}") from e
 
     def try_set(self, name: str, value: Any) -> bool:
@@ -84,7 +88,7 @@ class NodeMap:
             raise ValueError(f"camera command {name!r} is not available")
         try:
             self._nm.get_node(name).execute()
-        except GenApiError as e:
+        except self._errors as e:
             raise ValueError(f"camera command {name} failed: {_short(e)}") from e
 
     def entries(self, name: str) -> tuple[str, ...]:
@@ -93,7 +97,7 @@ class NodeMap:
             return ()
         try:
             return tuple(str(s) for s in self._nm.get_node(name).symbolics)
-        except (GenApiError, AttributeError):
+        except (*self._errors, AttributeError):
             return ()
 
     def int_range(self, name: str) -> tuple[int, int, int]:

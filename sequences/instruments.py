@@ -93,6 +93,9 @@ class Instruments:
     state: StatePreparer | None = None
 
 
+SOFTWARE_TRIGGER_AT = ("exposures", "program_end")
+
+
 @dataclass(frozen=True)
 class SequencerConfig:
     """How the sequencer drives the instruments (from the lab configuration, not the plan).
@@ -105,6 +108,10 @@ class SequencerConfig:
     this long so that an abort is noticed quickly. ``allow_software_trigger``: a camera without a
     hardware trigger may serve the run (bench tests); the sequencer then sends software triggers at
     the shot's exposure times (otherwise such a camera is refused before the run).
+    ``software_trigger_at``: when those triggers are sent: ``"exposures"`` (at the exposure times
+    after the card's start) or ``"program_end"`` (one per frame once the card has stopped: for a
+    camera emulator that exposes the images a lab emulator wrote for the program just run, e.g.
+    pylon's CamEmu in the emulated real lab; a real camera would see no atoms then).
     """
 
     channels: Mapping[str, int]
@@ -121,12 +128,16 @@ class SequencerConfig:
     fetch_slice_s: float = 0.1
     rf_off_at_end: bool = True
     allow_software_trigger: bool = False
+    software_trigger_at: str = "exposures"
     idle_high: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.start_mode not in ("software", "hardware"):
             raise ValueError(f"start_mode = {self.start_mode!r}: expected 'software' or 'hardware'")
+        if self.software_trigger_at not in SOFTWARE_TRIGGER_AT:
+            raise ValueError(f"software_trigger_at = {self.software_trigger_at!r}: expected one of "
+                             f"{SOFTWARE_TRIGGER_AT}")
         for name in ("card_margin_s", "fetch_slice_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):

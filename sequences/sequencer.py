@@ -321,7 +321,13 @@ class Sequencer:
             self._step("camera", "arm", cam.start)
             start = card.start if self.config.start_mode == "software" else card.arm
             self._step("timing_card", "start", start)
-            if self._camera_trigger == "software":
+            after_program = (self._camera_trigger == "software"
+                             and self.config.software_trigger_at == "program_end")
+            if after_program:
+                status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
+                                    compiled.duration_s + self.config.card_margin_s)
+                self._software_triggers(time.monotonic(), [0.0] * n)
+            elif self._camera_trigger == "software":
                 self._software_triggers(time.monotonic(), [t + lead for t in exposure_starts])
             frames = self._collect(n, compiled.duration_s)
             gap = frame_id_gap(cam.frame_ids(), expected=n, first_id=self._first_frame_id)
@@ -331,8 +337,9 @@ class Sequencer:
                 spacing = frame_spacing_mismatch(cam.frame_timestamps(), exposure_starts)
                 if spacing is not None:
                     raise ShotFault("camera", "frame timestamps", ProtocolError(spacing))
-            status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
-                                compiled.duration_s + self.config.card_margin_s)
+            if not after_program:
+                status = self._step("timing_card", "wait until stopped", card.wait_until_stopped,
+                                    compiled.duration_s + self.config.card_margin_s)
             self._step("camera", "disarm", cam.stop)
             settings, errors, camera, program_length = self._read_back()
         except (ShotFault, ShotAborted):

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         cp = config.calibration_plans
         return PlanShots(lab.instruments, sequencer_config(config, lab.virtual), record,
                          config.source, cp.blast_channel, cp.blast_s, cp.atom_number_field,
-                         cp.atom_number_values)
+                         cp.atom_number_values, atom_number_step=cp.atom_number_step)
 
     try:
         for name in names:

@@ -8,6 +8,8 @@ conventions: see cloud.py; imaging model: see imaging.py; overview: docs/virtual
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import math
 import threading
@@ -297,6 +299,15 @@ class SimulatedAtoms:
         self.seed = int(_entropy(_seed_sequence(seed)))  # validates
         self._next = 0
         self._lock = threading.Lock()
+
+    def with_atom_number(self, mean: float) -> SimulatedAtoms:
+        """The same stream (seed) with ``mean`` atoms on average (rounded, at least 1); the
+        shot-to-shot rms keeps its fraction of the mean."""
+        spin = self.config.spin
+        n = max(1, int(round(mean)))
+        scaled = dataclasses.replace(spin, atom_number_mean=n,
+                                     atom_number_rms=spin.atom_number_rms * n / spin.atom_number_mean)
+        return SimulatedAtoms(dataclasses.replace(self.config, spin=scaled), seed=self.seed)
 
     @property
     def shots_taken(self) -> int:

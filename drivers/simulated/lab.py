@@ -29,6 +29,7 @@ as a real one would). ``truths`` keeps, per program run, what the atoms underwen
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -104,11 +105,13 @@ def _lower_priority() -> None:
 
 class VirtualLab:
     """Emulated microwave source (``microwave``: SMA100B or SynthHD) and PrawnDO on ``config.host``
-    (ports chosen by the OS), a virtual camera,
-    and the simulated atoms, joined. Use as a context manager or start()/stop()."""
+    (``microwave_port``/``card_port``; 0: chosen by the OS), a virtual camera (or another
+    ``sensor`` the frames are delivered to), and the simulated atoms, joined. Use as a context
+    manager or start()/stop()."""
 
     def __init__(self, config: VirtualLabConfig | None = None, *, seed: int | None = None,
-                 microwave: str = "sma100b") -> None:
+                 microwave: str = "sma100b", microwave_port: int = 0, card_port: int = 0,
+                 sensor: Any = None) -> None:
         if microwave not in MICROWAVE_EMULATORS:
             raise ValueError(f"virtual lab: no emulator for microwave kind {microwave!r}; emulated "
                              f"kinds: {', '.join(MICROWAVE_EMULATORS)}")
@@ -116,11 +119,16 @@ class VirtualLab:
         self.seed = 0 if seed is None else int(seed)
         self.atoms = SimulatedAtoms(self.config.simulation, seed=self.seed)
         self.microwave_kind = microwave
-        self.microwave_emulator: Any = MICROWAVE_EMULATORS[microwave](host=self.config.host)
-        self.card_emulator = PrawnDOEmulator(host=self.config.host, time_scale=self.config.time_scale)
+        self.microwave_emulator: Any = MICROWAVE_EMULATORS[microwave](host=self.config.host,
+                                                                      port=microwave_port)
+        self.card_emulator = PrawnDOEmulator(host=self.config.host, port=card_port,
+                                             time_scale=self.config.time_scale)
         h, w = self.config.frame_shape
         self.camera = VirtualCamera(sensor_width=w, sensor_height=h, adc_bits=self.config.adc_bits,
                                     serial_number=self.config.camera_serial, name="virtual lab camera")
+        # where the shots' frames go: the virtual camera, or another sensor with its deliver()
+        # (drivers/simulated/image_files.py: files for a camera emulator that reads them)
+        self.sensor: Any = sensor if sensor is not None else self.camera
         # the generator's settings over time (from its change notifications)
         self.microwave_timeline = MicrowaveTimeline(self.microwave_emulator)
         # what the atoms underwent, for checks; bounded so that a soak of many shots stays flat
@@ -282,9 +290,17 @@ class VirtualLab:
         blast = self.config.blast_channel
         loaded = not (blast and any(a < exposures.atoms2_time_s for a, _ in
                                     high_intervals(edges, ch[blast], end_s=end)))
+        atoms = self.atoms
+        load = self.config.load_channel
+        if load:
+            loading = [(a, min(b, 0.0)) for a, b in high_intervals(edges, ch[load], end_s=end) if a < 0.0]
+            held = sum(b - a for a, b in loading)
+            if loading:
+                atoms = atoms.with_atom_number(atoms.config.spin.atom_number_mean
+                                               * -math.expm1(-held / self.config.load_time_s))
         t0, c0 = time.perf_counter(), time.thread_time()
-        shot = self.atoms.shot(seq - 1, pulses=pulses, exposures=exposures, atoms_loaded=loaded,
-                               render=bool(cams))
+        shot = atoms.shot(seq - 1, pulses=pulses, exposures=exposures, atoms_loaded=loaded,
+                          render=bool(cams))
         spent, cpu = time.perf_counter() - t0, time.thread_time() - c0
         with self._lock:
             self._simulation_s += spent
@@ -293,7 +309,7 @@ class VirtualLab:
         if shot.frames is not None:
             frames = shot.frames
             start_r = end_r - end_t * self.card_emulator.time_scale     # the program's start
-            self.camera.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
+            self.sensor.deliver([frames[FRAME_NAMES.index(kind)] for kind in kinds],
                                 [start_r + release + c[0] for c in cams])   # stamped at their edges
 
     def set_simulation(self, simulation: Any) -> None:

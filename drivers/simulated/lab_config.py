@@ -53,6 +53,13 @@ class VirtualLabConfig:
     blast_channel: str = ""
     """A resonant push beam (a user channel's name; empty: none): high at any time before the
     first probe pulse, it blows every atom out, so the shot is atom-free (detection noise)."""
+    load_channel: str = ""
+    """The loading of the trap (a user channel's name; empty: none). A program that holds it high
+    before the trap switch-off for a total time t loads ``atom_number * (1 - exp(-t / load_time_s))``
+    atoms on average (the usual saturating MOT/evaporation loading curve); a program that never
+    drives it gets the lab's own loading, ``atom_number`` (the card does not run the loading)."""
+    load_time_s: float = 20e-3
+    """The loading time constant (s) of ``load_channel``."""
 
     def __post_init__(self) -> None:
         for name in ("mw_gate", "probe", "camera"):
@@ -78,6 +85,13 @@ class VirtualLabConfig:
                 and math.isfinite(self.reference_level_dbm)):
             raise VirtualLabConfigError(f"virtual lab reference_level_dbm = {self.reference_level_dbm!r}: "
                                         f"expected a level in dBm")
+        if self.load_channel and self.load_channel not in self.channels:
+            raise VirtualLabConfigError(f"virtual lab load_channel = {self.load_channel!r}: not a "
+                                        f"channel of the timing card ({', '.join(self.channels)})")
+        if not (isinstance(self.load_time_s, (int, float)) and math.isfinite(self.load_time_s)
+                and 0 < self.load_time_s <= 60):
+            raise VirtualLabConfigError(f"virtual lab load_time_s = {self.load_time_s!r}: expected a "
+                                        f"time constant in s, > 0 and <= 60")
         if self.blast_channel and self.blast_channel not in self.channels:
             raise VirtualLabConfigError(f"virtual lab blast_channel = {self.blast_channel!r}: not a "
                                         f"channel of the timing card ({', '.join(self.channels)})")
@@ -143,7 +157,7 @@ class VirtualLabConfig:
             raise VirtualLabConfigError(f"{where}: unknown key(s) {unknown}; expected "
                                         f"{sorted(names | set(_STATE_KEYS) | {'frame_shape', 'cloud_centre_px', 'channels', 'cloud', 'imaging'})}")
         for key in ("rabi_frequency_hz", "reference_level_dbm", "resonance_hz", "time_scale",
-                    "trigger_period_s"):
+                    "trigger_period_s", "load_time_s"):
             if key in data:
                 value = data[key]
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -152,11 +166,11 @@ class VirtualLabConfig:
         for key in ("adc_bits",):
             if key in data:
                 kw[key] = data[key]
-        if "blast_channel" in data:
-            if not isinstance(data["blast_channel"], str):
-                raise VirtualLabConfigError(f"{where} blast_channel = {data['blast_channel']!r}: "
-                                            f"expected a channel name")
-            kw["blast_channel"] = data["blast_channel"]
+        for key in ("blast_channel", "load_channel"):
+            if key in data:
+                if not isinstance(data[key], str):
+                    raise VirtualLabConfigError(f"{where} {key} = {data[key]!r}: expected a channel name")
+                kw[key] = data[key]
         for key in ("camera_serial", "host"):
             if key in data:
                 if not isinstance(data[key], str) or not data[key]:
