@@ -218,7 +218,7 @@ def detectivity_areas(points: int = 12) -> NDArray[np.float64]:
     return np.linspace(0.2, math.pi - 0.2, points)
 
 
-def detectivity_from_frames(groups: Sequence[FrameStack], areas_rad: Sequence[float],
+def detectivity_from_frames(groups: Sequence[FrameStack], areas_rad: Sequence[float] | NDArray[np.float64],
                             record: CalibrationRecord, plot: Path | None = None) -> Result:
     """``detectivity`` from shots of coherent states rotated to several populations: one stack
     of frames per Rabi pulse area (rad) of the scan.

@@ -28,9 +28,10 @@ class NodeMap:
     ``inc``, ``execute()``); ``errors``: the GenApi exception classes of that binding (pypylon
     has its own, drivers/pylon_camera.py)."""
 
-    def __init__(self, node_map: Any, errors: tuple[type[BaseException], ...] = (GenApiError,)) -> None:
+    def __init__(self, node_map: Any, errors: tuple[type[Exception], ...] = (GenApiError,)) -> None:
         self._nm = node_map
         self._errors = errors
+        self._entry_errors: tuple[type[Exception], ...] = (*errors, AttributeError)
 
     def _node(self, name: str) -> Any | None:
         try:
@@ -97,7 +98,7 @@ class NodeMap:
             return ()
         try:
             return tuple(str(s) for s in self._nm.get_node(name).symbolics)
-        except (*self._errors, AttributeError):
+        except self._entry_errors:
             return ()
 
     def int_range(self, name: str) -> tuple[int, int, int]:

@@ -50,7 +50,7 @@ def _pylon() -> Any:
     return pylon
 
 
-def _genicam_errors() -> tuple[type[BaseException], ...]:
+def _genicam_errors() -> tuple[type[Exception], ...]:
     from pypylon import genicam
     return (genicam.GenericException,)
 
@@ -264,7 +264,8 @@ class PylonCamera(Camera):
         if self._trigger_mode == "software":
             pylon = _pylon()
             try:
-                cam.WaitForFrameTriggerReady(int(1000 * (self._config.exposure_s or 0.01) + 1000),
+                exposure_s = (self._config.exposure_s if self._config else None) or 0.01
+                cam.WaitForFrameTriggerReady(int(1000 * exposure_s + 1000),
                                              pylon.TimeoutHandling_ThrowException)
                 cam.ExecuteSoftwareTrigger()
             except _genicam_errors() as e:
