@@ -107,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     names = NAMES if args.name == "all" else (args.name,)
+    if args.name == "all" and config.kind != "virtual" and not args.atoms_only:
+        names = tuple(n for n in NAMES if n not in ATOMS_ONLY)
+        print(f"{PROG}: all on {config.name}: {', '.join(names)} ({', '.join(ATOMS_ONLY)} need "
+              f"control of the probe intensity and a point-like cloud, which this lab does not give)",
+              file=sys.stderr)
     atoms_only = [n for n in names if n in ATOMS_ONLY]
     if config.kind != "virtual" and (atoms_only or args.atoms_only):
         print(f"{PROG}: {', '.join(atoms_only) or '--atoms-only'}: needs control of the probe "

@@ -168,3 +168,22 @@ def test_the_emulated_lab_refuses_a_bad_configuration_in_one_line(tmp_path: Path
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "load_time_s = -1" in lines[0] and str(bad) in lines[0], lines
+
+
+def test_calibrate_all_on_a_real_lab_runs_what_it_can_and_says_what_it_leaves_out(tmp_path: Path) -> None:
+    """Nothing listens at the addresses: the line naming the procedures, then the unreachable source."""
+    text = (EMULATED / "real-lab.toml").read_text()
+    images = tmp_path / "camemu"
+    images.mkdir()
+    config = tmp_path / "real-lab.toml"
+    config.write_text(text.replace("127.0.0.1::15025", "127.0.0.1::9").replace("127.0.0.1:15026", "127.0.0.1:9")
+                      .replace('image_dir = "/tmp/steerlab-camemu"', f'image_dir = "{images}"')
+                      .replace('data_dir = "../../../runs"', f'data_dir = "{tmp_path}"'))
+    done = steerlab("calibrate", "all", "--config", str(config), "--out", str(tmp_path / "r.toml"),
+                    "--plot-dir", str(tmp_path), timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1, done.stderr
+    assert lines[0] == ("steerlab calibrate: all on emulated lab: rabi, detectivity, projection-noise, "
+                        "detection-noise, blur (reinaudi, psf need control of the probe intensity and a "
+                        "point-like cloud, which this lab does not give)")
+    assert lines[-1].startswith("steerlab calibrate: instruments: ") and len(lines) == 2, lines
