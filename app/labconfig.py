@@ -152,6 +152,10 @@ class CalibrationPlans:
     blast_s: float = 300e-6
     atom_number_field: str = ""
     atom_number_values: tuple[float, ...] = ()
+    probe_levels: tuple[str, ...] = ()
+    """The probe intensities ``calibrate reinaudi`` scans on a lab with a digital card: user
+    channels that switch the probe AOM to another level (``imaging.probe_level_channel``), "" for
+    the normal probe; at least 3, intensities spanning about 0.3 .. 4 I_sat."""
     atom_number_step: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The user step whose duration ``atom_number_field`` (``steps.<name>.duration_s``) scans, as a
     plan's [[steps]] entry without name and duration (e.g. ``{channel = "load", at = "trap_off",
@@ -177,6 +181,12 @@ def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> Cali
                                         for v in raw) or (fld and len(raw) < 3):
         raise t.fail("atom_number_values", raw, "a list of at least 3 numbers (values of "
                      "atom_number_field)")
+    levels = t.raw("probe_levels", [])
+    if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels) or (
+            levels and (len(levels) < 3 or len(set(levels)) != len(levels)
+                        or any(v and (v not in channels or v in BUILT_IN_CHANNELS) for v in levels))):
+        raise t.fail("probe_levels", levels, "a list of at least 3 different user channels of "
+                     "[timing_card.channels] that set the probe intensity (\"\" for the normal probe)")
     step = t.raw("atom_number_step", {})
     if not isinstance(step, Mapping) or any(k in step for k in ("name", "duration_s")):
         raise t.fail("atom_number_step", step, "a table like a plan's [[steps]] entry without name "
@@ -185,7 +195,7 @@ def _calibration_plans(t: Table, kind: str, channels: Mapping[str, int]) -> Cali
         raise t.fail("atom_number_step", dict(step), "no step unless atom_number_field is "
                      "steps.<name>.duration_s")
     t.done()
-    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw), dict(step))
+    return CalibrationPlans(blast, blast_s, fld, tuple(float(v) for v in raw), tuple(levels), dict(step))
 
 
 def _path(base: Path, value: str) -> Path:

@@ -52,6 +52,8 @@ class PlanShots:
     progress: Callable[[str], None] | None = None
     atom_number_step: Mapping[str, Any] | None = None
     """The step (without name and duration) whose duration ``atom_number_field`` scans."""
+    probe_levels: Sequence[str] = ()
+    """User channels that set the probe intensity ("" the normal probe), for reinaudi on a real lab."""
 
     def run(self, name: str, shots: int, *, direction: str, scan: tuple[str, Sequence[Any]] | None = None,
             steps: Sequence[Mapping[str, Any]] = (), state: Mapping[str, Any] | None = None
@@ -113,14 +115,19 @@ class PlanShots:
 
     def reinaudi(self, plot: Any = None, *, saturations: Sequence[float] = (0.3, 0.6, 1.0, 2.0, 4.0),
                  shots: int = 12) -> Result:
-        """The same clouds (z shots) at several probe intensities: a scan of the virtual lab's
-        ``state.probe_saturation``. A real lab needs an instrument that sets the probe intensity
-        per shot, which steerlab does not have (the timing card is digital)."""
+        """The same clouds (z shots) at several probe intensities: on a lab, a scan of
+        ``imaging.probe_level_channel`` over ``probe_levels`` (the channels that switch the probe
+        AOM's level; their intensities are measured from the reference frames); on the virtual
+        lab without them, a scan of its ``state.probe_saturation`` over ``saturations``."""
+        if self.probe_levels:
+            groups = self.run("reinaudi", shots, direction="z",
+                              scan=("imaging.probe_level_channel", list(self.probe_levels)))
+            return reinaudi_from_frames(groups, None, self.record, plot)
         if self.instruments.state is None:
             raise CalibrationPlanError(
-                f"{self.source}: reinaudi needs the probe intensity set per shot; steerlab has no "
-                f"instrument for it on a real lab (the timing card is digital); the virtual lab "
-                f"scans state.probe_saturation")
+                f"{self.source}: [calibration_plans] probe_levels: missing; reinaudi needs the "
+                f"probe at several intensities: name the user channels that switch the probe "
+                f"AOM to other levels (at least 3, \"\" for the normal probe)")
         groups = self.run("reinaudi", shots, direction="z",
                           scan=("state.probe_saturation", [float(s) for s in saturations]))
         return reinaudi_from_frames(groups, saturations, self.record, plot)

@@ -170,11 +170,13 @@ def reinaudi(src: AtomSource, record: CalibrationRecord, plot: Path | None = Non
     return reinaudi_from_frames(groups, saturations, record, plot)
 
 
-def reinaudi_from_frames(groups: Sequence[FrameStack], saturations: Sequence[float],
+def reinaudi_from_frames(groups: Sequence[FrameStack], saturations: Sequence[float] | None,
                          record: CalibrationRecord, plot: Path | None = None) -> Result:
-    """``reinaudi`` from shots of the same clouds at each probe intensity (I/I_sat, one stack each)."""
+    """``reinaudi`` from shots of the same clouds at each probe intensity (one stack each);
+    ``saturations``: the nominal I/I_sat of each, None where only the reference frames tell
+    (the measured mean I_in / I_sat over the cloud's box is reported and plotted either way)."""
     cal = record.imaging_calibration()
-    a_sums, b_sums = [], []
+    a_sums, b_sums, measured = [], [], []
     box = None
     for frames in groups:
         f = _split(frames)
@@ -186,20 +188,26 @@ def reinaudi_from_frames(groups: Sequence[FrameStack], saturations: Sequence[flo
         di = (i_in - i_out)[:, box[0], box[1]].sum(axis=(1, 2))
         a_sums.append(od.mean())
         b_sums.append(di.mean())
+        measured.append(float(i_in[:, box[0], box[1]].mean()) / cal.isat_counts)
     a, b = np.array(a_sums), np.array(b_sums)
+    if saturations is None:
+        saturations = measured
+    order = np.argsort(saturations)
     fit = fits.reinaudi_alpha(a, b, cal.isat_counts)
     alpha, dalpha = fit["alpha"], fit.errors["alpha"]
 
     def draw(ax: Any) -> None:
-        ax.plot(saturations, alpha * a / fit["n"] + b / cal.isat_counts / fit["n"], "o-",
+        s_ = np.asarray(saturations)[order]
+        ax.plot(s_, (alpha * a / fit["n"] + b / cal.isat_counts / fit["n"])[order], "o-",
                 label=f"fitted alpha = {alpha:.4f} +- {dalpha:.4f}")
-        ax.plot(saturations, cal.alpha * a / fit["n"] + b / cal.isat_counts / fit["n"], "s--",
+        ax.plot(s_, (cal.alpha * a / fit["n"] + b / cal.isat_counts / fit["n"])[order], "s--",
                 label=f"record's alpha = {cal.alpha:.4f}")
         ax.set(xlabel="probe intensity (I/I_sat)", ylabel="relative atom number")
         ax.legend(fontsize=8)
 
     return Result("reinaudi", [("imaging", "alpha", alpha, dalpha)],
-                  {"alpha": alpha, "sigma_eff_over_sigma0": 1 / alpha, "saturations": list(saturations)},
+                  {"alpha": alpha, "sigma_eff_over_sigma0": 1 / alpha, "saturations": list(saturations),
+                   "measured_saturations": measured},
                   _plot(plot, draw, "Reinaudi: atom number independent of intensity"))
 
 

@@ -7,6 +7,8 @@ configuration):
 - ``mw_gate``: the microwave switch; one pulse of the axis' length at ``pulse_start_s`` (z: none);
 - ``probe``: the imaging light; ``probe_pulse_s`` pulses for atoms2, atoms1, ref2, ref1 (no pulse
   for the dark frame);
+- ``imaging.probe_level_channel`` (optional, a user channel): the same pulses as ``probe`` (the
+  probe AOM's other RF level);
 - ``camera``: one trigger per frame, opening ``camera_lead_s`` before its probe pulse and lasting
   ``camera_exposure_s`` (the rising edge starts the exposure);
 - ``tof_marker`` (optional, only if mapped; required with steps before the switch-off): high
@@ -45,6 +47,13 @@ def shot_program(plan: RunPlan, direction: str, channels: Mapping[str, int]) -> 
                 for name in im.frame_names if name != "dark"],
         CAMERA: [(starts[name], im.camera_exposure_s) for name in im.frame_names],
     }
+    level = im.probe_level_channel
+    if level:
+        from sequences.steps import BUILT_IN_CHANNELS, StepError
+        if level not in channels or level in BUILT_IN_CHANNELS:
+            raise StepError(f"{plan.source}: imaging.probe_level_channel = {level!r}: not a user channel of the "
+                             f"timing card; user channels: {', '.join(c for c in channels if c not in BUILT_IN_CHANNELS) or 'none'}")
+        program[level] = list(program[PROBE])
     if TOF_MARKER in channels:
         program[TOF_MARKER] = [(0.0, im.tof_s)]
     if plan.steps:

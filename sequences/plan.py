@@ -79,6 +79,10 @@ class ImagingTimings:
     camera_exposure_s: float = 100e-6
     camera_lead_s: float = 20e-6
     frame_timeout_s: float = 5.0
+    probe_level_channel: str = ""
+    """A user channel pulsed together with every probe pulse (empty: none), e.g. the TTL that
+    switches the probe AOM's RF to another level: how a lab with a digital timing card varies the
+    probe intensity (``calibrate reinaudi``, ``[calibration_plans] probe_levels``)."""
 
     @property
     def frame_names(self) -> tuple[str, ...]:
@@ -304,6 +308,7 @@ def _imaging(t: Table) -> ImagingTimings:
         camera_lead_s=t.number("camera_lead_s", d.camera_lead_s, minimum=0.0, maximum=1.0, unit="s"),
         frame_timeout_s=t.number("frame_timeout_s", d.frame_timeout_s, positive=True,
                                  maximum=600.0, unit="s"),
+        probe_level_channel=t.string("probe_level_channel", ""),
     )
     t.done()
     if im.camera_exposure_s < im.camera_lead_s + im.probe_pulse_s:

@@ -44,6 +44,7 @@ SCANNABLE: dict[str, str] = {
     "imaging.reference_delay_s": "s",
     "imaging.dark_delay_s": "s",
     "imaging.camera_lead_s": "s",
+    "imaging.probe_level_channel": "",
     "microwave.frequency_hz": "Hz",
     "microwave.detuning_hz": "Hz",
     "microwave.power_dbm": "dBm",
@@ -61,7 +62,7 @@ SCANNABLE: dict[str, str] = {
 }
 STEP_FIELDS = {"offset_s": "s", "duration_s": "s"}
 INTEGER_FIELDS = {"state.atom_number"}
-STRING_FIELDS = {"state.kind"}
+STRING_FIELDS = {"state.kind", "imaging.probe_level_channel"}
 VIRTUAL_ONLY_PREFIX = "state."
 """Fields the virtual lab prepares (a real lab sets its atoms by its own channels)."""
 

@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "plans on the instruments (virtual lab)")
 
 
+def _why_not(names: Any) -> str:
+    """Why a real lab cannot run these procedures here, in words."""
+    reasons = {"reinaudi": "needs control of the probe intensity (name the channels that switch "
+                           "the probe AOM's level in [calibration_plans] probe_levels)",
+               "psf": "needs a point-like cloud, which steerlab cannot prepare on a real lab"}
+    names = [n for n in names if n in reasons]
+    if len(names) == 1:
+        return reasons[names[0]]
+    return "; ".join(f"{n} {reasons[n]}" for n in names)
+
+
 def _check_writable(path: Path, option: str) -> None:
     """LabConfigError unless ``path`` can be created (its nearest existing parent is a writable directory)."""
     probe = path.parent.resolve()
@@ -107,17 +118,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     names = NAMES if args.name == "all" else (args.name,)
+    # what a real lab cannot run: reinaudi without [calibration_plans] probe_levels, psf always
+    unable = tuple(n for n in ATOMS_ONLY if not (n == "reinaudi" and config.calibration_plans.probe_levels))
     if args.name == "all" and config.kind != "virtual" and not args.atoms_only:
-        names = tuple(n for n in NAMES if n not in ATOMS_ONLY)
-        print(f"{PROG}: all on {config.name}: {', '.join(names)} ({', '.join(ATOMS_ONLY)} need "
-              f"control of the probe intensity and a point-like cloud, which this lab does not give)",
-              file=sys.stderr)
-    atoms_only = [n for n in names if n in ATOMS_ONLY]
+        names = tuple(n for n in NAMES if n not in unable)
+        print(f"{PROG}: all on {config.name}: {', '.join(names)} ({', '.join(unable)}: "
+              f"{_why_not(unable)})", file=sys.stderr)
+    atoms_only = [n for n in names if n in unable]
     if config.kind != "virtual" and (atoms_only or args.atoms_only):
-        print(f"{PROG}: {', '.join(atoms_only) or '--atoms-only'}: needs control of the probe "
-              f"intensity or the cloud size, which steerlab has no instrument for yet (the virtual "
-              f"lab sets them); on a real lab "
-              f"{', '.join(n for n in PLANNED if n not in ATOMS_ONLY)} run as plans here",
+        print(f"{PROG}: {', '.join(atoms_only) or '--atoms-only'}: {_why_not(atoms_only or unable)}; "
+              f"on a real lab {', '.join(n for n in PLANNED if n not in unable)} run as plans here",
               file=sys.stderr)
         return 2
     plots = Path(args.plot_dir)
@@ -136,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         cp = config.calibration_plans
         return PlanShots(lab.instruments, sequencer_config(config, lab.virtual), record,
                          config.source, cp.blast_channel, cp.blast_s, cp.atom_number_field,
-                         cp.atom_number_values, atom_number_step=cp.atom_number_step)
+                         cp.atom_number_values, atom_number_step=cp.atom_number_step,
+                         probe_levels=cp.probe_levels)
 
     try:
         for name in names:

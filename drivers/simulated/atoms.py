@@ -309,6 +309,11 @@ class SimulatedAtoms:
                                      atom_number_rms=spin.atom_number_rms * n / spin.atom_number_mean)
         return SimulatedAtoms(dataclasses.replace(self.config, spin=scaled), seed=self.seed)
 
+    def with_probe_saturation(self, saturation: float) -> SimulatedAtoms:
+        """The same stream (seed) imaged at probe intensity ``saturation`` (I/I_sat)."""
+        imaging = dataclasses.replace(self.config.imaging, probe_saturation=float(saturation))
+        return SimulatedAtoms(dataclasses.replace(self.config, imaging=imaging), seed=self.seed)
+
     @property
     def shots_taken(self) -> int:
         """Number of shots handed out by next_shot."""

@@ -298,6 +298,12 @@ class VirtualLab:
             if loading:
                 atoms = atoms.with_atom_number(atoms.config.spin.atom_number_mean
                                                * -math.expm1(-held / self.config.load_time_s))
+        if lit_pulses and self.config.probe_levels:
+            first = lit_pulses[0]
+            for name, level in self.config.probe_levels.items():
+                if overlapping(first, high_intervals(edges, ch[name], end_s=end)) is not None:
+                    atoms = atoms.with_probe_saturation(level)
+                    break
         t0, c0 = time.perf_counter(), time.thread_time()
         shot = atoms.shot(seq - 1, pulses=pulses, exposures=exposures, atoms_loaded=loaded,
                           render=bool(cams))

@@ -60,6 +60,10 @@ class VirtualLabConfig:
     drives it gets the lab's own loading, ``atom_number`` (the card does not run the loading)."""
     load_time_s: float = 20e-3
     """The loading time constant (s) of ``load_channel``."""
+    probe_levels: Mapping[str, float] = field(default_factory=dict)
+    """User channels that switch the probe AOM to another RF level: channel -> the probe intensity
+    I/I_sat while it is high during the first probe pulse (the whole shot, references included, is
+    imaged at it; without one: the imaging's ``probe_saturation``)."""
 
     def __post_init__(self) -> None:
         for name in ("mw_gate", "probe", "camera"):
@@ -85,6 +89,14 @@ class VirtualLabConfig:
                 and math.isfinite(self.reference_level_dbm)):
             raise VirtualLabConfigError(f"virtual lab reference_level_dbm = {self.reference_level_dbm!r}: "
                                         f"expected a level in dBm")
+        for name, level in self.probe_levels.items():
+            if name not in self.channels:
+                raise VirtualLabConfigError(f"virtual lab probe_levels.{name}: not a channel of the "
+                                            f"timing card ({', '.join(self.channels)})")
+            if isinstance(level, bool) or not isinstance(level, (int, float)) or not (
+                    math.isfinite(level) and 0 < level <= 100):
+                raise VirtualLabConfigError(f"virtual lab probe_levels.{name} = {level!r}: expected a "
+                                            f"probe intensity I/I_sat, > 0 and <= 100")
         if self.load_channel and self.load_channel not in self.channels:
             raise VirtualLabConfigError(f"virtual lab load_channel = {self.load_channel!r}: not a "
                                         f"channel of the timing card ({', '.join(self.channels)})")
@@ -151,11 +163,13 @@ class VirtualLabConfig:
         kw: dict[str, Any] = {"simulation": simulation}
         if "channels" in data:
             kw["channels"] = dict(_table(data.pop("channels"), f"{where}.channels"))
-        names = {f.name for f in dataclasses.fields(cls)} - {"simulation", "channels"}
+        if "probe_levels" in data:
+            kw["probe_levels"] = dict(_table(data.pop("probe_levels"), f"{where}.probe_levels"))
+        names = {f.name for f in dataclasses.fields(cls)} - {"simulation", "channels", "probe_levels"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise VirtualLabConfigError(f"{where}: unknown key(s) {unknown}; expected "
-                                        f"{sorted(names | set(_STATE_KEYS) | {'frame_shape', 'cloud_centre_px', 'channels', 'cloud', 'imaging'})}")
+                                        f"{sorted(names | set(_STATE_KEYS) | {'frame_shape', 'cloud_centre_px', 'channels', 'probe_levels', 'cloud', 'imaging'})}")
         for key in ("rabi_frequency_hz", "reference_level_dbm", "resonance_hz", "time_scale",
                     "trigger_period_s", "load_time_s"):
             if key in data:

@@ -115,12 +115,14 @@ def test_a_real_lab_run_reaches_the_atoms_only_through_the_instruments(world: Wo
     ("rabi", "microwave.rabi_frequency_hz", 2000.0),
     ("detectivity", "imaging.detectivity_1", 1.05),
     ("projection-noise", "imaging.projection_noise_slope", 1.031),
+    ("reinaudi", "imaging.alpha", 1 / 0.68),
 ])
 def test_calibrate_through_the_real_command_line_recovers_the_emulated_truth(
         world: World, name: str, key: str, truth: float) -> None:
     values, errors = calibrate(world, name)
     assert abs(values[key] - truth) < 3 * errors[key], (key, values[key], errors[key])
-    assert errors[key] < {"rabi": 0.01, "detectivity": 0.1, "projection-noise": 0.3}[name] * truth
+    assert errors[key] < {"rabi": 0.01, "detectivity": 0.1, "projection-noise": 0.3,
+                          "reinaudi": 0.1}[name] * truth
 
 
 def test_calibrate_detection_noise_on_the_emulated_lab(world: World) -> None:
@@ -131,12 +133,12 @@ def test_calibrate_detection_noise_on_the_emulated_lab(world: World) -> None:
         assert abs(values[key] - truth) < 3 * errors[key], (key, values[key], errors[key])
 
 
-def test_what_a_digital_lab_cannot_calibrate_is_one_line(world: World) -> None:
-    done = steerlab("calibrate", "reinaudi", "--config", str(world.config), "--out",
+def test_what_a_real_lab_cannot_calibrate_is_one_line(world: World) -> None:
+    done = steerlab("calibrate", "psf", "--config", str(world.config), "--out",
                     str(world.tmp / "r.toml"), "--plot-dir", str(world.tmp))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "reinaudi: needs control of the probe intensity" in lines[0]
+    assert len(lines) == 1 and "psf: needs a point-like cloud" in lines[0]
 
 
 def test_the_loading_channel_sets_the_atom_number(tmp_path: Path) -> None:
@@ -183,7 +185,7 @@ def test_calibrate_all_on_a_real_lab_runs_what_it_can_and_says_what_it_leaves_ou
                     "--plot-dir", str(tmp_path), timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1, done.stderr
-    assert lines[0] == ("steerlab calibrate: all on emulated lab: rabi, detectivity, projection-noise, "
-                        "detection-noise, blur (reinaudi, psf need control of the probe intensity and a "
-                        "point-like cloud, which this lab does not give)")
+    assert lines[0] == ("steerlab calibrate: all on emulated lab: rabi, reinaudi, detectivity, "
+                        "projection-noise, detection-noise, blur (psf: needs a point-like cloud, which "
+                        "steerlab cannot prepare on a real lab)")
     assert lines[-1].startswith("steerlab calibrate: instruments: ") and len(lines) == 2, lines
