@@ -21,7 +21,7 @@ import numpy as np
 
 from calibration.procedures import (REGION_SHOTS, FrameStack, Result, detection_noise_from_frames,
                                     detectivity_areas, detectivity_from_frames,
-                                    POINT_CLOUD_UM, projection_noise_from_frames, psf_from_frames,
+                                    POINT_CLOUD_UM, projection_noise_from_frames, psf_from_frames, psf_from_noise,
                                     reinaudi_from_frames)
 from calibration import fits
 from calibration.record import CalibrationRecord
@@ -132,20 +132,20 @@ class PlanShots:
                           scan=("state.probe_saturation", [float(s) for s in saturations]))
         return reinaudi_from_frames(groups, saturations, self.record, plot)
 
-    def psf(self, plot: Any = None, *, shots: int = 40) -> Result:
-        """A point-like cloud (the virtual lab's ``state.cloud_half_width_um``), z shots; the
-        recoil blur from the Joffe bound at the record's pixel size (50 us pulses, s = 1). A real
-        lab has no point-like source steerlab could prepare."""
-        if self.instruments.state is None:
-            raise CalibrationPlanError(
-                f"{self.source}: psf needs a point-like cloud; steerlab cannot prepare one on a "
-                f"real lab; the virtual lab sets state.cloud_half_width_um")
+    def psf(self, plot: Any = None, *, shots: int = 40, noise_shots: int = 150) -> Result:
+        """On the virtual lab: a point-like cloud (its ``state.cloud_half_width_um``), z shots.
+        On a lab, which cannot prepare one: ``noise_shots`` z shots of its own clouds, the PSF
+        from the atoms' shot-noise correlation (procedures.psf_from_noise). The recoil blur
+        from the Joffe bound at the record's pixel size (50 us pulses, s = 1) either way."""
         cal = self.record.imaging_calibration()
+        recoil = fits.joffe_recoil_sigma_px(2 * math.pi * 6.065e6, 1.0, 5.88e-3, 50e-6,
+                                            cal.pixel_size_m)
+        if self.instruments.state is None:
+            frames = self.run("psf", noise_shots, direction="z")[0]
+            return psf_from_noise(frames, self.record, plot, recoil_sigma_px=recoil)
         frames = self.run("psf", shots, direction="z",
                           state={"cloud_half_width_um": POINT_CLOUD_UM})[0]
         pixel_um = cal.pixel_size_m * 1e6
-        recoil = fits.joffe_recoil_sigma_px(2 * math.pi * 6.065e6, 1.0, 5.88e-3, 50e-6,
-                                            cal.pixel_size_m)
         return psf_from_frames(frames, self.record, plot,
                                cloud_rms_px=POINT_CLOUD_UM / math.sqrt(7) / pixel_um,
                                recoil_sigma_px=recoil)

@@ -316,6 +316,123 @@ POINT_CLOUD_UM = 0.3
 """Thomas-Fermi half-width (um) of the point-like cloud the PSF is measured on."""
 
 
+#: Lags (px, each axis) of the atom shot-noise correlation the PSF is fitted on.
+NOISE_LAGS_PX = 4
+#: Fraction of the photon-recoil image variance that smears one atom's own image (the rest, 12/20,
+#: is the random offset of its time-averaged position, which moves the atom but does not widen
+#: its image; drivers/simulated/imaging.py, after Joffe et al.).
+RECOIL_SMEAR_FRACTION = 0.4
+
+
+def _pixel_gaussian_autocorrelation(lag: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    """The autocorrelation at integer ``lag`` (px) of a Gaussian of rms ``sigma`` (px) integrated
+    over pixels, averaged over the sub-pixel position: a triangle of half-width 1 convolved with
+    a Gaussian of variance 2 sigma^2 (normalised to unit area)."""
+    s = math.sqrt(2.0) * max(sigma, 1e-6)
+    t = np.linspace(-1.0, 1.0, 81)
+    w = (1.0 - np.abs(t)) * (t[1] - t[0])
+    d = np.asarray(lag, float)[..., None] - t
+    return np.asarray((w * np.exp(-0.5 * (d / s) ** 2) / (s * math.sqrt(2 * math.pi))).sum(axis=-1))
+
+
+def _noise_correlation(images: NDArray[np.float64], region: NDArray[np.bool_], lags: int
+                       ) -> NDArray[np.float64]:
+    """Mean product of the shot-to-shot residuals at each lag (dy, dx) in -lags..lags, over the
+    pixels of ``region`` (shape (2 lags + 1, 2 lags + 1)); residual = image - its shot's scale x
+    the mean image (the scale absorbs atom-number fluctuations)."""
+    mean = images.mean(axis=0)
+    scale = images[:, region].sum(axis=1) / max(float(mean[region].sum()), 1e-12)
+    d = images - scale[:, None, None] * mean[None]
+    rms = d.std(axis=0)
+    region = region & (rms < 5 * float(np.median(rms[region])))     # no hot or dead pixels
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    # the region's box, padded by the lags (zeros beyond the frame), as contiguous slices
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    pad = np.zeros((d.shape[0], y1 - y0 + 2 * lags, x1 - x0 + 2 * lags))
+    inside = np.zeros((y1 - y0 + 2 * lags, x1 - x0 + 2 * lags), dtype=bool)
+    sy0, sy1, sx0, sx1 = max(y0 - lags, 0), min(y1 + lags, h), max(x0 - lags, 0), min(x1 + lags, w)
+    pad[:, sy0 - (y0 - lags):sy1 - (y0 - lags), sx0 - (x0 - lags):sx1 - (x0 - lags)] = d[:, sy0:sy1, sx0:sx1]
+    inside[sy0 - (y0 - lags):sy1 - (y0 - lags), sx0 - (x0 - lags):sx1 - (x0 - lags)] = True
+    core = region[y0:y1, x0:x1]
+    centre = pad[:, lags:lags + y1 - y0, lags:lags + x1 - x0] * core
+    out = np.zeros((2 * lags + 1, 2 * lags + 1))
+    for dy in range(-lags, lags + 1):
+        for dx in range(-lags, lags + 1):
+            window = (slice(None), slice(lags + dy, lags + dy + y1 - y0), slice(lags + dx, lags + dx + x1 - x0))
+            valid = core & inside[window[1:]]
+            out[dy + lags, dx + lags] = float((centre * pad[window]).sum() / (valid.sum() * d.shape[0]))
+    return out
+
+
+def _fit_noise_kernel(corr: NDArray[np.float64], lags: int) -> tuple[float, float]:
+    """rms widths (x, y) in px of the one-atom image kernel from the lag correlation (lag 0
+    excluded: photon and read noise are white), model A T(dx; sx) T(dy; sy) + c."""
+    from scipy.optimize import curve_fit
+    yy, xx = np.mgrid[-lags:lags + 1, -lags:lags + 1]
+    keep = ~((yy == 0) & (xx == 0))
+
+    def model(p: tuple[NDArray[np.float64], NDArray[np.float64]], a: float, sx: float, sy: float,
+              c: float) -> NDArray[np.float64]:
+        y, x = p
+        return np.asarray(a * _pixel_gaussian_autocorrelation(x, sx) * _pixel_gaussian_autocorrelation(y, sy) + c)
+
+    guess_a = float(corr[lags, lags + 1]) * 4 * math.pi * 1.5
+    scale = float(np.abs(corr[keep]).max()) or 1.0
+    popt, _ = curve_fit(model, (yy[keep].astype(float), xx[keep].astype(float)), corr[keep] / scale,
+                        p0=(max(guess_a / scale, 1e-3), 1.2, 1.2, 0.0), maxfev=20000,
+                        bounds=((0.0, 0.2, 0.2, -1.0), (np.inf, 6.0, 6.0, 1.0)))
+    return abs(float(popt[1])), abs(float(popt[2]))
+
+
+def psf_from_noise(frames: FrameStack, record: CalibrationRecord, plot: Path | None = None, *,
+                   recoil_sigma_px: float, resamples: int = 40, seed: int = 0) -> Result:
+    """``psf`` from the atoms' own shot noise, for any lab: atoms are independent points, so the
+    shot-to-shot fluctuations of an atom-number image are correlated between pixels over exactly
+    the width of one atom's image (optics PSF, pixel, and the recoil smear along each atom's
+    path), whatever the cloud's shape (cf. Hung et al., NJP 13, 075019 (2011)). Per state, the
+    residual correlation at lags up to NOISE_LAGS_PX inside the cloud's counting region is
+    fitted with the pixel-integrated Gaussian kernel model and an offset (lag 0, where photon
+    and read noise add, left out; probe fringes, correlated over many pixels, are assumed
+    removed by the references: their residual correlation in atom-free regions of the virtual
+    lab is below the fit's noise); PSF^2 = kernel^2 - RECOIL_SMEAR_FRACTION x recoil^2 (``recoil_sigma_px``,
+    the Joffe bound, px). The two states' estimates are averaged; errors: bootstrap over shots.
+    Needs shots of one prepared cloud (e.g. z shots of a coherent state), >= 100."""
+    cal = record.imaging_calibration()
+    images = _images(frames, cal)
+    n_shots = int(frames.shape[0])
+    if n_shots < 20:
+        raise ValueError(f"psf from noise: {n_shots} shots; expected at least 20 (better >= 100)")
+    lags = NOISE_LAGS_PX
+    regions = [cloud_region(img.mean(axis=0), cal.sigma_blur_px) for img in images]
+
+    def estimate(idx: NDArray[np.intp]) -> tuple[float, float]:
+        widths = []
+        for img, region in zip(images, regions):
+            widths.append(_fit_noise_kernel(_noise_correlation(img[idx], region, lags), lags))
+        kx = float(np.mean([w[0] for w in widths]))
+        ky = float(np.mean([w[1] for w in widths]))
+        smear = RECOIL_SMEAR_FRACTION * recoil_sigma_px ** 2
+        return (math.sqrt(max(kx * kx - smear, 0.0)), math.sqrt(max(ky * ky - smear, 0.0)))
+
+    best = estimate(np.arange(n_shots))
+    rng = np.random.default_rng(seed)
+    boots = np.array([estimate(rng.integers(0, n_shots, n_shots)) for _ in range(resamples)])
+    errs = boots.std(axis=0, ddof=1)
+
+    def draw(ax: Any) -> None:
+        ax.hist(boots[:, 0], bins=12, alpha=0.6, label=f"PSF x {best[0]:.3f} +- {errs[0]:.3f} px")
+        ax.hist(boots[:, 1], bins=12, alpha=0.6, label=f"PSF y {best[1]:.3f} +- {errs[1]:.3f} px")
+        ax.set(xlabel="PSF rms (px), bootstrap over shots", ylabel="resamples")
+        ax.legend(fontsize=8)
+
+    return Result("psf", [("imaging", "psf_sigma_x_px", best[0], float(errs[0])),
+                          ("imaging", "psf_sigma_y_px", best[1], float(errs[1]))],
+                  {"method": "atom shot-noise correlation", "recoil_sigma_px": recoil_sigma_px,
+                   "shots": n_shots},
+                  _plot(plot, draw, "PSF from the atoms' shot-noise correlation"))
+
+
 def psf_from_frames(frames: FrameStack, record: CalibrationRecord, plot: Path | None = None, *,
                     cloud_rms_px: float, recoil_sigma_px: float) -> Result:
     """``psf`` from shots of a point-like cloud of rms ``cloud_rms_px`` (px); the recoil blur

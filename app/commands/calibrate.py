@@ -2,13 +2,13 @@
 
 Procedures: rabi (pulse-length scan through the instruments: virtual lab or real), reinaudi
 (effective cross-section from several probe intensities), detectivity (differential detectivity
-of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (small-cloud Gaussian fit),
+of |1> and |2>), projection-noise (slope of Var(N1 - N2) vs N), psf (point-spread function),
 detection-noise (atom-free shots), blur (Joffe bound with the PSF), or all of them in this order.
-rabi, detection-noise, detectivity and projection-noise run as plans through the sequencer on the
-instruments (virtual or real alike; calibration/plan_shots.py), with what the lab provides named in
-its [calibration_plans] table; reinaudi (a scan of the virtual lab's probe intensity) and psf (its
-point-like cloud) run as plans too, on the virtual lab only (a real lab has no instrument for the
-probe intensity nor a point-like source here, and gets one clear line); blur is computed.
+Every procedure but blur (computed) runs as plans through the sequencer on the instruments
+(virtual or real alike; calibration/plan_shots.py), with what the lab provides named in its
+[calibration_plans] table: reinaudi scans the probe intensity (a real lab: the channels that
+switch the probe AOM's level, probe_levels; the virtual lab: its state.probe_saturation); psf uses
+a point-like cloud on the virtual lab and the atoms' shot-noise correlation on a real one.
 --atoms-only runs every procedure on the simulated atoms directly.
 Exit status 0, 1 if a fit fails or the instruments are unreachable, 2 for bad input.
 """
@@ -35,9 +35,10 @@ NAMES = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detectio
 PLANNED = ("rabi", "reinaudi", "detectivity", "projection-noise", "psf", "detection-noise")
 """Procedures that run as plans on the instruments (reinaudi: the virtual lab's probe intensity;
 psf: its point-like cloud)."""
-ATOMS_ONLY = ("reinaudi", "psf")
-"""Procedures a real lab cannot run here: no instrument sets the probe intensity, and no
-point-like cloud can be prepared (the virtual lab's plans set both)."""
+ATOMS_ONLY = ("reinaudi",)
+"""Procedures a real lab can run only with what its configuration names: reinaudi needs the
+channels that set the probe intensity ([calibration_plans] probe_levels). (psf runs everywhere:
+on a real lab from the atoms' shot-noise correlation instead of a point-like cloud.)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _why_not(names: Any) -> str:
     """Why a real lab cannot run these procedures here, in words."""
     reasons = {"reinaudi": "needs control of the probe intensity (name the channels that switch "
-                           "the probe AOM's level in [calibration_plans] probe_levels)",
-               "psf": "needs a point-like cloud, which steerlab cannot prepare on a real lab"}
+                           "the probe AOM's level in [calibration_plans] probe_levels)"}
     names = [n for n in names if n in reasons]
     if len(names) == 1:
         return reasons[names[0]]
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     except (LabConfigError, RecordError, LabBuildError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    names = NAMES if args.name == "all" else (args.name,)
-    # what a real lab cannot run: reinaudi without [calibration_plans] probe_levels, psf always
-    unable = tuple(n for n in ATOMS_ONLY if not (n == "reinaudi" and config.calibration_plans.probe_levels))
-    if args.name == "all" and config.kind != "virtual" and not args.atoms_only:
+    names: tuple[str, ...] = NAMES if args.name == "all" else (args.name,)
+    # what a real lab cannot run: reinaudi without [calibration_plans] probe_levels
+    unable = tuple(n for n in ATOMS_ONLY if not config.calibration_plans.probe_levels)
+    if args.name == "all" and config.kind != "virtual" and not args.atoms_only and unable:
         names = tuple(n for n in NAMES if n not in unable)
         print(f"{PROG}: all on {config.name}: {', '.join(names)} ({', '.join(unable)}: "
               f"{_why_not(unable)})", file=sys.stderr)

@@ -133,12 +133,23 @@ def test_calibrate_detection_noise_on_the_emulated_lab(world: World) -> None:
         assert abs(values[key] - truth) < 3 * errors[key], (key, values[key], errors[key])
 
 
-def test_what_a_real_lab_cannot_calibrate_is_one_line(world: World) -> None:
-    done = steerlab("calibrate", "psf", "--config", str(world.config), "--out",
+def test_the_psf_from_the_atoms_shot_noise_on_a_real_lab(world: World) -> None:
+    """No point-like cloud on a real lab: the PSF from the shot-noise correlation of its clouds."""
+    values, errors = calibrate(world, "psf")
+    for axis, truth in (("x", 1.1), ("y", 1.2)):
+        key = f"imaging.psf_sigma_{axis}_px"
+        assert abs(values[key] - truth) < 3 * errors[key] and errors[key] < 0.1, (key, values[key], errors[key])
+
+
+def test_what_a_real_lab_cannot_calibrate_is_one_line(world: World, tmp_path: Path) -> None:
+    config = tmp_path / "no-levels.toml"
+    config.write_text(world.config.read_text().replace(
+        'probe_levels = ["probe_03", "probe_06", "", "probe_2", "probe_4"]', ""))
+    done = steerlab("calibrate", "reinaudi", "--config", str(config), "--out",
                     str(world.tmp / "r.toml"), "--plot-dir", str(world.tmp))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "psf: needs a point-like cloud" in lines[0]
+    assert len(lines) == 1 and "reinaudi: needs control of the probe intensity" in lines[0], lines
 
 
 def test_the_loading_channel_sets_the_atom_number(tmp_path: Path) -> None:
@@ -173,7 +184,9 @@ def test_the_emulated_lab_refuses_a_bad_configuration_in_one_line(tmp_path: Path
 
 
 def test_calibrate_all_on_a_real_lab_runs_what_it_can_and_says_what_it_leaves_out(tmp_path: Path) -> None:
-    """Nothing listens at the addresses: the line naming the procedures, then the unreachable source."""
+    """Nothing listens at the addresses: all runs everything this lab provides for (here: every
+    procedure; without probe_levels: all but reinaudi, said in one line), then stops at the
+    unreachable source."""
     text = (EMULATED / "real-lab.toml").read_text()
     images = tmp_path / "camemu"
     images.mkdir()
@@ -185,7 +198,14 @@ def test_calibrate_all_on_a_real_lab_runs_what_it_can_and_says_what_it_leaves_ou
                     "--plot-dir", str(tmp_path), timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1, done.stderr
-    assert lines[0] == ("steerlab calibrate: all on emulated lab: rabi, reinaudi, detectivity, "
-                        "projection-noise, detection-noise, blur (psf: needs a point-like cloud, which "
-                        "steerlab cannot prepare on a real lab)")
-    assert lines[-1].startswith("steerlab calibrate: instruments: ") and len(lines) == 2, lines
+    assert lines[-1].startswith("steerlab calibrate: instruments: ") and len(lines) == 1, lines
+    no_levels = tmp_path / "no-levels.toml"
+    no_levels.write_text(config.read_text().replace(
+        'probe_levels = ["probe_03", "probe_06", "", "probe_2", "probe_4"]', ""))
+    done = steerlab("calibrate", "all", "--config", str(no_levels), "--out", str(tmp_path / "r.toml"),
+                    "--plot-dir", str(tmp_path), timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and lines[0] == (
+        "steerlab calibrate: all on emulated lab: rabi, detectivity, projection-noise, psf, "
+        "detection-noise, blur (reinaudi: needs control of the probe intensity (name the channels "
+        "that switch the probe AOM's level in [calibration_plans] probe_levels))"), lines
