@@ -318,6 +318,9 @@ POINT_CLOUD_UM = 0.3
 
 #: Lags (px, each axis) of the atom shot-noise correlation the PSF is fitted on.
 NOISE_LAGS_PX = 4
+#: Smallest counting region (px) the shot-noise PSF accepts: the density must vary slowly over
+#: one atom's image (a point-like cloud gives nonsense, measured: 0.44 px for 1.1).
+NOISE_MIN_REGION_PX = 100
 #: Fraction of the photon-recoil image variance that smears one atom's own image (the rest, 12/20,
 #: is the random offset of its time-averaged position, which moves the atom but does not widen
 #: its image; drivers/simulated/imaging.py, after Joffe et al.).
@@ -405,6 +408,10 @@ def psf_from_noise(frames: FrameStack, record: CalibrationRecord, plot: Path | N
         raise ValueError(f"psf from noise: {n_shots} shots; expected at least 20 (better >= 100)")
     lags = NOISE_LAGS_PX
     regions = [cloud_region(img.mean(axis=0), cal.sigma_blur_px) for img in images]
+    smallest = min(int(r.sum()) for r in regions)
+    if smallest < NOISE_MIN_REGION_PX:
+        raise ValueError(f"psf from noise: a cloud's counting region covers {smallest} px; the method "
+                         f"needs clouds much larger than one atom's image (>= {NOISE_MIN_REGION_PX} px)")
 
     def estimate(idx: NDArray[np.intp]) -> tuple[float, float]:
         widths = []

@@ -72,3 +72,6 @@ def test_psf_from_noise_recovers_the_virtual_labs_optics_psf() -> None:
         assert abs(value - truth) < 3 * err and err < 0.05, (key, value, err)
     with pytest.raises(ValueError, match="at least 20"):
         psf_from_noise(frames[:10], rec, None, recoil_sigma_px=recoil)
+    tiny = src.with_cloud(half_width_um=(0.3, 0.3), growth_at_delay=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"counting region covers \d+ px; the method needs clouds much larger"):
+        psf_from_noise(src.shots(30, config=tiny), rec, None, recoil_sigma_px=recoil)
