@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.exact_model import Noise, StateMoments, criteria, split_moments
+from analysis.exact_model import Noise, StateMoments, criteria, split_criteria, split_moments
 from drivers.simulated.atoms import (Exposures, SimulationConfig, SpinConfig, paper_measurement_pulses,
                                      prepared_state)
 from drivers.simulated.cloud import cloud_geometry, pixel_probabilities
@@ -140,11 +140,9 @@ def test_the_paper_squeezing_bounds_one_way_steering() -> None:
     common-mode phase noise moves the optimum outwards but, once the symmetric split no longer steers
     (E(1/2) >= 1, Fig. 3a's 'never both ways'), leaves at best 0.955: 0.045 below 1, less than the
     statistical error of E_EPR at 1000 shots per direction (0.06-0.09, benchmarks/fig3a_power.py)."""
-    from analysis.exact_model import split_criteria
-
     state = state_moments(CONFIG)
     assert 10 * math.log10(state.n_atoms * state.var_z / state.mean_x ** 2) == pytest.approx(-3.2, abs=0.01)
-    assert 16 * state.var_y * state.var_z / (4 * state.mean_x ** 2) == pytest.approx(1.0, abs=1e-3)
+    assert 4 * state.var_y * state.var_z / state.mean_x ** 2 == pytest.approx(1.0, abs=1e-3)   # minimum uncertainty
     assert split_criteria(state, 0.77)["E_EPR_AB"] == pytest.approx(0.909, abs=0.002)
     ps = np.linspace(0.02, 0.98, 97)
     depth_with_shape = []
