@@ -324,8 +324,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is None or not self.session.is_running:
             self.attach_to_server(force=True)
 
-    def attach_to_server(self, force: bool = False) -> bool:
-        """Server mode, on opening: follow the run the data directory's server is executing, if any."""
+    def attach_to_server(self, force: bool = False, ended: Path | None = None) -> bool:
+        """Server mode, on opening: follow the run the data directory's server is executing, if any
+        (not the run written to ``ended``, which this window has just seen end)."""
         if not self.server_mode or (self.session is not None and not force):
             return False
         if self.session is not None and self.session.is_running:
@@ -337,6 +338,9 @@ class MainWindow(QtWidgets.QMainWindow):
         except (LabConfigError, ServerError):
             return False
         if run is None:
+            return False
+        if ended is not None and run.path == ended:
+            run.close()
             return False
         self._follow(run)
         self.run_panel.file_label.setText(str(run.path))
@@ -412,6 +416,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_finished.emit(final)
         if self._closing:
             self.close()
+        elif isinstance(self.session, RemoteRun) and self.session.error != SERVER_STOPPED:
+            # the queue's next run may have started before this one's end reached us, and its
+            # run_started event was then passed over (this window still followed a run)
+            self.attach_to_server(force=True, ended=self.session.path)
 
     def _mark_dirty(self) -> None:
         self._dirty = True

@@ -130,7 +130,7 @@ def test_the_queue_panel_adds_reorders_and_removes_runs(qtbot, tmp_path: Path, l
     w.run_panel.shots_spin.setValue(3000)
     panel.buttons["add"].click()              # starts the server; the run starts; the window follows it
     qtbot.waitUntil(lambda: w.session is not None and w.session.is_running, timeout=60_000)
-    for shots in (30, 60):
+    for shots in (30, 2000):          # the run that will start next is long: still running when looked at
         w.run_panel.shots_spin.setValue(shots)
         panel.buttons["add"].click()
         qtbot.waitUntil(lambda n=shots: any(f"{n} shots" in panel.list.item(i).text()
@@ -151,3 +151,37 @@ def test_the_queue_panel_adds_reorders_and_removes_runs(qtbot, tmp_path: Path, l
     qtbot.waitUntil(lambda: w.session is not None and w.session.path != running and w.session.is_running,
                     timeout=60_000)
     assert client.status()["queue"]["current"]["id"] == second
+
+
+def test_the_window_follows_the_next_queued_run_when_its_start_was_passed_over(qtbot, tmp_path: Path,
+                                                                             lab: Path) -> None:
+    """The queue watcher's ``run_started`` can reach the window before the end of the run it follows
+    (two subscriptions, two threads): the window then still follows a run and passes the event
+    over. When that run's end arrives, the window looks for the server's next run itself."""
+    w = window(qtbot, tmp_path, lab, confirm=lambda title, text: False)
+    w.run_panel.shots_spin.setValue(3000)
+    w.queue_panel.buttons["add"].click()
+    qtbot.waitUntil(lambda: w.session is not None and w.session.is_running, timeout=60_000)
+    w.run_panel.shots_spin.setValue(2000)
+    w.queue_panel.buttons["add"].click()
+    client = Client(data_dir=tmp_path / "runs", timeout_s=5)
+    qtbot.waitUntil(lambda: len(client.queue()["queue"]) == 1, timeout=30_000)
+    (second,) = [i["id"] for i in client.queue()["queue"]]
+    assert w.queue_watcher is not None
+    w.queue_watcher.run_started.disconnect(w._server_run_started)     # the event, passed over
+    first_path = w.session.path
+    client.stop()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:      # no Qt events meanwhile: the end is not yet delivered
+        st = client.status()
+        if ((st.get("queue") or {}).get("current") or {}).get("id") == second and st["run"]["running"]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the server did not start the queued run")
+    with qtbot.waitSignal(w.run_finished, timeout=30_000) as finished:
+        pass
+    assert finished.args == ["stopped"]
+    qtbot.waitUntil(lambda: w.session is not None and w.session.path != first_path and w.session.is_running,
+                    timeout=10_000)
+    assert str(w.session.path) == client.status()["run"]["file"]
