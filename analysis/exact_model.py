@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,22 @@ from analysis.formulas import e_ent, epr
 
 __all__ = ["StateMoments", "Readout", "RegionMoments", "Noise", "readout", "region_moments",
            "split_moments", "criteria", "split_criteria", "physics_md_e_epr"]
+
+
+class SpinState(Protocol):
+    """What :meth:`StateMoments.of` reads of a computed state (hbar, hbar^2); a ``mean_y`` or
+    ``mean_z`` attribute, where present, is checked to be 0."""
+
+    @property
+    def n_atoms(self) -> int: ...
+    @property
+    def mean_x(self) -> float: ...
+    @property
+    def var_x(self) -> float: ...
+    @property
+    def var_y(self) -> float: ...
+    @property
+    def var_z(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,19 @@ class StateMoments:
     var_x: float
     var_y: float
     var_z: float
+
+    @classmethod
+    def of(cls, moments: "SpinState") -> "StateMoments":
+        """The moments of a computed state (e.g. the virtual lab's prepared state), which must point
+        along +x: |<S_y>|, |<S_z>| below 1e-9 N (hbar), else ValueError."""
+        n = int(moments.n_atoms)
+        for name in ("mean_y", "mean_z"):
+            value = float(getattr(moments, name, 0.0))
+            if abs(value) > 1e-9 * max(n, 1):
+                raise ValueError(f"StateMoments needs a state along +x: {name} = {value!r} (hbar), "
+                                 "expected 0")
+        return cls(n, float(moments.mean_x), float(moments.var_x), float(moments.var_y),
+                   float(moments.var_z))
 
     @classmethod
     def gaussian(cls, n_atoms: int, xi2: float, eta2: float, contrast: float) -> "StateMoments":

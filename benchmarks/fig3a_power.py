@@ -20,6 +20,7 @@ TEXT); last line: one JSON object.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -86,7 +87,7 @@ def gap_positions(prob: dict[int, np.ndarray]) -> list[int]:
 
 def closed_form(cfg: SimulationConfig, prob: dict[int, np.ndarray], cols: list[int]) -> dict[str, np.ndarray]:
     m = spin_moments(prepared_state(cfg.spin, cfg.spin.atom_number_mean))
-    state = StateMoments(m.n_atoms, m.mean_x, m.var_x, m.var_y, m.var_z)
+    state = StateMoments.of(m)
     noise = Noise(phase_var=cfg.spin.dephasing_rms_rad ** 2)
     ratio, ab, ba = [], [], []
     for c in cols:
@@ -124,9 +125,16 @@ def one_run(cfg: SimulationConfig, prob: dict[int, np.ndarray], cols: list[int],
 
 
 def main() -> None:
-    shots = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    only = sys.argv[3] if len(sys.argv) > 3 else ""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("shots", nargs="?", type=int, default=3000, help="shots per run (all directions)")
+    ap.add_argument("repeats", nargs="?", type=int, default=100, help="independent runs per variant")
+    ap.add_argument("only", nargs="?", default="", help="only the variants whose name contains this text")
+    args = ap.parse_args()
+    shots, repeats, only = args.shots, args.repeats, args.only
+    if shots < 6:
+        ap.error(f"shots: {shots} is too few (at least 2 per readout direction, 6 in all)")
+    if repeats < 2:
+        ap.error(f"repeats: {repeats} is too few (the scatter over runs needs at least 2)")
     per_direction = shots // 3
     print(f"Fig. 3a from region counts: {repeats} runs of {shots} shots ({per_direction} per direction), "
           f"3 px gap, whole-column masks")

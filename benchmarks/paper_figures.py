@@ -15,6 +15,7 @@ Usage: python benchmarks/paper_figures.py [OUT] [SHOTS]; last line: one JSON obj
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -80,7 +81,7 @@ def model_z_scores(sq: dict[str, Any], state: str) -> dict[str, list[float]]:
     outside lose the rest)."""
     cfg = sim_config(state)
     m = spin_moments(prepared_state(cfg.spin, cfg.spin.atom_number_mean))
-    moments = StateMoments(m.n_atoms, m.mean_x, m.var_x, m.var_y, m.var_z)
+    moments = StateMoments.of(m)
     noise = Noise(phase_var=cfg.spin.dephasing_rms_rad ** 2)
     z: dict[str, list[float]] = {"E_EPR_AB": [], "E_EPR_BA": [], "model_E_EPR_AB": [], "model_E_EPR_BA": []}
     n = float(cfg.spin.atom_number_mean)   # the atoms prepared; the regions' N_A + N_B miss the gap's
@@ -93,8 +94,16 @@ def model_z_scores(sq: dict[str, Any], state: str) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "paper-figures")
-    shots = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=Path("paper-figures"),
+                    help="directory for the runs, PNGs and CSVs (runs already there are reused)")
+    ap.add_argument("shots", nargs="?", type=int, default=3000, help="shots per run (interleaved x, y, z)")
+    args = ap.parse_args()
+    out, shots = args.out, args.shots
+    if shots < 30:
+        ap.error(f"shots: {shots} is too few (the ratio scan needs at least 10 per readout direction)")
+    if out.exists() and not out.is_dir():
+        ap.error(f"out: {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for state, seed in (("squeezed", 1), ("coherent", 2)):

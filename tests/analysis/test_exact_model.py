@@ -94,3 +94,16 @@ def test_common_mode_and_local_noise_shape_steering_in_opposite_directions() -> 
     # E_Ent is jointly minimised over g_z, g_y: the common-mode noise hardly changes it
     ent = curve(SQUEEZED, Noise(phase_var=0.055 ** 2), "E_Ent")
     assert ent.max() < 0.8 and np.all(ent - curve(SQUEEZED, Noise(), "E_Ent") < 0.08)
+
+
+def test_state_moments_of_a_computed_state_along_x() -> None:
+    """StateMoments.of takes the virtual lab's moments of the coherent state (exact: <S_x> = N/2,
+    Var(S_x) = 0, Var(S_y) = Var(S_z) = N/4) and refuses a state not along +x."""
+    from drivers.simulated.spin import coherent_state_x, rotate_z, spin_moments
+
+    state = StateMoments.of(spin_moments(coherent_state_x(N)))
+    assert state.n_atoms == N
+    assert (state.mean_x, state.var_x, state.var_y, state.var_z) == pytest.approx(
+        (COHERENT.mean_x, COHERENT.var_x, COHERENT.var_y, COHERENT.var_z), abs=1e-9)
+    with pytest.raises(ValueError, match=r"mean_y = .*expected 0"):
+        StateMoments.of(spin_moments(rotate_z(coherent_state_x(N), 0.1)))

@@ -49,7 +49,7 @@ def fractions(a: np.ndarray, b: np.ndarray) -> tuple[tuple[float, float], tuple[
 
 def state_moments(config: SimulationConfig) -> StateMoments:
     m = spin_moments(prepared_state(config.spin, config.spin.atom_number_mean))
-    return StateMoments(m.n_atoms, m.mean_x, m.var_x, m.var_y, m.var_z)
+    return StateMoments.of(m)
 
 
 def scan(config: SimulationConfig) -> dict[str, np.ndarray]:

@@ -62,7 +62,7 @@ def _exact_m_moments(config: SimulationConfig, axis: str) -> tuple[float, float]
     the config's dephasing, the closed form of analysis.exact_model.readout (checked equal without noise)."""
     psi = prepared_state(config.spin, config.spin.atom_number_mean)
     mom = spin_moments(psi)
-    state = StateMoments(mom.n_atoms, mom.mean_x, mom.var_x, mom.var_y, mom.var_z)
+    state = StateMoments.of(mom)
     for pulse in paper_measurement_pulses(axis):
         psi = rotate(psi, pulse)
     prob = outcome_probabilities(psi)

@@ -114,7 +114,7 @@ def test_dephasing_adds_anti_squeezing_and_keeps_the_wineland_target() -> None:
                 for d, w in zip(nodes, weights))
     assert var_y > pm.var_y + 0.5 * (pm.mean_x * rms) ** 2  # extra anti-squeezing
     # the closed form of analysis.exact_model (<S_x^2> sin^2 + <S_y^2> cos^2, averaged) agrees
-    closed = readout(StateMoments(N, pm.mean_x, pm.var_x, pm.var_y, pm.var_z), "y", rms ** 2)
+    closed = readout(StateMoments.of(pm), "y", rms ** 2)
     assert closed.var == pytest.approx(var_y, rel=1e-6)
     n_shots = 3000
     z = measured(config, paper_measurement_pulses("z"), n_shots, 9)
